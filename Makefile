@@ -1,0 +1,34 @@
+# `make run`: the daemon on the built-in config (a pty at ./ttyAT0, no hardware).
+# `make test`: the whole test suite. Both create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench docs clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/gatewayd run -c config/gatewayd.toml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python bench/at_roundtrip.py
+
+docs: $(STAMP)
+	$(BIN)/python -m gatewayd.config --reference > docs/config.md
+
+clean:
+	rm -rf $(VENV) build *.egg-info ttyAT0

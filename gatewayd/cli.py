@@ -1,0 +1,159 @@
+"""The ``gatewayd`` command line (a fixed contract, see DESIGN.md):
+
+* ``gatewayd run [-c FILE] [--device DEV] [--dialect esp-at|ameba] [--baudrate N]``
+* ``gatewayd check-config FILE``
+* ``gatewayd plugins``
+
+Without ``-c`` the daemon runs on the built-in config: one ESP-AT port on
+``pty:./ttyAT0`` in the current directory. ``--device`` (with ``--dialect``
+and ``--baudrate``) describes one port that replaces the file's ports; other
+settings still come from the file. A relative ``--device`` path resolves
+against the current directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from gatewayd import __version__
+from gatewayd.config import (
+    Config,
+    ConfigError,
+    PortConfig,
+    Problem,
+    check_config,
+    default_config,
+    load_config,
+    resolve_device,
+)
+from gatewayd.logs import configure_logging, get_logger
+from gatewayd.plugin.manager import PluginError, load_plugins
+
+EXIT_CONFIG = 2
+EXIT_RUNTIME = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gatewayd",
+        description="Stand in for an ESP-AT or Ameba Wi-Fi module on a UART.")
+    parser.add_argument("--version", action="version", version=f"gatewayd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("-c", "--config", type=Path, help="config file (TOML)")
+    run.add_argument("--device", help="device path, socket://host:port, or pty:PATH; "
+                     "replaces the config file's ports")
+    run.add_argument("--dialect", help="dialect of the --device port (default esp-at)")
+    run.add_argument("--baudrate", type=int, help="baud rate of the --device port")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                     help="overrides log.level")
+    check = sub.add_parser("check-config", help="validate a config file")
+    check.add_argument("file", type=Path)
+    sub.add_parser("plugins", help="list registered dialects and transports")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        return _check_config(args.file)
+    if args.command == "plugins":
+        return _plugins()
+    return _run(args)
+
+
+def _check_config(file: Path) -> int:
+    errors, warnings = check_config(file)
+    if not errors:
+        errors = _unknown_dialects(file)
+    for problem in warnings:
+        print(f"warning: {problem}", file=sys.stderr)
+    for problem in errors:
+        print(problem, file=sys.stderr)
+    if errors:
+        return EXIT_CONFIG
+    print(f"{file}: ok")
+    return 0
+
+
+def _unknown_dialects(file: Path) -> list[Problem]:
+    try:
+        known = load_plugins().dialects
+    except PluginError as exc:
+        return [Problem(str(file), "", f"plugins failed to load: {exc}")]
+    return [
+        Problem(str(file), f"port[{i}].dialect",
+                f"no plugin provides dialect {port.dialect!r} (known: {', '.join(sorted(known))})")
+        for i, port in enumerate(load_config(file).ports) if port.dialect not in known
+    ]
+
+
+def _plugins() -> int:
+    try:
+        plugins = load_plugins()
+    except PluginError as exc:
+        print(f"gatewayd: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    print("dialects:")
+    for p in plugins.provided_dialects:
+        print(f"  {p.name:<12} {p.summary}  [plugin {p.plugin} from {p.distribution}]")
+    print("transports:")
+    if not plugins.provided_transports:
+        print("  (none)")
+    for p in plugins.provided_transports:
+        kinds = ",".join(k for k, t in sorted(plugins.transports.items()) if t.name == p.name)
+        print(f"  {p.name:<12} {kinds:<10} {p.summary}  [plugin {p.plugin} from {p.distribution}]")
+    return 0
+
+
+def _load(args: argparse.Namespace) -> Config:
+    config = load_config(args.config) if args.config else default_config(os.getcwd())
+    if args.device is not None:
+        port = PortConfig(
+            name="mcu",
+            device=resolve_device(args.device, os.getcwd()),
+            dialect=args.dialect or "esp-at",
+            baudrate=args.baudrate or 115200,
+        )
+        config = config.model_copy(update={"ports": (port,)})
+    return config
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.device is None and (args.dialect or args.baudrate):
+        print("gatewayd: --dialect and --baudrate describe the --device port; "
+              "give --device too", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(args.log_level or config.log.level, config.log.format)
+    log = get_logger()
+    try:
+        plugins = load_plugins()
+    except PluginError as exc:
+        log.error("plugins failed to load", error=str(exc))
+        return EXIT_RUNTIME
+
+    from gatewayd.daemon import Daemon
+
+    daemon = Daemon(config, plugins, log, reload_source=args.config,
+                    override_ports=config.ports if args.device is not None else None)
+    try:
+        return asyncio.run(daemon.run())
+    except ConfigError as exc:
+        for problem in exc.problems:
+            log.error("config problem", problem=str(problem))
+        return EXIT_CONFIG
+    except OSError as exc:
+        log.error("cannot open port", error=str(exc))
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:
+        return 0

@@ -1,0 +1,518 @@
+"""The configuration file: TOML into typed, frozen pydantic models.
+
+`load_config` reads one TOML file (stdlib `tomllib`) and returns a `Config` or raises
+`ConfigError` listing every problem as `file: key.path: message`. Unknown keys are errors.
+Relative paths (certificate files, device paths, `pty:PATH`) resolve against the config
+file's folder at load time, so a loaded `Config` holds absolute paths only; models built
+in Python resolve against the current directory. `socket://` and other pyserial URLs are
+kept as written. Values keep their TOML types: `baudrate = "115200"` is an error, not 115200.
+
+`check_config` also loads every certificate suite through `gatewayd.certs`.
+`config_reference` renders docs/config.md from the models
+(`python -m gatewayd.config --reference`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import sys
+import tomllib
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticUndefined
+
+from gatewayd import certs
+
+__all__ = [
+    "CertSuite",
+    "CertsConfig",
+    "Config",
+    "ConfigError",
+    "LogConfig",
+    "PortConfig",
+    "Problem",
+    "check_config",
+    "config_reference",
+    "default_config",
+    "load_config",
+    "resolve_device",
+    "resolve_path",
+]
+
+PTY_PREFIX = "pty:"
+_BASE_CONTEXT_KEY = "base"
+_CHECK_FILES_CONTEXT_KEY = "check_files"
+
+
+def resolve_path(path: str | os.PathLike[str], base: str | os.PathLike[str]) -> Path:
+    """`path` made absolute against `base`, normalised but with symlinks kept."""
+    return Path(os.path.normpath(os.path.join(os.path.abspath(base), path)))
+
+
+def resolve_device(device: str, base: str | os.PathLike[str]) -> str:
+    """A `device` string with its path made absolute against `base`.
+
+    `pty:PATH` and plain device paths resolve; `socket://…` and other pyserial URLs
+    (anything containing `://`) are returned unchanged.
+    """
+    if "://" in device:
+        return device
+    if device.startswith(PTY_PREFIX):
+        return PTY_PREFIX + str(resolve_path(device.removeprefix(PTY_PREFIX), base))
+    return str(resolve_path(device, base))
+
+
+def _base_folder(info: ValidationInfo) -> Path:
+    context = info.context or {}
+    return Path(context.get(_BASE_CONTEXT_KEY) or Path.cwd())
+
+
+def _reject_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("Input should be a number, not a boolean")
+    return value
+
+
+_SUITE_INDEX = re.compile(r"0|[1-9][0-9]*")
+
+
+def _suite_index(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and _SUITE_INDEX.fullmatch(value):
+        return int(value)
+    raise ValueError(
+        f"certificate suite index must be a non-negative integer (0, 1, 2, …), got {value!r}"
+    )
+
+
+SuiteIndex = Annotated[int, BeforeValidator(_suite_index)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PortConfig(_Section):
+    """One UART wired to an MCU: one `[[port]]` table each, at least one.
+
+    Names and devices must be unique across ports.
+    """
+
+    name: StrictStr = Field(
+        min_length=1, description="Name of the port in logs and status; unique across ports."
+    )
+    device: StrictStr = Field(
+        min_length=1,
+        description=(
+            "Device path (`/dev/serial0`), pyserial URL (`socket://host:port`), or `pty:PATH`"
+            " (gatewayd creates a pseudo-terminal and a symlink at PATH)."
+        ),
+    )
+    baudrate: StrictInt = Field(default=115200, gt=0, description="Line speed in bit/s.")
+    bytesize: Literal[5, 6, 7, 8] = Field(default=8, description="Data bits per character.")
+    parity: Literal["N", "E", "O", "M", "S"] = Field(
+        default="N", description="Parity: none, even, odd, mark or space."
+    )
+    stopbits: Annotated[Literal[1, 1.5, 2], BeforeValidator(_reject_bool)] = Field(
+        default=1, description="Stop bits."
+    )
+    rtscts: StrictBool = Field(default=False, description="RTS/CTS hardware flow control.")
+    dialect: StrictStr = Field(
+        default="esp-at",
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description=(
+            "AT command set the MCU expects: `esp-at` or `ameba` (built in), or a dialect"
+            " a plugin registers (`gatewayd plugins` lists them)."
+        ),
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _check_and_resolve_device(cls, device: str, info: ValidationInfo) -> str:
+        if device.startswith(PTY_PREFIX) and not device.removeprefix(PTY_PREFIX):
+            raise ValueError("pty: needs a path, e.g. pty:/run/gatewayd/ttyAT0")
+        if device.startswith("socket://"):
+            try:
+                url = urlsplit(device)
+                port = url.port
+            except ValueError:
+                port = None
+            if not url.hostname or port is None or port == 0:
+                raise ValueError(f"{device!r} should be socket://host:port")
+        return resolve_device(device, _base_folder(info))
+
+
+class CertSuite(_Section):
+    """A certificate suite: CA to verify the peer, and the certificate and key to present.
+
+    Any of the three may be given, but a key needs a cert; cert may hold the key too.
+    """
+
+    ca: Path | None = Field(
+        default=None, description="PEM file of the CA certificate(s) that verify the peer."
+    )
+    cert: Path | None = Field(
+        default=None,
+        description="PEM file of the certificate (chain) presented to the peer.",
+    )
+    key: Path | None = Field(
+        default=None, description="PEM file of the unencrypted private key of `cert`."
+    )
+
+    @field_validator("ca", "cert", "key")
+    @classmethod
+    def _resolve(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is None:
+            return None
+        path = resolve_path(path, _base_folder(info))
+        if (info.context or {}).get(_CHECK_FILES_CONTEXT_KEY):
+            if not path.exists():
+                raise ValueError(f"file not found: {path}")
+            if not path.is_file():
+                raise ValueError(f"not a regular file: {path}")
+        return path
+
+    @model_validator(mode="after")
+    def _check_fields(self) -> CertSuite:
+        if self.ca is None and self.cert is None and self.key is None:
+            raise ValueError("a certificate suite needs at least one of ca, cert, key")
+        if self.key is not None and self.cert is None:
+            raise ValueError("key is set but cert is not")
+        return self
+
+    def files(self) -> dict[str, Path]:
+        """The files that are set, by field name."""
+        files = {"ca": self.ca, "cert": self.cert, "key": self.key}
+        return {field: path for field, path in files.items() if path is not None}
+
+
+class CertsConfig(_Section):
+    """Certificate suites by index, for client links and for servers."""
+
+    client: dict[SuiteIndex, CertSuite] = Field(
+        default_factory=dict, description="Suites for client links: `[certs.client.N]`."
+    )
+    server: dict[SuiteIndex, CertSuite] = Field(
+        default_factory=dict, description="Suites for servers: `[certs.server.N]`."
+    )
+
+
+class LogConfig(_Section):
+    """Logging."""
+
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Least severe level that is logged."
+    )
+    format: Literal["auto", "console", "json"] = Field(
+        default="auto",
+        description="`console` for people, `json` for machines; `auto` is console on a terminal.",
+    )
+
+
+class Config(_Section):
+    """The whole file."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    ports: tuple[PortConfig, ...] = Field(
+        alias="port", description="The UARTs: `[[port]]` tables, at least one."
+    )
+    certs: CertsConfig = Field(default_factory=CertsConfig, description="Certificate suites.")
+    log: LogConfig = Field(default_factory=LogConfig, description="Logging.")
+    source: Path | None = Field(
+        default=None, exclude=True, description="The file this was loaded from; not a TOML key."
+    )
+
+    @field_validator("ports")
+    @classmethod
+    def _unique_ports(cls, ports: tuple[PortConfig, ...]) -> tuple[PortConfig, ...]:
+        if not ports:
+            raise ValueError("at least one [[port]] table is needed")
+        for attribute in ("name", "device"):
+            first_index: dict[str, int] = {}
+            for index, port in enumerate(ports):
+                value = getattr(port, attribute)
+                if value in first_index:
+                    raise ValueError(
+                        f"port[{index}] has the same {attribute} as port[{first_index[value]}]:"
+                        f" {value!r}"
+                    )
+                first_index[value] = index
+        return ports
+
+    def port_named(self, name: str) -> PortConfig:
+        """The port called `name`; KeyError if there is none."""
+        for port in self.ports:
+            if port.name == name:
+                return port
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a config file; `str()` is one line: `file: key.path: message`."""
+
+    file: str
+    key_path: str
+    message: str
+
+    def __str__(self) -> str:
+        message = " ".join(self.message.split())
+        if self.key_path:
+            return f"{self.file}: {self.key_path}: {message}"
+        return f"{self.file}: {message}"
+
+
+class ConfigError(Exception):
+    """The config file cannot be used; `.problems` says why, one `Problem` each."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(problem) for problem in problems))
+        self.problems = problems
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if part == "[key]":
+            continue
+        if isinstance(part, int):
+            path += f"[{part}]"
+            continue
+        key = part if _BARE_KEY.fullmatch(part) else '"' + part.replace('"', '\\"') + '"'
+        path += f".{key}" if path else key
+    return path
+
+
+_MESSAGES = {
+    "extra_forbidden": "unknown key",
+    "missing": "required key is missing",
+    "tuple_type": "Input should be an array",
+    "list_type": "Input should be an array",
+    "dict_type": "Input should be a table",
+    "model_type": "Input should be a table",
+    "model_attributes_type": "Input should be a table",
+}
+
+
+def _message(error: Any) -> str:
+    if error["type"] in _MESSAGES:
+        return _MESSAGES[error["type"]]
+    if error["type"] == "value_error":
+        return str(error["ctx"]["error"])
+    value = error.get("input")
+    if isinstance(value, str | int | float | bool):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        return f"{error['msg']} (got {shown})"
+    return error["msg"]
+
+
+def _problems_from(error: ValidationError, file: str) -> list[Problem]:
+    return [Problem(file, _key_path(e["loc"]), _message(e)) for e in error.errors()]
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """The config in TOML file `path`; `ConfigError` lists every problem found.
+
+    Checks types, ranges, unknown keys, unique port names and devices, and that every
+    certificate file exists; `check_config` also parses the certificates.
+    """
+    file = os.fspath(path)
+    try:
+        with open(file, "rb") as stream:
+            data = tomllib.load(stream)
+    except OSError as error:
+        raise ConfigError([Problem(file, "", f"cannot read: {error.strerror}")]) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError([Problem(file, "(toml)", str(error))]) from None
+    if "source" in data:
+        raise ConfigError([Problem(file, "source", "unknown key")])
+    source = Path(os.path.abspath(file))
+    try:
+        config = Config.model_validate(
+            {**data, "source": source},
+            context={_BASE_CONTEXT_KEY: source.parent, _CHECK_FILES_CONTEXT_KEY: True},
+        )
+    except ValidationError as error:
+        raise ConfigError(_problems_from(error, file)) from None
+    return config
+
+
+def default_config(base: str | os.PathLike[str]) -> Config:
+    """The built-in config: one ESP-AT port named "mcu" on `pty:<base>/ttyAT0`."""
+    device = PTY_PREFIX + str(resolve_path("ttyAT0", base))
+    return Config(ports=(PortConfig(name="mcu", device=device),))
+
+
+def check_config(path: str | os.PathLike[str]) -> tuple[list[Problem], list[Problem]]:
+    """(errors, warnings) for config file `path`; valid when errors is empty.
+
+    Beyond `load_config`, loads every certificate suite (PEM parses, key matches cert)
+    and warns about key files that others may read.
+    """
+    file = os.fspath(path)
+    try:
+        config = load_config(file)
+    except ConfigError as error:
+        return error.problems, []
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    for role in ("client", "server"):
+        for index, suite in getattr(config.certs, role).items():
+            key_path = f"certs.{role}.{index}"
+            for field, message in certs.suite_problems(suite):
+                errors.append(Problem(file, f"{key_path}.{field}", message))
+            if suite.key is not None:
+                warning = certs.key_permission_warning(suite.key)
+                if warning:
+                    warnings.append(Problem(file, f"{key_path}.key", warning))
+    return errors, warnings
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return str(value)
+
+
+def _type_name(annotation: Any, metadata: list[Any]) -> str:
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        inner, *extra = get_args(annotation)
+        return _type_name(inner, [*extra, *metadata])
+    if origin is Literal:
+        return " \\| ".join(f"`{_toml_value(choice)}`" for choice in get_args(annotation))
+    if origin in (Union, types.UnionType):
+        return " \\| ".join(
+            _type_name(arg, []) for arg in get_args(annotation) if arg is not type(None)
+        )
+    names = {str: "string", int: "integer", bool: "boolean", float: "float", Path: "path"}
+    name = names.get(annotation, getattr(annotation, "__name__", str(annotation)))
+    for constraint in metadata:
+        for attribute, symbol in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤")):
+            bound = getattr(constraint, attribute, None)
+            if bound is not None:
+                name += f" {symbol} {bound}"
+    return name
+
+
+def _fields_table(model: type[BaseModel]) -> list[str]:
+    lines = ["| Key | Type | Default | Description |", "|---|---|---|---|"]
+    for name, field in model.model_fields.items():
+        if field.default is PydanticUndefined and field.default_factory is None:
+            default = "required"
+        elif field.default is None:
+            default = "unset"
+        else:
+            default = f"`{_toml_value(field.default)}`"
+        type_name = _type_name(field.annotation, field.metadata)
+        lines.append(f"| `{name}` | {type_name} | {default} | {field.description} |")
+    return lines
+
+
+def config_reference() -> str:
+    """Markdown reference of the config file, generated from the models (docs/config.md)."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "<!-- Generated by `python -m gatewayd.config --reference`; do not edit. -->",
+        "",
+        "gatewayd reads one TOML file (`gatewayd run -c FILE`; check it with",
+        "`gatewayd check-config FILE`). Unknown keys are errors. Values keep their TOML",
+        'types: `baudrate = "115200"` is an error. Relative paths (certificate files,',
+        "device paths, `pty:PATH`) resolve against the folder of the config file;",
+        "`socket://` URLs are kept as written. `--device` on the command line replaces the",
+        "ports of the file and resolves against the current directory.",
+        "",
+        "```toml",
+        "[[port]]",
+        'name = "mcu"',
+        'device = "/dev/serial0"',
+        "baudrate = 115200",
+        'dialect = "esp-at"',
+        "",
+        "[certs.client.1]",
+        'ca = "certs/ca.pem"',
+        'cert = "certs/client.pem"',
+        'key = "certs/client.key"',
+        "",
+        "[log]",
+        'level = "info"',
+        "```",
+        "",
+        "## `[[port]]`",
+        "",
+        inspect.cleandoc(PortConfig.__doc__ or ""),
+        "",
+        *_fields_table(PortConfig),
+        "",
+        "## `[certs.client.N]` and `[certs.server.N]`",
+        "",
+        inspect.cleandoc(CertSuite.__doc__ or ""),
+        "",
+        "N is an integer ≥ 0. `certs.client.N` serves client links (the MCU connects",
+        "out); `certs.server.N` serves servers the MCU opens.",
+        "",
+        "- Ameba: `<cert_index>` N selects `certs.client.N` for client links and",
+        "  `certs.server.N` for servers, as the firmware selects its `client_*_N` /",
+        "  `server_*_N` files.",
+        "- ESP-AT: `<pki_number>` P selects the cert and key of `certs.client.P`, and",
+        "  `<ca_number>` C selects the CA of `certs.client.C` (numbers start at 0).",
+        "",
+        "Every file must exist when the config loads. `gatewayd check-config` also parses",
+        "them, checks that each key matches its cert, and warns when others may read a key.",
+        "",
+        *_fields_table(CertSuite),
+        "",
+        "## `[log]`",
+        "",
+        inspect.cleandoc(LogConfig.__doc__ or ""),
+        "",
+        *_fields_table(LogConfig),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _main(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m gatewayd.config")
+    parser.add_argument(
+        "--reference", action="store_true", help="print the Markdown config reference"
+    )
+    arguments = parser.parse_args(argv)
+    if not arguments.reference:
+        parser.print_usage()
+        return 2
+    sys.stdout.write(config_reference())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))

@@ -1,0 +1,115 @@
+"""The daemon: every port's session, signals, and systemd notifications.
+
+Start-up order: plugins are loaded, every port is opened (its pty symlink
+appears), and only then ``READY=1`` is sent. SIGTERM/SIGINT close every port
+and return 0. SIGHUP re-reads the config file: ports whose settings changed
+are reopened, new ports open, removed ports close, unchanged ports (and their
+links) stay up; a file that fails validation is logged and ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Any
+
+from gatewayd.config import Config, ConfigError, PortConfig, Problem, load_config
+from gatewayd.plugin.manager import Plugins
+from gatewayd.port import PortSession
+from gatewayd.systemd import Notifier
+
+__all__ = ["Daemon"]
+
+
+class Daemon:
+    def __init__(self, config: Config, plugins: Plugins, log: Any,
+                 *, reload_source: Path | None = None,
+                 override_ports: tuple[PortConfig, ...] | None = None) -> None:
+        self.config = config
+        self.plugins = plugins
+        self.log = log
+        self.reload_source = reload_source
+        self.override_ports = override_ports
+        self.sessions: dict[str, PortSession] = {}
+        self.notifier = Notifier()
+        self._stop = asyncio.Event()
+
+    def _session(self, port: PortConfig) -> PortSession:
+        dialect = self.plugins.dialects.get(port.dialect)
+        if dialect is None:
+            known = ", ".join(sorted(self.plugins.dialects)) or "none"
+            raise ConfigError([Problem(str(self.config.source or "(command line)"),
+                                       f"port.{port.name}.dialect",
+                                       f"no plugin provides dialect {port.dialect!r} "
+                                       f"(known: {known})")])
+        return PortSession(port, dialect, self.log, self.plugins)
+
+    def status_line(self) -> str:
+        ports = ", ".join(f"{name} ({s.dialect.name})" for name, s in self.sessions.items())
+        return f"{len(self.sessions)} port(s) open: {ports}"
+
+    async def start(self) -> None:
+        for port in self._ports(self.config):
+            session = self._session(port)
+            await session.start()
+            self.sessions[port.name] = session
+
+    def _ports(self, config: Config) -> tuple[PortConfig, ...]:
+        return self.override_ports if self.override_ports is not None else config.ports
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        self.notifier.ready(self.status_line())
+        self.notifier.start_watchdog()
+        self.log.info("gatewayd ready", status=self.status_line())
+        await self._stop.wait()
+        self.log.info("gatewayd stopping")
+        self.notifier.stopping()
+        await self.stop()
+        return 0
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def stop(self) -> None:
+        sessions, self.sessions = list(self.sessions.values()), {}
+        await asyncio.gather(*(s.stop() for s in sessions), return_exceptions=True)
+
+    async def reload(self) -> None:
+        if self.reload_source is None:
+            self.log.info("reload requested; running on the built-in config, nothing to re-read")
+            return
+        self.notifier.reloading()
+        try:
+            config = load_config(self.reload_source)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                self.log.error("reload rejected", problem=str(problem))
+            self.notifier.ready(self.status_line())
+            return
+        wanted = {p.name: p for p in self._ports(config)}
+        for name, session in list(self.sessions.items()):
+            if wanted.get(name) != session.config:
+                await session.stop()
+                del self.sessions[name]
+        for name, port in wanted.items():
+            if name not in self.sessions:
+                try:
+                    session = self._session(port)
+                    await session.start()
+                except Exception as exc:
+                    self.log.error("port failed to open on reload", port=name, error=str(exc))
+                    continue
+                self.sessions[name] = session
+        self.config = config
+        self.log.info("config reloaded", status=self.status_line())
+        self.notifier.ready(self.status_line())

@@ -1,0 +1,128 @@
+"""The Realtek Ameba dialect (ATCMD 2.x, Host Control Mode): syntax and results.
+
+Bytes follow ``shared/reference/ameba-at-behaviour.md``: ``\\r\\nOK\\r\\n`` and
+``\\r\\nERROR: <n>\\r\\n`` (with the space), no echo on the AT port, no ``busy``
+reply (input typed during a command is read once it ends), and nothing at all
+on the AT port for a line that names no command: the firmware writes
+``unknown command`` to its separate log UART, so gatewayd logs it instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gatewayd.at.engine import Framing, Overflow
+from gatewayd.at.grammar import GrammarError, ameba_atoi, ameba_split, ameba_split_escaped
+from gatewayd.dialects.base import (
+    REQUIRED,
+    AtError,
+    CommandSpec,
+    Dialect,
+    Form,
+    Int,
+    Invocation,
+    Raw,
+    Setter,
+    Str,
+    Unknown,
+)
+
+OK = b"\r\nOK\r\n"
+READY = b"ATCMD READY\r\n"
+TT_PROMPT = b">>>\r\n"
+
+FRAMING = Framing(
+    max_line=2000,
+    echo=False,
+    busy_rejects_input=False,
+    line_editing=True,
+    overflow=Overflow.SPLIT,
+)
+
+
+@dataclass
+class AmebaState:
+    """Per-port state that a restart resets."""
+
+
+class AmebaDialect(Dialect):
+    name = "ameba"
+    summary = "Realtek Ameba ATCMD 2.x (Host Control Mode)"
+    framing = FRAMING
+    banner = READY
+
+    def __init__(self, commands: Iterable[CommandSpec]) -> None:
+        table: dict[str, CommandSpec] = {}
+        for spec in commands:
+            if spec.name in table:
+                raise ValueError(f"command AT{spec.name} is defined twice")
+            table[spec.name] = spec
+        self.commands: Mapping[str, CommandSpec] = table
+
+    def parse(self, line: bytes) -> Invocation | Unknown:
+        head, eq, args = line.partition(b"=")
+        if not head.startswith(b"AT") or len(head) <= 3:
+            return Unknown(line, "unknown command")
+        spec = self.commands.get(head[2:].decode("latin-1"))
+        if spec is None:
+            return Unknown(line, "unknown command")
+        if not eq:
+            return Invocation(spec, Form.EXECUTE, None)
+        if spec.set is None:
+            # Commands without parameters ignore whatever follows "=".
+            return Invocation(spec, Form.EXECUTE, None)
+        return Invocation(spec, Form.SET, args)
+
+    def bind(self, setter: Setter, args: bytes) -> tuple[Any, ...]:
+        try:
+            fields = ameba_split_escaped(args) if setter.escaped else ameba_split(args)
+        except GrammarError as exc:
+            raise AtError(1, why=str(exc)) from None
+        if setter.max_params is not None and len(fields) > setter.max_params:
+            raise AtError(1, why="too many parameters")
+        return tuple(
+            _bind_one(param, fields[i] if i < len(fields) else None)
+            for i, param in enumerate(setter.params)
+        )
+
+    def ok(self) -> bytes:
+        return OK
+
+    def error(self, exc: AtError, state: Any) -> bytes:
+        return b"\r\nERROR: %d\r\n" % (exc.code if exc.code is not None else 1)
+
+    def unknown(self, unknown: Unknown, state: Any) -> bytes:
+        return b""
+
+    def line_too_long(self, state: Any) -> bytes:
+        return b""
+
+    def busy(self, state: Any) -> bytes:
+        return b""
+
+    def forced_restart(self) -> bytes:
+        return b""
+
+    def new_state(self) -> AmebaState:
+        return AmebaState()
+
+
+def _bind_one(param: Any, field: bytes | None) -> Any:
+    if not field:
+        if param.default is REQUIRED:
+            raise AtError(param.error, why=f"{param.name} missing")
+        return param.default
+    if isinstance(param, Raw):
+        return field
+    if isinstance(param, Int):
+        value = ameba_atoi(field)
+        if not param.lo <= value <= param.hi:
+            raise AtError(param.error, why=f"{param.name}={value} outside {param.lo}..{param.hi}")
+        return value
+    if isinstance(param, Str):
+        if param.max_len is not None and len(field) > param.max_len:
+            raise AtError(param.error, why=f"{param.name} longer than {param.max_len} bytes")
+        return field.decode("utf-8", "surrogateescape")
+    raise TypeError(f"unsupported parameter type {type(param).__name__}")

@@ -1,0 +1,228 @@
+"""What every dialect is made of: a command table, parameter specs and result bytes.
+
+A dialect is data plus small handlers. Each :class:`CommandSpec` names the
+handlers for the four ESP-AT command forms (Ameba uses only ``set`` and
+``execute``); a :class:`Setter` pairs a set handler with its parameter
+grammar, so ranges and error numbers sit in the table beside the command.
+Adding a command means adding one entry and one handler.
+
+Handlers are coroutines ``handler(ctx, *values) -> bytes | None``. They write
+information lines with ``ctx.write``, read raw blocks with ``ctx.read_raw``,
+return ``None`` for the dialect's ``OK`` or other bytes for a different final
+result (``SEND OK``), and raise :class:`AtError` to fail.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gatewayd.at.engine import Framing
+
+if TYPE_CHECKING:
+    from gatewayd.config import PortConfig
+
+__all__ = [
+    "REQUIRED",
+    "AtError",
+    "CommandSpec",
+    "Dialect",
+    "Form",
+    "Int",
+    "Invocation",
+    "Param",
+    "PortContext",
+    "Raw",
+    "Setter",
+    "Str",
+    "Unknown",
+]
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+#: Marks a parameter without a default.
+REQUIRED: Any = _Required()
+
+
+class AtError(Exception):
+    """A command failed. The dialect turns it into its error result.
+
+    *code* is Ameba's ``ERROR: <n>`` number; *err_code* is the ESP-AT
+    ``ERR CODE:0x…`` value printed before ``ERROR`` when ``AT+SYSLOG=1``."""
+
+    def __init__(self, code: int | None = None, *, err_code: int | None = None, why: str = ""):
+        super().__init__(why or f"error {code if code is not None else err_code}")
+        self.code = code
+        self.err_code = err_code
+        self.why = why
+
+
+class Form(enum.Enum):
+    """The four forms of an AT command."""
+
+    EXECUTE = "execute"  # AT+X
+    QUERY = "query"  # AT+X?
+    TEST = "test"  # AT+X=?
+    SET = "set"  # AT+X=<params>
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One positional parameter. ``default`` is used when the field is empty or
+    absent; ``REQUIRED`` makes that an error. ``error`` is the Ameba error number
+    for a bad value (ESP-AT answers a plain ``ERROR``)."""
+
+    name: str
+    default: Any = REQUIRED
+    error: int = 1
+    #: ESP-AT: may the field be present but empty (``,,``) to mean "default"?
+    allow_empty: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Int(Param):
+    """An integer in ``lo..hi`` inclusive."""
+
+    lo: int = -(2**31)
+    hi: int = 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Str(Param):
+    """A string (ESP-AT: double-quoted; Ameba: the field as written), at most
+    ``max_len`` bytes."""
+
+    max_len: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Raw(Param):
+    """The field's bytes exactly as split, for handlers with their own rules."""
+
+
+Handler = Callable[..., Awaitable[bytes | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Setter:
+    """A set handler with its parameter grammar.
+
+    ``escaped`` selects Ameba's escape-aware split (``\\,`` ``\\\\``); ESP-AT
+    always honours backslashes. ``max_params`` defaults to ``len(params)``."""
+
+    run: Handler
+    params: tuple[Param, ...] = ()
+    escaped: bool = False
+    max_params: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """One row of a dialect's command table."""
+
+    name: str  #: as typed after ``AT`` (``+GMR``, ``E0``)
+    summary: str
+    execute: Handler | None = None
+    query: Handler | None = None
+    test: Handler | None = None
+    set: Setter | None = None
+    section: str = ""  #: Ameba ``AT+LIST`` section header
+
+    def handler(self, form: Form) -> Handler | Setter | None:
+        return {
+            Form.EXECUTE: self.execute,
+            Form.QUERY: self.query,
+            Form.TEST: self.test,
+            Form.SET: self.set,
+        }[form]
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """A parsed command line: which command, which form, its raw argument text."""
+
+    spec: CommandSpec
+    form: Form
+    args: bytes | None
+
+
+class PortContext(Protocol):
+    """What a handler may do with the port it runs on (implemented by the
+    port session)."""
+
+    config: PortConfig
+    dialect: Dialect
+    state: Any  # the dialect's per-port state, from Dialect.new_state()
+
+    def write(self, data: bytes) -> None: ...
+
+    async def read_raw(self, length: int, prompt: bytes) -> bytes: ...
+
+    def restart_after_reply(self) -> None: ...
+
+    def set_echo(self, on: bool) -> None: ...
+
+    def log(self) -> Any: ...
+
+
+@dataclass
+class Unknown:
+    """A line that names no command. ``reply`` is what the MCU gets (ESP-AT:
+    an error; Ameba: nothing, the firmware only logs it)."""
+
+    line: bytes
+    reason: str
+    err_code: int | None = None
+
+
+class Dialect(ABC):
+    """A module's AT personality. Instances are immutable and shared by ports;
+    per-port mutable state lives in the object :meth:`new_state` returns."""
+
+    name: str
+    summary: str
+    framing: Framing
+    #: Written when the port opens and after every restart.
+    banner: bytes
+    commands: Mapping[str, CommandSpec]
+
+    @abstractmethod
+    def parse(self, line: bytes) -> Invocation | Unknown:
+        """Identify the command on *line* (terminator already removed)."""
+
+    @abstractmethod
+    def bind(self, setter: Setter, args: bytes) -> tuple[Any, ...]:
+        """Split and validate set arguments; raise :class:`AtError`."""
+
+    @abstractmethod
+    def ok(self) -> bytes: ...
+
+    @abstractmethod
+    def error(self, exc: AtError, state: Any) -> bytes:
+        """The final result for a failed command."""
+
+    @abstractmethod
+    def unknown(self, unknown: Unknown, state: Any) -> bytes:
+        """What the MCU gets for a line that names no command."""
+
+    @abstractmethod
+    def line_too_long(self, state: Any) -> bytes: ...
+
+    @abstractmethod
+    def busy(self, state: Any) -> bytes:
+        """The reply to input that arrived while a command ran."""
+
+    @abstractmethod
+    def forced_restart(self) -> bytes:
+        """What is written before a forced restart."""
+
+    @abstractmethod
+    def new_state(self) -> Any:
+        """Fresh per-port state, as after power-on."""

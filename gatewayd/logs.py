@@ -1,0 +1,95 @@
+"""Structured logging with structlog.
+
+Output: readable console lines on a terminal, JSON lines otherwise, and
+native journald fields (``PORT``, ``LINK``, ``DIALECT``, …) when running under
+systemd with systemd-python importable. Every event passes
+:func:`redact_secrets` first: values of secret-looking keys and the values of
+``Authorization``/``Cookie`` headers inside any string become ``<redacted>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+__all__ = ["configure_logging", "get_logger", "redact_secrets"]
+
+REDACTED = "<redacted>"
+_SECRET_KEYS = re.compile(r"(?i)^(password|passwd|pwd|auth|authorization|cookie|token|secret|"
+                          r"private_key|api_key)$")
+_SECRET_HEADERS = re.compile(
+    r"(?i)\b((?:proxy-)?authorization|cookie|set-cookie|x-api-key)(\s*:\s*)[^\r\n\\]*")
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "error": logging.ERROR}
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str) and ":" in value:
+        return _SECRET_HEADERS.sub(lambda m: m.group(1) + m.group(2) + REDACTED, value)
+    return value
+
+
+def redact_secrets(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: hide secrets in keys and header-like text."""
+    for key, value in event.items():
+        if _SECRET_KEYS.match(key) and value not in (None, ""):
+            event[key] = REDACTED
+        else:
+            event[key] = _scrub(value)
+    return event
+
+
+def _journal_renderer() -> Any | None:
+    if "JOURNAL_STREAM" not in os.environ and "INVOCATION_ID" not in os.environ:
+        return None
+    try:
+        from systemd import journal  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    priorities = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2, "exception": 3}
+
+    def send(_logger: Any, method: str, event: dict[str, Any]) -> str:
+        message = event.pop("event", "")
+        level = event.pop("level", method)
+        event.pop("timestamp", None)
+        fields = {k.upper(): str(v) for k, v in event.items()}
+        journal.send(f"{message}", PRIORITY=priorities.get(level, 6),
+                     SYSLOG_IDENTIFIER="gatewayd", **fields)
+        raise structlog.DropEvent
+
+    return send
+
+
+def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    """Set up structlog for the process. ``fmt``: auto, console or json."""
+    stream = stream or sys.stderr
+    renderer: Any
+    journal = _journal_renderer() if fmt == "auto" else None
+    if journal is not None:
+        renderer = journal
+    elif fmt == "console" or (fmt == "auto" and stream.isatty()):
+        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    else:
+        renderer = structlog.processors.JSONRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redact_secrets,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(**context: Any) -> Any:
+    return structlog.get_logger("gatewayd").bind(**context)

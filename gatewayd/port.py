@@ -1,0 +1,226 @@
+"""A port session: one UART, its AT engine, its dialect, and its links.
+
+The session is the I/O shell around the sans-I/O engine. Bytes from the UART
+go into :class:`~gatewayd.at.engine.AtEngine`; the events that come back are
+dispatched to the dialect's handlers, which run one at a time as asyncio
+tasks (the module is strictly serial); whatever the engine has to send goes
+straight back to the UART.
+
+Handlers see the session through :class:`~gatewayd.dialects.base.PortContext`.
+Links report to the MCU through :meth:`PortSession.unsolicited`, which the
+engine holds back while a command's response is being written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from gatewayd.at.engine import (
+    AtEngine,
+    Busy,
+    Command,
+    Discarded,
+    Event,
+    ForcedRestart,
+    LineTooLong,
+    RawData,
+)
+from gatewayd.config import PortConfig
+from gatewayd.dialects.base import AtError, Dialect, Invocation, Setter, Unknown
+from gatewayd.uart import Uart, UartSettings
+
+__all__ = ["PortSession"]
+
+#: How much of a line or block the debug log shows.
+LOG_PREVIEW = 160
+
+
+def preview(data: bytes) -> str:
+    text = repr(data[:LOG_PREVIEW])[2:-1]
+    return text + f"…(+{len(data) - LOG_PREVIEW} bytes)" if len(data) > LOG_PREVIEW else text
+
+
+class PortSession:
+    """Runs one port. Create, then ``await start()``; ``await stop()`` to end."""
+
+    def __init__(self, config: PortConfig, dialect: Dialect, log: Any,
+                 plugins: Any = None) -> None:
+        self.config = config
+        self.dialect = dialect
+        self.plugins = plugins
+        self.log = log.bind(port=config.name, dialect=dialect.name)
+        self.engine = AtEngine(dialect.framing)
+        self.state = dialect.new_state()
+        self.uart = Uart(config.device, UartSettings(
+            baudrate=config.baudrate, bytesize=config.bytesize, parity=config.parity,
+            stopbits=config.stopbits, rtscts=config.rtscts), self, self.log)
+        self._running: asyncio.Task[None] | None = None
+        self._raw_waiter: asyncio.Future[bytes] | None = None
+        self._restart_requested = False
+        self._writable = asyncio.Event()
+        self._writable.set()
+        #: Called on every restart, before the banner (links register here).
+        self.on_restart: list[Callable[[], None]] = []
+        self.commands_run = 0
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the UART, write the banner, publish the pty symlink."""
+        await self.uart.open()
+        self.uart.publish()
+        self.log.info("port ready", device=self.config.device, pty=self.uart.pty_path)
+
+    async def stop(self) -> None:
+        """Cancel the running command, flush what is queued, close the UART."""
+        if self._running is not None:
+            self._running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._running
+        await self.uart.drain(timeout=1.0)
+        await self.uart.close()
+        self.log.info("port closed")
+
+    # -- UartConsumer ----------------------------------------------------
+
+    def uart_opened(self) -> None:
+        self.engine.reset()
+        self.engine.send(self.dialect.banner)
+        self._flush()
+
+    def uart_data(self, data: bytes) -> None:
+        self._handle(self.engine.receive_data(data))
+        self._flush()
+
+    def uart_lost(self, exc: BaseException | None) -> None:
+        if self._running is not None:
+            self._running.cancel()
+
+    def uart_pause_writing(self) -> None:
+        self._writable.clear()
+
+    def uart_resume_writing(self) -> None:
+        self._writable.set()
+
+    # -- engine events ---------------------------------------------------
+
+    def _handle(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, Command):
+                self._dispatch(event)
+            elif isinstance(event, RawData):
+                if self._raw_waiter is not None and not self._raw_waiter.done():
+                    self._raw_waiter.set_result(event.data)
+                self.log.debug("at raw in", length=len(event.data), data=preview(event.data))
+            elif isinstance(event, Busy):
+                self.log.debug("at busy", data=preview(event.data))
+                self.engine.send(self.dialect.busy(self.state))
+            elif isinstance(event, ForcedRestart):
+                self.log.info("at forced restart")
+                self.engine.send(self.dialect.forced_restart())
+                if self._running is not None:
+                    self._running.cancel()
+                self._restart()
+            elif isinstance(event, LineTooLong):
+                self.log.warning("at line too long", length=event.length,
+                                 limit=self.dialect.framing.max_line)
+                self._finish(self.dialect.line_too_long(self.state))
+            elif isinstance(event, Discarded):
+                self.log.warning("at input discarded", reason=event.reason,
+                                 length=len(event.data))
+
+    def _dispatch(self, command: Command) -> None:
+        self.log.debug("at in", line=preview(command.line), truncated=command.truncated)
+        parsed = self.dialect.parse(command.line)
+        if isinstance(parsed, Unknown):
+            self.log.info("at unknown command", line=preview(command.line), reason=parsed.reason)
+            self._finish(self.dialect.unknown(parsed, self.state))
+            return
+        self._running = asyncio.get_running_loop().create_task(self._run(parsed))
+
+    async def _run(self, invocation: Invocation) -> None:
+        spec, form = invocation.spec, invocation.form
+        try:
+            handler = spec.handler(form)
+            if handler is None:
+                raise AtError(1, why=f"AT{spec.name} has no {form.value} form")
+            if isinstance(handler, Setter):
+                values = self.dialect.bind(handler, invocation.args or b"")
+                result = await handler.run(self, *values)
+            else:
+                result = await handler(self)
+        except AtError as exc:
+            self.log.info("at error", command=f"AT{spec.name}", form=form.value,
+                          code=exc.code, reason=exc.why)
+            final = self.dialect.error(exc, self.state)
+        except asyncio.CancelledError:
+            self._running = None
+            raise
+        except Exception:
+            self.log.exception("handler crashed", command=f"AT{spec.name}")
+            final = self.dialect.error(AtError(1, why="internal error"), self.state)
+        else:
+            final = self.dialect.ok() if result is None else result
+        self._running = None
+        self.commands_run += 1
+        self._finish(final)
+        self._flush()
+
+    def _finish(self, final: bytes) -> None:
+        events = self.engine.finish(final)
+        if self._restart_requested:
+            self._restart()
+            events = []
+        self._handle(events)
+
+    def _restart(self) -> None:
+        """Reboot the emulated module: links close, state resets, banner."""
+        self._restart_requested = False
+        for callback in self.on_restart:
+            callback()
+        self.engine.reset()
+        self.state = self.dialect.new_state()
+        self.engine.send(self.dialect.banner)
+        self.log.info("module restarted")
+
+    def _flush(self) -> None:
+        data = self.engine.data_to_send()
+        if data:
+            self.log.debug("at out", data=preview(data))
+            self.uart.write(data)
+
+    # -- PortContext (what handlers use) ---------------------------------
+
+    def write(self, data: bytes) -> None:
+        self.engine.send(data)
+        self._flush()
+
+    async def read_raw(self, length: int, prompt: bytes) -> bytes:
+        loop = asyncio.get_running_loop()
+        self._raw_waiter = loop.create_future()
+        self.engine.expect_raw(length, prompt)
+        self._flush()
+        try:
+            return await self._raw_waiter
+        finally:
+            self._raw_waiter = None
+
+    async def writable(self) -> None:
+        """Wait until the UART's write buffer is below its low-water mark."""
+        await self._writable.wait()
+
+    def restart_after_reply(self) -> None:
+        self._restart_requested = True
+
+    def set_echo(self, on: bool) -> None:
+        self.engine.echo = on
+
+    # -- for links -------------------------------------------------------
+
+    def unsolicited(self, message: bytes) -> None:
+        """Send a message the MCU did not ask for, never inside a response."""
+        self.engine.unsolicited(message)
+        self._flush()

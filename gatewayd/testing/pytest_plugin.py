@@ -1,0 +1,39 @@
+"""pytest fixtures for gatewayd and its plugins (loaded through ``pytest11``).
+
+* ``esp_at_mcu`` / ``ameba_mcu``: a :class:`~gatewayd.testing.VirtualMcu`
+  talking to an in-process gatewayd port of that dialect, banner already read.
+* ``gateway``: the factory behind them, ``async with gateway(dialect=…,
+  extra_plugins=[my_plugin]) as (daemon, mcu):`` for plugin authors.
+
+The fixtures need pytest-asyncio; without it this plugin defines nothing, so
+installing gatewayd never breaks an unrelated test suite.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+try:
+    import pytest_asyncio
+except ImportError:  # pragma: no cover - depends on the environment
+    pytest_asyncio = None
+
+if pytest_asyncio is not None:
+    from gatewayd.testing.virtual_mcu import running_gateway
+
+    @pytest.fixture
+    def gateway(tmp_path):
+        """Factory: ``async with gateway(dialect="ameba") as (daemon, mcu): …``."""
+        return functools.partial(running_gateway, tmp_path)
+
+    @pytest_asyncio.fixture
+    async def esp_at_mcu(tmp_path):
+        async with running_gateway(tmp_path, dialect="esp-at") as (_, mcu):
+            yield mcu
+
+    @pytest_asyncio.fixture
+    async def ameba_mcu(tmp_path):
+        async with running_gateway(tmp_path, dialect="ameba") as (_, mcu):
+            yield mcu

@@ -1,0 +1,168 @@
+"""The interface between the core and transport plugins.
+
+A transport plugin's hook returns :class:`Transport` objects synchronously;
+those objects do the asynchronous work. The core never opens a socket itself:
+a dialect handler describes the link it wants (:class:`ClientRequest`,
+:class:`ListenRequest`) and the transport registered for that *kind* carries
+it. Events travel back through the :class:`LinkEvents` the core passes in.
+
+Backpressure: :meth:`LinkEvents.data` is awaited. It returns once the payload
+sits in the link's bounded receive buffer, so a transport that awaits it
+before reading more from its socket slows the peer down instead of letting
+memory grow (TCP and WebSocket). Datagram transports may drop instead and
+must count what they drop.
+"""
+
+from __future__ import annotations
+
+import enum
+import ssl
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+__all__ = [
+    "ClientRequest",
+    "Connection",
+    "LinkEvents",
+    "ListenRequest",
+    "Listener",
+    "Opcode",
+    "SocketOptions",
+    "Transport",
+    "TransportError",
+]
+
+
+class Opcode(enum.IntEnum):
+    """WebSocket opcodes (RFC 6455 §5.2); stream transports use BINARY."""
+
+    CONTINUATION = 0x0
+    TEXT = 0x1
+    BINARY = 0x2
+    CLOSE = 0x8
+    PING = 0x9
+    PONG = 0xA
+
+
+class TransportError(Exception):
+    """A link could not be opened or used. ``stage`` says where it failed
+    ("resolve", "connect", "tls", "handshake", "send"), so dialects can map it
+    onto their error numbers."""
+
+    def __init__(self, message: str, *, stage: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+@dataclass(frozen=True, slots=True)
+class SocketOptions:
+    """Options applied to the real socket. ``None`` leaves the OS default."""
+
+    send_timeout: float | None = None
+    recv_timeout: float | None = None
+    nodelay: bool | None = None
+    keepalive: bool | None = None
+    keepalive_idle: int | None = None
+    keepalive_interval: int | None = None
+    keepalive_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRequest:
+    """An outgoing link. ``kind`` selects the transport ("ws", "tcp", "udp", …).
+
+    ``tls`` is a ready context (``None`` = plain); ``server_hostname`` is the
+    name checked against the certificate when the context checks hostnames."""
+
+    kind: str
+    host: str
+    port: int
+    path: str = "/"
+    tls: ssl.SSLContext | None = None
+    server_hostname: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    subprotocols: tuple[str, ...] = ()
+    connect_timeout: float | None = None
+    local_port: int | None = None
+    options: SocketOptions = field(default_factory=SocketOptions)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenRequest:
+    """A listening link: bind to ``host`` ("" = every interface) and ``port``."""
+
+    kind: str
+    host: str
+    port: int
+    tls: ssl.SSLContext | None = None
+    backlog: int = 8
+    options: SocketOptions = field(default_factory=SocketOptions)
+
+
+class LinkEvents(Protocol):
+    """The core's side of one link; the transport calls these."""
+
+    async def data(self, payload: bytes, *, opcode: Opcode = Opcode.BINARY, fin: bool = True,
+                   peer: tuple[str, int] | None = None) -> None:
+        """A payload arrived. Returns when it is buffered (backpressure)."""
+
+    def pong(self, payload: bytes) -> None:
+        """A WebSocket pong arrived."""
+
+    def closed(self, *, by_peer: bool, code: int | None = None,
+               error: BaseException | None = None) -> None:
+        """The link ended. Called once."""
+
+
+class Connection(ABC):
+    """One open link, as the core sees it."""
+
+    local: tuple[str, int]
+    peer: tuple[str, int]
+
+    @abstractmethod
+    async def send(self, payload: bytes, *, opcode: Opcode = Opcode.BINARY, fin: bool = True,
+                   peer: tuple[str, int] | None = None) -> None:
+        """Hand *payload* to the network. Raises :class:`TransportError`."""
+
+    @abstractmethod
+    async def close(self, *, code: int | None = None) -> None:
+        """Close gracefully (a close frame for WebSocket, FIN for TCP)."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Drop the connection at once, sending nothing more."""
+
+
+class Listener(ABC):
+    """A listening socket that hands each accepted peer to the core."""
+
+    local: tuple[str, int]
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop accepting. Already accepted connections stay open."""
+
+
+#: Called by a listener for each accepted connection; returns its events.
+Accept = Callable[[Connection], LinkEvents]
+
+
+class Transport(ABC):
+    """A factory for links of some kinds. Registered by a plugin hook."""
+
+    #: Unique name shown by ``gatewayd plugins``.
+    name: str
+    #: Link kinds served ("ws", "tcp", "udp", "tls").
+    kinds: frozenset[str]
+    summary: str = ""
+
+    @abstractmethod
+    async def connect(self, request: ClientRequest, events: LinkEvents) -> Connection:
+        """Open an outgoing link. Raises :class:`TransportError`."""
+
+    async def listen(self, request: ListenRequest, accept: Accept) -> Listener:
+        """Start a listener. Transports that only connect need not override."""
+        raise TransportError(f"{self.name} cannot listen", stage="listen")

@@ -1,0 +1,119 @@
+"""Ameba system commands end to end: a virtual MCU on gatewayd's pty.
+
+Expected bytes are those of shared/reference/ameba-at-behaviour.md §1, §4, §6.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from gatewayd.dialects.ameba.core import DOWNSTREAM_PATTERN, GMR_LINES
+
+OK = b"\r\nOK\r\n"
+
+
+async def test_banner_then_test_ok(ameba_mcu):
+    await ameba_mcu.command(b"AT+TEST", OK)
+
+
+async def test_no_echo(ameba_mcu):
+    await ameba_mcu.send(b"AT+TEST\r\n")
+    await ameba_mcu.expect(OK)
+    await ameba_mcu.expect_silence(0.1)
+
+
+async def test_gmr(ameba_mcu):
+    await ameba_mcu.command(b"AT+GMR", GMR_LINES + OK)
+    assert GMR_LINES.startswith(b"AMEBA-RTOS SDK VERSION: ")
+    assert b"\nATCMD VERSION: 2." in GMR_LINES
+    assert b"\r\nCOMPILE ENV : " in GMR_LINES
+
+
+async def test_list(ameba_mcu):
+    await ameba_mcu.command(b"AT+LIST", b"Common AT Command:\r\nAT+RST\r\nAT+GMR\r\n"
+                            b"AT+TEST\r\nAT+LIST\r\n" + OK)
+
+
+async def test_list_ignores_arguments(ameba_mcu):
+    await ameba_mcu.send(b"AT+LIST=1\r\n")
+    reply = await ameba_mcu.read_until(OK)
+    assert reply.startswith(b"Common AT Command:\r\n")
+
+
+async def test_rst_prints_ok_then_banner(ameba_mcu):
+    await ameba_mcu.command(b"AT+RST", OK + b"ATCMD READY\r\n")
+    await ameba_mcu.command(b"AT+TEST", OK)
+
+
+async def test_test_echo_mode(ameba_mcu):
+    await ameba_mcu.command(b"AT+TEST=0,hello", b"\r\n arg len = 5 \r\n\r\n arg = hello \r\n" + OK)
+
+
+async def test_test_upload_mode_reads_raw_block(ameba_mcu):
+    await ameba_mcu.send(b"AT+TEST=1,10\r\n")
+    await ameba_mcu.expect(b">>>\r\n")
+    await ameba_mcu.send(b"12\r\n5,\\789")
+    await ameba_mcu.expect(OK)
+
+
+async def test_test_downstream_mode(ameba_mcu):
+    await ameba_mcu.command(b"AT+TEST=2,100", (DOWNSTREAM_PATTERN * 2)[:100] + OK)
+
+
+@pytest.mark.parametrize("line", [
+    b"AT",            # bare AT is an unknown command on Ameba
+    b"ATE0",          # no echo commands
+    b"at+test",       # keys are case-sensitive
+    b"AT+NOSUCH",
+    b"hello",
+    b"",
+])
+async def test_unknown_commands_get_nothing_on_the_at_port(ameba_mcu, line):
+    await ameba_mcu.send(line + b"\r\n")
+    await ameba_mcu.expect_silence(0.15)
+    await ameba_mcu.command(b"AT+TEST", OK)
+
+
+@pytest.mark.parametrize("line", [
+    b"AT+TEST=3",       # no such mode
+    b"AT+TEST=1,0",     # zero-length upload
+    b"AT+TEST=2,999999999",
+    b"AT+TEST=-1",
+])
+async def test_bad_parameters_get_error_1(ameba_mcu, line):
+    await ameba_mcu.command(line, b"\r\nERROR: 1\r\n")
+    await ameba_mcu.command(b"AT+TEST", OK)
+
+
+async def test_line_editing_backspace(ameba_mcu):
+    await ameba_mcu.send(b"AT+TESX\x08T\r\n")
+    await ameba_mcu.expect(OK)
+
+
+async def test_input_during_a_command_runs_after_it(ameba_mcu):
+    # No busy reply on Ameba: the line editor reads the second line later.
+    await ameba_mcu.send(b"AT+TEST=0,a\r\nAT+TEST\r\n")
+    await ameba_mcu.expect(b"\r\n arg len = 1 \r\n\r\n arg = a \r\n" + OK + OK)
+
+
+async def test_bytes_beyond_a_raw_block_are_lost(ameba_mcu):
+    await ameba_mcu.send(b"AT+TEST=1,3\r\n")
+    await ameba_mcu.expect(b">>>\r\n")
+    await ameba_mcu.send(b"abcAT+TEST\r\n")
+    await ameba_mcu.expect(OK)
+    await ameba_mcu.expect_silence(0.1)
+
+
+async def test_overlong_line_is_truncated_and_session_survives(ameba_mcu):
+    await ameba_mcu.send(b"AT+TEST=0," + b"x" * 3000 + b"\r\n")
+    reply = await ameba_mcu.read_until(OK)
+    assert reply.startswith(b"\r\n arg len = 1988 \r\n")
+    # The rest of the line ran as its own (unknown) command: nothing more arrives.
+    await ameba_mcu.expect_silence(0.15)
+    await ameba_mcu.command(b"AT+TEST", OK)
+
+
+async def test_random_garbage_then_test_answers(ameba_mcu):
+    await ameba_mcu.send(bytes(range(1, 256)) * 8 + b"\r\n")
+    await ameba_mcu.expect_silence(0.1)
+    await ameba_mcu.command(b"AT+TEST", OK)
