@@ -165,6 +165,9 @@ class PortContext(Protocol):
 
     async def read_raw(self, length: int, prompt: bytes) -> bytes: ...
 
+    async def writable(self) -> None:
+        """Returns once the UART's write buffer has room (backpressure)."""
+
     def restart_after_reply(self) -> None: ...
 
     def set_echo(self, on: bool) -> None: ...

@@ -22,6 +22,7 @@ GMR_LINES = (
 
 #: AT+TEST=2,<len> writes this pattern, repeated, as its downstream test data.
 DOWNSTREAM_PATTERN = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+DOWNSTREAM_CHUNK = 4096
 #: Largest AT+TEST=1/2 length accepted (the firmware's TT ring is 80 KB).
 TEST_MAX_LEN = 80 * 1024
 
@@ -41,7 +42,10 @@ async def test_modes(ctx: PortContext, mode: int, arg: bytes) -> None:
         await ctx.read_raw(length, TT_PROMPT)
     else:
         reps = -(-length // len(DOWNSTREAM_PATTERN))
-        ctx.write((DOWNSTREAM_PATTERN * reps)[:length])
+        data = (DOWNSTREAM_PATTERN * reps)[:length]
+        for start in range(0, length, DOWNSTREAM_CHUNK):
+            await ctx.writable()
+            ctx.write(data[start : start + DOWNSTREAM_CHUNK])
 
 
 async def list_commands(ctx: PortContext) -> None:
