@@ -146,6 +146,32 @@ class PortConfig(_Section):
         ),
     )
 
+    trust_any_server_cert: StrictBool = Field(
+        default=False,
+        description=(
+            "Accept any TLS server certificate where the module would not verify it (ESP-AT"
+            " auth_mode 0/1, Ameba conn_type 2), as the firmware does. Default: verify against"
+            " the system trust store."
+        ),
+    )
+    ws_reconnect_interval: float = Field(
+        default=10.0, gt=0, le=3600,
+        description="ESP-AT: seconds between reconnect attempts of a dropped WebSocket link.",
+    )
+    wifi_interface: StrictStr | None = Field(
+        default=None,
+        description=(
+            "ESP-AT: host interface whose address AT+CWJAP/AT+CIFSR/AT+CIPSTA? report;"
+            " default: the interface of the default route."
+        ),
+    )
+    wifi_ssid: StrictStr | None = Field(
+        default=None,
+        description=(
+            "SSID reported by AT+CWJAP? (ESP-AT); default: the SSID the MCU asked to join."
+        ),
+    )
+
     @field_validator("device")
     @classmethod
     def _check_and_resolve_device(cls, device: str, info: ValidationInfo) -> str:

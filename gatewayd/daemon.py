@@ -43,7 +43,7 @@ class Daemon:
                                        f"port.{port.name}.dialect",
                                        f"no plugin provides dialect {port.dialect!r} "
                                        f"(known: {known})")])
-        return PortSession(port, dialect, self.log, self.plugins)
+        return PortSession(port, dialect, self.log, self.plugins, self.config.certs)
 
     def status_line(self) -> str:
         ports = ", ".join(f"{name} ({s.dialect.name})" for name, s in self.sessions.items())
@@ -111,5 +111,7 @@ class Daemon:
                     continue
                 self.sessions[name] = session
         self.config = config
+        for session in self.sessions.values():
+            session.certs = config.certs  # changed suites apply to new connections
         self.log.info("config reloaded", status=self.status_line())
         self.notifier.ready(self.status_line())

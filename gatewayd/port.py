@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
 from typing import Any
 
 from gatewayd.at.engine import (
@@ -28,7 +27,7 @@ from gatewayd.at.engine import (
     LineTooLong,
     RawData,
 )
-from gatewayd.config import PortConfig
+from gatewayd.config import CertsConfig, PortConfig
 from gatewayd.dialects.base import AtError, Dialect, Invocation, Setter, Unknown
 from gatewayd.uart import Uart, UartSettings
 
@@ -36,6 +35,10 @@ __all__ = ["PortSession"]
 
 #: How much of a line or block the debug log shows.
 LOG_PREVIEW = 160
+#: Unsolicited bytes the engine may hold while a command runs before links
+#: wait (:meth:`PortSession.deliver`); with the UART's own write buffer this
+#: bounds what a port keeps in memory for the MCU.
+UNSOLICITED_LIMIT = 32 * 1024
 
 
 def preview(data: bytes) -> str:
@@ -47,10 +50,11 @@ class PortSession:
     """Runs one port. Create, then ``await start()``; ``await stop()`` to end."""
 
     def __init__(self, config: PortConfig, dialect: Dialect, log: Any,
-                 plugins: Any = None) -> None:
+                 plugins: Any = None, certs: CertsConfig | None = None) -> None:
         self.config = config
         self.dialect = dialect
         self.plugins = plugins
+        self.certs = certs if certs is not None else CertsConfig()
         self.log = log.bind(port=config.name, dialect=dialect.name)
         self.engine = AtEngine(dialect.framing)
         self.state = dialect.new_state()
@@ -62,8 +66,9 @@ class PortSession:
         self._restart_requested = False
         self._writable = asyncio.Event()
         self._writable.set()
-        #: Called on every restart, before the banner (links register here).
-        self.on_restart: list[Callable[[], None]] = []
+        self._nothing_held = asyncio.Event()
+        self._nothing_held.set()
+        self._shutdowns: set[asyncio.Task[None]] = set()
         self.commands_run = 0
 
     # -- lifecycle -------------------------------------------------------
@@ -75,11 +80,12 @@ class PortSession:
         self.log.info("port ready", device=self.config.device, pty=self.uart.pty_path)
 
     async def stop(self) -> None:
-        """Cancel the running command, flush what is queued, close the UART."""
+        """Cancel the running command, close every link, flush, close the UART."""
         if self._running is not None:
             self._running.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._running
+        await self.dialect.shutdown(self.state)
         await self.uart.drain(timeout=1.0)
         await self.uart.close()
         self.log.info("port closed")
@@ -133,10 +139,12 @@ class PortSession:
                                  length=len(event.data))
 
     def _dispatch(self, command: Command) -> None:
-        self.log.debug("at in", line=preview(command.line), truncated=command.truncated)
         parsed = self.dialect.parse(command.line)
+        shown = command.line if isinstance(parsed, Unknown) else \
+            self.dialect.loggable(command.line, parsed)
+        self.log.debug("at in", line=preview(shown), truncated=command.truncated)
         if isinstance(parsed, Unknown):
-            self.log.info("at unknown command", line=preview(command.line), reason=parsed.reason)
+            self.log.info("at unknown command", line=preview(shown), reason=parsed.reason)
             self._finish(self.dialect.unknown(parsed, self.state))
             return
         self._running = asyncio.get_running_loop().create_task(self._run(parsed))
@@ -171,6 +179,7 @@ class PortSession:
 
     def _finish(self, final: bytes) -> None:
         events = self.engine.finish(final)
+        self._nothing_held.set()
         if self._restart_requested:
             self._restart()
             events = []
@@ -179,9 +188,12 @@ class PortSession:
     def _restart(self) -> None:
         """Reboot the emulated module: links close, state resets, banner."""
         self._restart_requested = False
-        for callback in self.on_restart:
-            callback()
+        old_state = self.state
+        self._shutdowns.add(task := asyncio.get_running_loop().create_task(
+            self.dialect.shutdown(old_state)))
+        task.add_done_callback(self._shutdowns.discard)
         self.engine.reset()
+        self._nothing_held.set()
         self.state = self.dialect.new_state()
         self.engine.send(self.dialect.banner)
         self.log.info("module restarted")
@@ -223,4 +235,16 @@ class PortSession:
     def unsolicited(self, message: bytes) -> None:
         """Send a message the MCU did not ask for, never inside a response."""
         self.engine.unsolicited(message)
+        if self.engine.unsolicited_pending:
+            self._nothing_held.clear()
         self._flush()
+
+    async def deliver(self, message: bytes) -> None:
+        """Like :meth:`unsolicited`, but first wait until the UART has room and
+        the engine holds less than :data:`UNSOLICITED_LIMIT` bytes: links
+        await this before reading more from the network (backpressure)."""
+        while not self._writable.is_set() or self.engine.unsolicited_pending > UNSOLICITED_LIMIT:
+            await self._writable.wait()
+            if self.engine.unsolicited_pending > UNSOLICITED_LIMIT:
+                await self._nothing_held.wait()
+        self.unsolicited(message)

@@ -123,9 +123,12 @@ class Connection(ABC):
     peer: tuple[str, int]
 
     @abstractmethod
-    async def send(self, payload: bytes, *, opcode: Opcode = Opcode.BINARY, fin: bool = True,
+    async def send(self, payload: bytes, *, opcode: int = Opcode.BINARY, fin: bool = True,
                    peer: tuple[str, int] | None = None) -> None:
-        """Hand *payload* to the network. Raises :class:`TransportError`."""
+        """Hand *payload* to the network. Raises :class:`TransportError`.
+
+        *opcode* is an :class:`Opcode` or any other 4-bit value (an MCU may
+        send reserved opcodes; the peer decides what to make of them)."""
 
     @abstractmethod
     async def close(self, *, code: int | None = None) -> None:

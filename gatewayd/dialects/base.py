@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gatewayd.at.engine import Framing
 
 if TYPE_CHECKING:
-    from gatewayd.config import PortConfig
+    from gatewayd.config import CertsConfig, PortConfig
 
 __all__ = [
     "REQUIRED",
@@ -134,6 +134,8 @@ class CommandSpec:
     test: Handler | None = None
     set: Setter | None = None
     section: str = ""  #: Ameba ``AT+LIST`` section header
+    #: Set-parameter indexes never written to logs (passwords, credentials).
+    secret_params: tuple[int, ...] = ()
 
     def handler(self, form: Form) -> Handler | Setter | None:
         return {
@@ -158,6 +160,9 @@ class PortContext(Protocol):
     port session)."""
 
     config: PortConfig
+    certs: CertsConfig
+    plugins: Any  # gatewayd.plugin.manager.Plugins
+    log: Any
     dialect: Dialect
     state: Any  # the dialect's per-port state, from Dialect.new_state()
 
@@ -172,7 +177,9 @@ class PortContext(Protocol):
 
     def set_echo(self, on: bool) -> None: ...
 
-    def log(self) -> Any: ...
+    def unsolicited(self, message: bytes) -> None: ...
+
+    async def deliver(self, message: bytes) -> None: ...
 
 
 @dataclass
@@ -229,3 +236,10 @@ class Dialect(ABC):
     @abstractmethod
     def new_state(self) -> Any:
         """Fresh per-port state, as after power-on."""
+
+    async def shutdown(self, state: Any) -> None:  # noqa: B027 - most dialects hold no links
+        """Close every link *state* holds (restart, port closing)."""
+
+    def loggable(self, line: bytes, invocation: Invocation) -> bytes:
+        """*line* with the parameters listed in ``secret_params`` hidden."""
+        return line

@@ -1,8 +1,8 @@
 """Espressif ESP-AT: the dialect object assembled from its command modules."""
 
-from gatewayd.dialects.esp_at import core
+from gatewayd.dialects.esp_at import core, websocket, wifi
 from gatewayd.dialects.esp_at.dialect import EspAtDialect
 
-DIALECT = EspAtDialect(core.COMMANDS)
+DIALECT = EspAtDialect(core.COMMANDS + wifi.COMMANDS + websocket.COMMANDS)
 
 __all__ = ["DIALECT", "EspAtDialect"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from gatewayd.at.engine import Framing, Overflow
@@ -28,6 +27,7 @@ from gatewayd.dialects.base import (
     Str,
     Unknown,
 )
+from gatewayd.dialects.esp_at.state import EspAtState
 
 OK = b"\r\nOK\r\n"
 ERROR = b"\r\nERROR\r\n"
@@ -53,13 +53,6 @@ FRAMING = Framing(
 )
 
 _NAME = re.compile(rb"[A-Za-z0-9_!%\-./:+]*")
-
-
-@dataclass
-class EspAtState:
-    """Per-port state that a restart resets."""
-
-    syslog: bool = False
 
 
 class EspAtDialect(Dialect):
@@ -110,6 +103,14 @@ class EspAtDialect(Dialect):
             values.append(_bind_one(param, index, field))
         return tuple(values)
 
+    def loggable(self, line: bytes, invocation: Invocation) -> bytes:
+        secret = invocation.spec.secret_params
+        if not secret or invocation.args is None:
+            return line
+        fields = esp_at_split(invocation.args)
+        shown = [b"<redacted>" if i in secret and f else f for i, f in enumerate(fields)]
+        return line[: len(line) - len(invocation.args)] + b",".join(shown)
+
     def ok(self) -> bytes:
         return OK
 
@@ -132,6 +133,9 @@ class EspAtDialect(Dialect):
 
     def new_state(self) -> EspAtState:
         return EspAtState()
+
+    async def shutdown(self, state: EspAtState) -> None:
+        await state.ws.close_all()
 
 
 def _bind_one(param: Any, index: int, field: bytes | None) -> Any:

@@ -1,0 +1,58 @@
+"""Per-port ESP-AT state, as the module keeps it in RAM (a restart resets it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gatewayd.links import ClientLink
+
+
+@dataclass(frozen=True, slots=True)
+class WsConfig:
+    """One link's AT+WSCFG; consumed by the next AT+WSOPEN of that link."""
+
+    ping_interval: int = 10
+    ping_timeout: int = 120
+    buffer_size: int = 1024
+    auth_mode: int = 0
+    pki_number: int = 0
+    ca_number: int = 0
+
+
+@dataclass
+class WsLinkInfo:
+    link: ClientLink
+    uri: str
+    config: WsConfig
+
+
+@dataclass
+class WsState:
+    configs: dict[int, WsConfig] = field(default_factory=dict)
+    headers: list[tuple[str, str]] = field(default_factory=list)  # newest first
+    links: dict[int, WsLinkInfo] = field(default_factory=dict)
+
+    async def close_all(self) -> None:
+        links = list(self.links.values())
+        self.links.clear()
+        self.configs.clear()
+        for info in links:
+            await info.link.close(graceful=False)
+
+
+@dataclass
+class WifiState:
+    mode: int = 1
+    joined_ssid: str | None = None
+    sntp_enabled: bool = False
+    sntp_timezone: int = 0
+    sntp_servers: tuple[str, ...] = ("cn.ntp.org.cn", "ntp.sjtu.edu.cn", "us.pool.ntp.org")
+
+
+@dataclass
+class EspAtState:
+    syslog: bool = False
+    ws: WsState = field(default_factory=WsState)
+    wifi: WifiState = field(default_factory=WifiState)

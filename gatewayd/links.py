@@ -1,0 +1,256 @@
+"""Network-side behaviour that every dialect shares, below the command tables.
+
+:class:`ClientLink` is one outgoing link carried by a transport plugin. It owns
+what the module's network stack would own: connecting with a deadline, the
+ping/pong deadline (:class:`PingPolicy`), reconnecting after an unexpected
+drop (:class:`ReconnectPolicy`), and delivering received payloads to the
+dialect one at a time. The dialect decides what the MCU sees, through a
+:class:`LinkObserver`.
+
+Backpressure: :meth:`LinkObserver.data` is awaited before the transport reads
+the next message, and the dialect's implementation awaits the UART
+(:meth:`gatewayd.port.PortSession.deliver`). A server that sends faster than
+the UART drains is therefore slowed by TCP flow control; nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gatewayd.transport import ClientRequest, Connection, Opcode, Transport, TransportError
+
+__all__ = ["ClientLink", "LinkObserver", "LinkState", "PingPolicy", "ReconnectPolicy"]
+
+
+class LinkState(enum.Enum):
+    CONNECTING = "connecting"
+    OPEN = "open"
+    WAITING_TO_RECONNECT = "waiting to reconnect"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class PingPolicy:
+    """Send a ping after ``interval`` s without receiving anything; drop the
+    link when no pong arrives within ``timeout`` s of the first unanswered ping."""
+
+    interval: float
+    timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectPolicy:
+    """After an unexpected drop, wait ``delay`` s and connect again, forever,
+    until the link is closed by the MCU."""
+
+    delay: float
+
+
+class LinkObserver(Protocol):
+    """The dialect's side of a link: turns link events into bytes for the MCU."""
+
+    async def data(self, link: ClientLink, payload: bytes, opcode: Opcode, fin: bool) -> None: ...
+
+    def connected(self, link: ClientLink) -> None: ...
+
+    def disconnected(self, link: ClientLink) -> None:
+        """The link dropped (or a reconnect attempt failed)."""
+
+    def closed_by_peer(self, link: ClientLink, code: int | None) -> None:
+        """The peer ended the link cleanly (a WebSocket close frame)."""
+
+    def pong(self, link: ClientLink, payload: bytes) -> None: ...
+
+
+class _Events:
+    """The LinkEvents one connection reports through; stale ones are ignored."""
+
+    def __init__(self, link: ClientLink) -> None:
+        self.link = link
+        self.live = True
+
+    async def data(self, payload: bytes, *, opcode: Opcode = Opcode.BINARY, fin: bool = True,
+                   peer: tuple[str, int] | None = None) -> None:
+        if self.live:
+            self.link._touch()
+            await self.link.observer.data(self.link, payload, opcode, fin)
+
+    def pong(self, payload: bytes) -> None:
+        if self.live:
+            self.link._pong(payload)
+
+    def closed(self, *, by_peer: bool, code: int | None = None,
+               error: BaseException | None = None) -> None:
+        if self.live:
+            self.live = False
+            self.link._connection_ended(by_peer=by_peer, code=code, error=error)
+
+
+class ClientLink:
+    """One outgoing link. ``request`` is rebuilt for every (re)connect."""
+
+    def __init__(self, link_id: int, transport: Transport,
+                 request: Callable[[], ClientRequest], observer: LinkObserver, log: Any,
+                 *, ping: PingPolicy | None = None,
+                 reconnect: ReconnectPolicy | None = None,
+                 clean_close_frees: bool = True) -> None:
+        self.id = link_id
+        self.transport = transport
+        self.make_request = request
+        self.observer = observer
+        self.log = log.bind(link=link_id)
+        self.ping = ping
+        self.reconnect = reconnect
+        self.clean_close_frees = clean_close_frees
+        self.state = LinkState.CLOSED
+        self.connection: Connection | None = None
+        self._events: _Events | None = None
+        self._loop = asyncio.get_running_loop()
+        self._last_rx = 0.0
+        self._unanswered_ping_at: float | None = None
+        self._keeper: asyncio.Task[None] | None = None
+        self._reconnector: asyncio.Task[None] | None = None
+        self._closing = False
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.last_error: str | None = None
+
+    # -- opening -------------------------------------------------------
+
+    async def open(self, timeout: float | None) -> None:
+        """Connect once. Raises :class:`TransportError` (state is then CLOSED)."""
+        self.state = LinkState.CONNECTING
+        try:
+            async with asyncio.timeout(timeout):
+                await self._connect()
+        except TimeoutError:
+            self.state = LinkState.CLOSED
+            self.last_error = "timed out"
+            raise TransportError("connect timed out", stage="timeout") from None
+        except TransportError as exc:
+            self.state = LinkState.CLOSED
+            self.last_error = str(exc)
+            raise
+
+    async def _connect(self) -> None:
+        request = self.make_request()
+        events = _Events(self)
+        self._events = events
+        self.connection = await self.transport.connect(request, events)
+        if not events.live:  # dropped during the handshake's last steps
+            raise TransportError("connection closed right after opening", stage="connect")
+        self.state = LinkState.OPEN
+        self._touch()
+        self._unanswered_ping_at = None
+        if self.ping is not None:
+            self._keeper = self._loop.create_task(self._keep_alive())
+        self.log.info("link open", host=request.host, port=request.port, kind=request.kind)
+
+    # -- traffic -------------------------------------------------------
+
+    async def send(self, payload: bytes, *, opcode: int = Opcode.BINARY, fin: bool = True,
+                   timeout: float | None = None) -> None:
+        if self.connection is None or self.state is not LinkState.OPEN:
+            raise TransportError("link is not open", stage="send")
+        async with asyncio.timeout(timeout):
+            await self.connection.send(payload, opcode=opcode, fin=fin)
+        self.bytes_out += len(payload)
+
+    def _touch(self) -> None:
+        self._last_rx = self._loop.time()
+
+    def _pong(self, payload: bytes) -> None:
+        self._touch()
+        self._unanswered_ping_at = None
+        self.observer.pong(self, payload)
+
+    async def _keep_alive(self) -> None:
+        """Ping after ``interval`` s of silence; drop after ``timeout`` s unanswered."""
+        assert self.ping is not None
+        while self.state is LinkState.OPEN:
+            now = self._loop.time()
+            if self._unanswered_ping_at is not None:
+                due = self._unanswered_ping_at + self.ping.timeout
+                if now >= due:
+                    self.log.warning("no pong in time; dropping link", timeout=self.ping.timeout)
+                    self._drop(error="pong timeout")
+                    return
+            else:
+                due = self._last_rx + self.ping.interval
+                if now >= due:
+                    self._unanswered_ping_at = now
+                    with contextlib.suppress(TransportError):
+                        await self.connection.send(b"", opcode=Opcode.PING)  # type: ignore[union-attr]
+                    due = now + min(self.ping.interval, self.ping.timeout)
+            await asyncio.sleep(max(0.0, due - self._loop.time()))
+
+    # -- endings -------------------------------------------------------
+
+    def _drop(self, *, error: str) -> None:
+        """End a live connection from our side as a failure (pong timeout)."""
+        if self._events is not None:
+            self._events.live = False
+        if self.connection is not None:
+            self.connection.abort()
+        self._connection_ended(by_peer=False, code=None, error=RuntimeError(error))
+
+    def _connection_ended(self, *, by_peer: bool, code: int | None,
+                          error: BaseException | None) -> None:
+        self.connection = None
+        if self._keeper is not None and self._keeper is not asyncio.current_task():
+            self._keeper.cancel()
+        self._keeper = None
+        if self._closing or self.state is LinkState.CONNECTING:
+            self.state = LinkState.CLOSED
+            return
+        if by_peer and code is not None and self.clean_close_frees:
+            self.state = LinkState.CLOSED
+            self.log.info("link closed by peer", code=code)
+            self.observer.closed_by_peer(self, code)
+            return
+        self.last_error = repr(error) if error else "connection lost"
+        self.log.warning("link dropped", error=self.last_error)
+        self.observer.disconnected(self)
+        if self.reconnect is None:
+            self.state = LinkState.CLOSED
+        else:
+            self.state = LinkState.WAITING_TO_RECONNECT
+            self._reconnector = self._loop.create_task(self._reconnect_forever())
+
+    async def _reconnect_forever(self) -> None:
+        assert self.reconnect is not None
+        while not self._closing:
+            await asyncio.sleep(self.reconnect.delay)
+            self.state = LinkState.CONNECTING
+            try:
+                await self._connect()
+            except TransportError as exc:
+                self.last_error = str(exc)
+                self.state = LinkState.WAITING_TO_RECONNECT
+                self.log.info("reconnect failed", error=str(exc))
+                self.observer.disconnected(self)
+                continue
+            self.observer.connected(self)
+            return
+
+    async def close(self, *, graceful: bool = False) -> None:
+        """Close for good. ``graceful`` sends a close frame / FIN first; otherwise
+        the connection is simply dropped (ESP-AT ``AT+WSCLOSE``)."""
+        self._closing = True
+        for task in (self._keeper, self._reconnector):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        connection, self.connection = self.connection, None
+        if self._events is not None:
+            self._events.live = False
+        if connection is not None:
+            if graceful:
+                with contextlib.suppress(TransportError, TimeoutError):
+                    await asyncio.wait_for(connection.close(), 2)
+            connection.abort()
+        self.state = LinkState.CLOSED
