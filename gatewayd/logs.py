@@ -3,8 +3,10 @@
 Output: readable console lines on a terminal, JSON lines otherwise, and
 native journald fields (``PORT``, ``LINK``, ``DIALECT``, …) when running under
 systemd with systemd-python importable. Every event passes
-:func:`redact_secrets` first: values of secret-looking keys and the values of
-``Authorization``/``Cookie`` headers inside any string become ``<redacted>``.
+:func:`redact_secrets` first: values of secret-looking keys, the values of
+``Authorization``/``Cookie`` headers inside any string, the password of
+``AT+CWJAP`` and the auth of ``AT+WSOPEN`` (in command lines and in their
+echo), and the password of ``user:password@`` in URIs become ``<redacted>``.
 """
 
 from __future__ import annotations
@@ -24,13 +26,22 @@ _SECRET_KEYS = re.compile(r"(?i)^(password|passwd|pwd|auth|authorization|cookie|
                           r"private_key|api_key)$")
 _SECRET_HEADERS = re.compile(
     r"(?i)\b((?:proxy-)?authorization|cookie|set-cookie|x-api-key)(\s*:\s*)[^\r\n\\]*")
+_QUOTED = r'"(?:[^"\\]|\\.)*"'
+#: AT parameters that carry credentials: the password of AT+CWJAP and the
+#: auth of AT+WSOPEN (its fifth parameter), in lines and in their echo.
+_SECRET_PARAMS = re.compile(
+    rf"(?i)(AT\+CWJAP=(?:{_QUOTED})?,|AT\+WSOPEN=[^,]*,{_QUOTED},[^,]*,[^,]*,)({_QUOTED}|[^,\r\n\\]+)")
+#: user:password@ in URIs.
+_USERINFO = re.compile(r"(://[^/:@\s\"]*:)[^@/\s\"]+@")
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "error": logging.ERROR}
 
 
 def _scrub(value: Any) -> Any:
-    if isinstance(value, str) and ":" in value:
-        return _SECRET_HEADERS.sub(lambda m: m.group(1) + m.group(2) + REDACTED, value)
+    if isinstance(value, str) and (":" in value or "=" in value):
+        value = _SECRET_HEADERS.sub(lambda m: m.group(1) + m.group(2) + REDACTED, value)
+        value = _SECRET_PARAMS.sub(lambda m: m.group(1) + REDACTED, value)
+        value = _USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", value)
     return value
 
 

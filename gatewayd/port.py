@@ -139,12 +139,10 @@ class PortSession:
                                  length=len(event.data))
 
     def _dispatch(self, command: Command) -> None:
+        self.log.debug("at in", line=preview(command.line), truncated=command.truncated)
         parsed = self.dialect.parse(command.line)
-        shown = command.line if isinstance(parsed, Unknown) else \
-            self.dialect.loggable(command.line, parsed)
-        self.log.debug("at in", line=preview(shown), truncated=command.truncated)
         if isinstance(parsed, Unknown):
-            self.log.info("at unknown command", line=preview(shown), reason=parsed.reason)
+            self.log.info("at unknown command", line=preview(command.line), reason=parsed.reason)
             self._finish(self.dialect.unknown(parsed, self.state))
             return
         self._running = asyncio.get_running_loop().create_task(self._run(parsed))

@@ -54,3 +54,25 @@ def test_level_filters(json_log):
     get_logger().info("quiet")
     get_logger().warning("loud")
     assert [e["event"] for e in events(json_log)] == ["loud"]
+
+
+@pytest.mark.parametrize(("text", "secret"), [
+    ('AT+CWJAP="espressif","1234567890"', "1234567890"),
+    ('AT+CWJAP="espressif","1234567890"\\r\\nWIFI CONNECTED', "1234567890"),
+    ('AT+CWJAP=,"p\\\\"w"', 'p\\\\"w'),
+    ('AT+WSOPEN=0,"wss://h:1/p","chat",5000,"Bearer s3cret"', "s3cret"),
+    ('AT+WSOPEN=0,"ws://user:pa55@127.0.0.1:80"', "pa55"),
+])
+def test_credentials_in_at_lines_and_echo_are_redacted(json_log, text, secret):
+    get_logger().debug("at out", data=text)
+    [event] = events(json_log)
+    assert secret not in event["data"] and "<redacted>" in event["data"], event["data"]
+
+
+async def test_cwjap_password_never_reaches_the_debug_log(gateway, json_log):
+    config = '[[port]]\nname = "mcu"\ndevice = "pty:tty"\nwifi_interface = "lo"\n'
+    async with gateway(config_text=config) as (_, mcu):
+        await mcu.send(b'AT+CWJAP="home","hunter2"\r\n')
+        await mcu.read_until(b"\r\nOK\r\n")
+    out = json_log.getvalue()
+    assert '"at in"' in out and "hunter2" not in out

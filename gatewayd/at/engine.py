@@ -22,7 +22,6 @@ What a line *means* is the dialect's business (see :mod:`gatewayd.dialects`).
 from __future__ import annotations
 
 import enum
-import re
 from collections import deque
 from dataclasses import dataclass
 
@@ -74,6 +73,11 @@ class Framing:
     #: Bytes of input held while a command runs, when not rejected as busy.
     hold_limit: int = 4096
 
+    def __post_init__(self) -> None:
+        if self.line_editing != (self.overflow is Overflow.SPLIT):
+            raise ValueError("Ameba's line editor is what splits overlong lines: "
+                             "line_editing and Overflow.SPLIT go together")
+
 
 class State(enum.Enum):
     READY = "ready"  #: assembling a command line
@@ -124,8 +128,6 @@ class Discarded:
 
 
 Event = Command | LineTooLong | RawData | Busy | ForcedRestart | Discarded
-
-_EDIT_BYTES = re.compile(rb"[\x00\x08\x09\x7f\xff]")
 
 
 class AtEngine:
@@ -194,22 +196,13 @@ class AtEngine:
 
     def _feed_line(self, data: bytes, events: list[Event]) -> bytes:
         """Assemble a line from *data*; return the bytes after its terminator."""
-        framing = self.framing
-        if framing.line_editing and _EDIT_BYTES.search(data):
+        if self.framing.line_editing:
             return self._feed_edited_line(data, events)
         start = len(self._line)
         self._line += data
         # A terminator may straddle the previous chunk and this one.
         end = self._line.find(CRLF, start - 1 if start else 0)
-        limit = framing.max_line - len(CRLF)
-        too_long = end > limit or (end < 0 and len(self._line) > limit)
-        if framing.overflow is Overflow.SPLIT and too_long:
-            consumed = limit - start
-            self._echo(data[:consumed])
-            line = bytes(self._line[:limit])
-            self._line.clear()
-            self._start_command(Command(line, truncated=True), events)
-            return data[consumed:]
+        limit = self.framing.max_line - len(CRLF)
         if end < 0:
             self._echo(data)
             if len(self._line) > limit + 1:
@@ -230,28 +223,33 @@ class AtEngine:
         return data[consumed:]
 
     def _feed_edited_line(self, data: bytes, events: list[Event]) -> bytes:
-        """Byte-by-byte path for input that holds line-editing bytes (Ameba)."""
+        """Ameba's line editor, byte by byte. A line holds at most ``max_line - 2``
+        bytes; one more CR may wait for its LF. Any other byte beyond the limit
+        runs the first ``max_line - 2`` bytes as a truncated command, and what
+        is left starts the next line."""
         limit = self.framing.max_line - len(CRLF)
+        line = self._line
         for i, byte in enumerate(data):
             if byte in (0x08, 0x7F):
-                if self._line:
-                    self._line.pop()
+                if line:
+                    line.pop()
                 continue
             if byte == 0xFF:
                 continue
-            if byte == 0x00 or (byte == 0x0A and self._line.endswith(b"\r")):
-                line = bytes(self._line[:-1] if byte == 0x0A else self._line)
-                self._line.clear()
-                self._start_command(Command(line), events)
+            if byte == 0x00 or (byte == 0x0A and line.endswith(b"\r")):
+                text = bytes(line[:-1] if byte == 0x0A else line)
+                line.clear()
+                self._echo(data[: i + 1])
+                self._start_command(Command(text), events)
                 return data[i + 1 :]
-            self._line.append(0x20 if byte == 0x09 else byte)
-            if len(self._line) > limit and not self._line.endswith(b"\r"):
-                line = bytes(self._line[:limit])
-                del self._line[:limit]
-                self._start_command(Command(line, truncated=True), events)
-                self._held[:0] = self._line
-                self._line.clear()
-                return data[i + 1 :]
+            line.append(0x20 if byte == 0x09 else byte)
+            if len(line) > limit and not (len(line) == limit + 1 and byte == 0x0D):
+                text, rest = bytes(line[:limit]), bytes(line[limit:])
+                line.clear()
+                self._echo(data[: i + 1])
+                self._start_command(Command(text, truncated=True), events)
+                return rest + data[i + 1 :]
+        self._echo(data)
         return b""
 
     def _start_command(self, event: Event, events: list[Event]) -> None:

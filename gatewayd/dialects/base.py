@@ -134,8 +134,6 @@ class CommandSpec:
     test: Handler | None = None
     set: Setter | None = None
     section: str = ""  #: Ameba ``AT+LIST`` section header
-    #: Set-parameter indexes never written to logs (passwords, credentials).
-    secret_params: tuple[int, ...] = ()
 
     def handler(self, form: Form) -> Handler | Setter | None:
         return {
@@ -239,7 +237,3 @@ class Dialect(ABC):
 
     async def shutdown(self, state: Any) -> None:  # noqa: B027 - most dialects hold no links
         """Close every link *state* holds (restart, port closing)."""
-
-    def loggable(self, line: bytes, invocation: Invocation) -> bytes:
-        """*line* with the parameters listed in ``secret_params`` hidden."""
-        return line

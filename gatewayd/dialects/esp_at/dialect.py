@@ -103,14 +103,6 @@ class EspAtDialect(Dialect):
             values.append(_bind_one(param, index, field))
         return tuple(values)
 
-    def loggable(self, line: bytes, invocation: Invocation) -> bytes:
-        secret = invocation.spec.secret_params
-        if not secret or invocation.args is None:
-            return line
-        fields = esp_at_split(invocation.args)
-        shown = [b"<redacted>" if i in secret and f else f for i, f in enumerate(fields)]
-        return line[: len(line) - len(invocation.args)] + b",".join(shown)
-
     def ok(self) -> bytes:
         return OK
 

@@ -280,7 +280,7 @@ COMMANDS = (
                 set=Setter(wsopen, (
                     _LINK, Str("uri"), Str("subprotocol", default=None),
                     _opt_int("timeout_ms", 1, 180000, DEFAULT_CONNECT_TIMEOUT_MS),
-                    Str("auth", default=None))), secret_params=(4,)),
+                    Str("auth", default=None)))),
     CommandSpec("+WSSEND", "send a frame: OK, >, exactly <length> bytes, SEND OK",
                 set=Setter(wssend, (
                     _LINK, Int("length", lo=0, hi=MAX_SEND), _opt_int("opcode", 0, 15, 1),

@@ -1,0 +1,235 @@
+"""ESP-AT WebSocket echo through gatewayd, beside a socat relay baseline.
+
+What is measured, in one run on this machine:
+
+* gatewayd: an MCU on gatewayd's pty opens ``ws://127.0.0.1`` to a
+  ``websockets`` echo server and sends blocks with ``AT+WSSEND`` (``OK``,
+  ``>``, the block, ``SEND OK``), then reads the echo back as
+  ``+WS_DATA:0,<len>,<data>\\r\\n``. Throughput counts payload bytes sent and
+  received back, one block in flight; latency is one 64-byte message from
+  the ``AT+WSSEND`` line to the end of its ``+WS_DATA`` line.
+* baseline: ``socat`` relays a pty to a raw TCP echo server; the MCU writes
+  the same block and reads it back.
+
+The echo servers run in a child process so that they do not share a core
+with the MCU side. Every read is bounded by ``select`` timeouts.
+
+    .venv/bin/python bench/ws_echo.py [--blocks 300] [--size 4096] [--count 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import re
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import termios
+import time
+import tty
+from pathlib import Path
+
+TIMEOUT = 10.0
+
+
+# -- peers (child process) -------------------------------------------------------
+
+
+def serve_echo(ports: multiprocessing.connection.Connection) -> None:
+    from websockets.asyncio.server import serve
+
+    async def ws_echo(websocket):
+        async for message in websocket:
+            await websocket.send(message)
+
+    async def tcp_echo(reader, writer):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+
+    async def main():
+        async with serve(ws_echo, "127.0.0.1", 0, max_size=None) as ws:
+            tcp = await asyncio.start_server(tcp_echo, "127.0.0.1", 0)
+            ports.send((next(iter(ws.sockets)).getsockname()[1],
+                        tcp.sockets[0].getsockname()[1]))
+            await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+# -- the MCU side: blocking reads with bounded waits ----------------------------
+
+
+class Pty:
+    def __init__(self, path: Path) -> None:
+        deadline = time.monotonic() + TIMEOUT
+        while not path.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{path} did not appear")
+            time.sleep(0.01)
+        self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+        tty.setraw(self.fd, termios.TCSANOW)
+        self.buffer = bytearray()
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    def _fill(self) -> None:
+        ready, _, _ = select.select([self.fd], [], [], TIMEOUT)
+        if not ready:
+            raise TimeoutError(f"nothing read within {TIMEOUT} s; have {bytes(self.buffer[-80:])}")
+        self.buffer += os.read(self.fd, 65536)
+
+    def read_until(self, marker: bytes) -> bytes:
+        while (end := self.buffer.find(marker)) < 0:
+            self._fill()
+        end += len(marker)
+        data = bytes(self.buffer[:end])
+        del self.buffer[:end]
+        return data
+
+    def read_exactly(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            self._fill()
+        data = bytes(self.buffer[:n])
+        del self.buffer[:n]
+        return data
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+_WS_DATA = re.compile(rb"\+WS_DATA:0,(\d+),")
+
+
+def ws_roundtrip(mcu: Pty, block: bytes) -> None:
+    mcu.write(b"AT+WSSEND=0,%d,2\r\n" % len(block))
+    mcu.read_until(b"\r\nOK\r\n\r\n>")
+    mcu.write(block)
+    mcu.read_until(b"\r\nSEND OK\r\n")
+    got = 0
+    while got < len(block):
+        header = mcu.read_until(b",") + mcu.read_until(b",")
+        match = _WS_DATA.fullmatch(header)
+        assert match, header
+        size = int(match.group(1))
+        mcu.read_exactly(size + 2)
+        got += size
+
+
+def raw_roundtrip(mcu: Pty, block: bytes) -> None:
+    mcu.write(block)
+    mcu.read_exactly(len(block))
+
+
+# -- measurements ------------------------------------------------------------------
+
+
+def throughput(roundtrip, mcu: Pty, size: int, blocks: int) -> float:
+    block = os.urandom(size)
+    start = time.perf_counter()
+    for _ in range(blocks):
+        roundtrip(mcu, block)
+    elapsed = time.perf_counter() - start
+    return 2 * size * blocks / elapsed / 1e6  # MB/s, both directions
+
+
+def latency(roundtrip, mcu: Pty, count: int) -> list[float]:
+    block = b"x" * 64
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter()
+        roundtrip(mcu, block)
+        samples.append((time.perf_counter() - start) * 1e6)
+    return samples
+
+
+def summary(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def run_gatewayd(workdir: Path, ws_port: int, args) -> dict[str, float]:
+    link = workdir / "ttyAT0"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gatewayd", "run", "--device", f"pty:{link}",
+         "--log-level", "warning"], cwd=workdir)
+    try:
+        mcu = Pty(link)
+        mcu.read_until(b"\r\nready\r\n")
+        mcu.write(b"ATE0\r\n")
+        mcu.read_until(b"\r\nOK\r\n")
+        mcu.write(b"AT+WSCFG=0,60,120,16384\r\n")
+        mcu.read_until(b"\r\nOK\r\n")
+        mcu.write(b'AT+WSOPEN=0,"ws://127.0.0.1:%d"\r\n' % ws_port)
+        mcu.read_until(b"+WS_CONNECTED:0\r\n\r\nOK\r\n")
+        ws_roundtrip(mcu, b"warm-up")
+        mb_s = throughput(ws_roundtrip, mcu, args.size, args.blocks)
+        median, p99 = summary(latency(ws_roundtrip, mcu, args.count))
+        mcu.close()
+        return {"mb_s": mb_s, "median": median, "p99": p99}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(TIMEOUT)
+
+
+def run_socat(workdir: Path, tcp_port: int, args) -> dict[str, float]:
+    link = workdir / "ttySOCAT"
+    proc = subprocess.Popen(["socat", f"pty,raw,echo=0,link={link}",
+                             f"tcp:127.0.0.1:{tcp_port}"])
+    try:
+        mcu = Pty(link)
+        raw_roundtrip(mcu, b"warm-up")
+        mb_s = throughput(raw_roundtrip, mcu, args.size, args.blocks)
+        median, p99 = summary(latency(raw_roundtrip, mcu, args.count))
+        mcu.close()
+        return {"mb_s": mb_s, "median": median, "p99": p99}
+    finally:
+        proc.terminate()
+        proc.wait(TIMEOUT)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--blocks", type=int, default=300, help="blocks for throughput")
+    parser.add_argument("--size", type=int, default=4096, help="block size in bytes")
+    parser.add_argument("--count", type=int, default=1000, help="64-byte round trips")
+    args = parser.parse_args()
+    if shutil.which("socat") is None:
+        print("socat is needed for the baseline (apt-get install socat)", file=sys.stderr)
+        return 2
+    parent, child = multiprocessing.Pipe()
+    peers = multiprocessing.get_context("spawn").Process(target=serve_echo, args=(child,),
+                                                         daemon=True)
+    peers.start()
+    try:
+        if not parent.poll(TIMEOUT):
+            raise TimeoutError("echo servers did not start")
+        ws_port, tcp_port = parent.recv()
+        with tempfile.TemporaryDirectory(prefix="gwd-bench-") as tmp:
+            gw = run_gatewayd(Path(tmp), ws_port, args)
+            base = run_socat(Path(tmp), tcp_port, args)
+    finally:
+        peers.terminate()
+    print(f"echo of {args.size}-byte blocks ({args.blocks} blocks), "
+          f"64-byte latency ({args.count} messages)")
+    print(f"{'':28}{'gatewayd (ws)':>16}{'socat (tcp)':>16}{'ratio':>8}   target")
+    print(f"{'throughput, MB/s':28}{gw['mb_s']:16.2f}{base['mb_s']:16.2f}"
+          f"{gw['mb_s'] / base['mb_s']:8.2f}   >= 0.5x socat")
+    print(f"{'64 B round trip median, us':28}{gw['median']:16.0f}{base['median']:16.0f}")
+    print(f"{'64 B round trip p99, us':28}{gw['p99']:16.0f}{base['p99']:16.0f}"
+          f"{'':8}   p99 < 2000 us")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""Shared real peers: websockets echo servers on 127.0.0.1 and trustme TLS material."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+import trustme
+from websockets.asyncio.server import serve
+
+
+async def echo(websocket):
+    """The seed 003 echo handler."""
+    async for message in websocket:
+        await websocket.send(message)
+
+
+@pytest_asyncio.fixture
+async def ws_echo():
+    """A websockets echo server on ws://127.0.0.1:<port>; yields the server."""
+    async with serve(echo, "127.0.0.1", 0) as server:
+        yield server
+
+
+def port_of(server) -> int:
+    return next(iter(server.sockets)).getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path, ca: trustme.CA) -> dict[str, Path]:
+    """CA, server cert for 127.0.0.1 and a client cert, as PEM files."""
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    client = ca.issue_cert("mcu.gatewayd.test")
+    files = {
+        "ca": tmp_path / "ca.pem",
+        "server_cert": tmp_path / "server.pem",
+        "server_key": tmp_path / "server.key",
+        "client_cert": tmp_path / "client.pem",
+        "client_key": tmp_path / "client.key",
+    }
+    ca.cert_pem.write_to_path(files["ca"])
+    server.cert_chain_pems[0].write_to_path(files["server_cert"])
+    server.private_key_pem.write_to_path(files["server_key"])
+    client.cert_chain_pems[0].write_to_path(files["client_cert"])
+    client.private_key_pem.write_to_path(files["client_key"])
+    for key in ("server_key", "client_key"):
+        files[key].chmod(0o600)
+    return files
+
+
+def mutual_tls_server_context(files: dict[str, Path]) -> ssl.SSLContext:
+    """The seed 003 wss server's context: its cert, and client certs required."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(certfile=files["server_cert"], keyfile=files["server_key"])
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(files["ca"])
+    return context
