@@ -142,7 +142,9 @@ class PortSession:
         self.log.debug("at in", line=preview(command.line), truncated=command.truncated)
         parsed = self.dialect.parse(command.line)
         if isinstance(parsed, Unknown):
-            self.log.info("at unknown command", line=preview(command.line), reason=parsed.reason)
+            # Only the name: an unknown command's parameters may hold a secret.
+            name = command.line.partition(b"=")[0][:40]
+            self.log.info("at unknown command", command=preview(name), reason=parsed.reason)
             self._finish(self.dialect.unknown(parsed, self.state))
             return
         self._running = asyncio.get_running_loop().create_task(self._run(parsed))

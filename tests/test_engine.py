@@ -21,7 +21,9 @@ from gatewayd.at.engine import (
     Command,
     Discarded,
     ForcedRestart,
+    Framing,
     LineTooLong,
+    Overflow,
     RawData,
     State,
 )
@@ -469,6 +471,17 @@ def test_expect_raw_needs_a_running_command_and_a_length():
     running(e, b"AT+WSSEND=0,0")
     with pytest.raises(ValueError):
         e.expect_raw(0, ESP_PROMPT)
+
+
+def test_line_editing_and_split_overflow_go_together():
+    with pytest.raises(ValueError):
+        Framing(
+            max_line=256,
+            echo=True,
+            busy_rejects_input=True,
+            line_editing=True,
+            overflow=Overflow.REJECT,
+        )
 
 
 def test_finish_without_a_command_is_an_error():

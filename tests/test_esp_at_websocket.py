@@ -491,3 +491,82 @@ async def test_10_mb_from_a_fast_server_to_a_slow_uart_arrives_intact_in_bounded
         assert growth < 16 * 1024 * 1024, f"RSS grew by {growth / 1e6:.1f} MB for 10 MiB"
         await mcu.close()
         assert (await proc.stop())[0] == 0
+
+
+async def test_wshead_limits(tmp_path):
+    async with running_gateway(tmp_path, config_text=port_config()) as (_, mcu):
+        await quiet(mcu)
+        await mcu.command(b"AT+WSHEAD=4097", ERROR)
+        for index in range(32):
+            await mcu.command(b"AT+WSHEAD=4", PROMPT)
+            await mcu.send(b"h:%02d" % index)
+            await mcu.expect(OK)
+        await mcu.command(b"AT+WSHEAD=4", ERROR)
+        await mcu.command(b"AT+WSHEAD=0", OK)
+        await mcu.command(b"AT+WSHEAD=4096", PROMPT)
+        await mcu.send(b"K:" + b"v" * 4094)
+        await mcu.expect(OK)
+
+
+async def test_wscfg_arms_only_the_next_open_and_dies_with_the_link(tmp_path):
+    payload = bytes(range(256)) * 16  # 4 KiB
+
+    async def sender(websocket):
+        await websocket.send(payload)
+        await websocket.wait_closed()
+
+    async def expect_chunks(mcu, size: int) -> None:
+        for offset in range(0, len(payload), size):
+            await mcu.expect(b"+WS_DATA:0,%d," % size + payload[offset : offset + size] + b"\r\n")
+
+    async with serve(sender, "127.0.0.1", 0) as server, \
+            running_gateway(tmp_path, config_text=port_config()) as (_, mcu):
+        await quiet(mcu)
+        uri = f"ws://127.0.0.1:{port_of(server)}"
+        await mcu.command(b"AT+WSCFG=0,30,60,2048", OK)
+        await open_link(mcu, uri)
+        await expect_chunks(mcu, 2048)
+        # A WSCFG sent while the link is open is never used, and the teardown frees it.
+        await mcu.command(b"AT+WSCFG=0,30,60,512", OK)
+        await mcu.command(b"AT+WSCLOSE=0", OK)
+        await open_link(mcu, uri)
+        await expect_chunks(mcu, 1024)  # the default buffer_size
+        await mcu.command(b"AT+WSCLOSE=0", OK)
+        # WSCFG on a free link arms exactly the next open.
+        await mcu.command(b"AT+WSCFG=0,30,60,512", OK)
+        await open_link(mcu, uri)
+        await expect_chunks(mcu, 512)
+        await mcu.command(b"AT+WSCLOSE=0", OK)
+        await open_link(mcu, uri)
+        await expect_chunks(mcu, 1024)
+
+
+async def test_rst_closes_every_link(tmp_path):
+    closed = asyncio.Event()
+
+    async def handler(websocket):
+        await websocket.wait_closed()
+        closed.set()
+
+    async with serve(handler, "127.0.0.1", 0) as server, \
+            running_gateway(tmp_path, config_text=port_config()) as (_, mcu):
+        await quiet(mcu)
+        await open_link(mcu, f"ws://127.0.0.1:{port_of(server)}")
+        await mcu.command(b"AT+RST", OK + b"\r\nready\r\n")
+        async with asyncio.timeout(5):
+            await closed.wait()
+        await mcu.command(b"AT+WSOPEN?", b"AT+WSOPEN?\r\n" + OK)
+
+
+async def test_message_above_the_transport_limit_drops_the_link(tmp_path):
+    from gatewayd_ws.client import MAX_MESSAGE
+
+    async def sender(websocket):
+        await websocket.send(b"x" * (MAX_MESSAGE + 1))
+        await websocket.wait_closed()
+
+    async with serve(sender, "127.0.0.1", 0, max_size=None) as server, \
+            running_gateway(tmp_path, config_text=port_config()) as (_, mcu):
+        await quiet(mcu)
+        await open_link(mcu, f"ws://127.0.0.1:{port_of(server)}")
+        await mcu.expect(b"+WS_DISCONNECTED:0\r\n")

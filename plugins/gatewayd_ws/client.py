@@ -31,6 +31,7 @@ from gatewayd_ws.frames import FrameWriter
 
 __all__ = [
     "CLOSE_WAIT",
+    "MAX_MESSAGE",
     "USER_AGENT",
     "WsClientTransport",
     "WsConnection",
@@ -42,6 +43,10 @@ __all__ = [
 USER_AGENT = "ESP32 Websocket Client"
 #: How long a local close waits for the server's close frame.
 CLOSE_WAIT = 1.0
+#: Largest message accepted from a server (aiohttp reassembles a fragmented
+#: message before handing it over). A bigger one ends the link with close
+#: code 1009, reported to the core as a drop.
+MAX_MESSAGE = 4 * 1024 * 1024
 #: RFC 6455 §7.4.1: reported when a close frame carried no status code.
 NO_STATUS_RCVD = 1005
 
@@ -163,7 +168,7 @@ class WsClientTransport(Transport):
                     autoping=False,
                     autoclose=False,
                     heartbeat=None,
-                    max_msg_size=0,
+                    max_msg_size=MAX_MESSAGE,
                     compress=0,
                     decode_text=False,
                 )

@@ -32,6 +32,9 @@ LINK_IDS = range(3)
 MAX_SEND = 16384
 DEFAULT_CONNECT_TIMEOUT_MS = 15000
 USER_AGENT = "ESP32 Websocket Client"
+#: Limits the firmware leaves to its heap; gatewayd states them (ERROR beyond).
+MAX_HEADER_LEN = 4096
+MAX_HEADERS = 32
 
 #: AT+WSOPEN? state numbers.
 STATE_NUMBERS = {
@@ -116,6 +119,8 @@ async def wshead_set(ctx: PortContext, length: int) -> None:
     if length == 0:
         state.headers.clear()
         return
+    if length > MAX_HEADER_LEN or len(state.headers) >= MAX_HEADERS:
+        raise AtError(why=f"headers are limited to {MAX_HEADERS} of {MAX_HEADER_LEN} bytes")
     data = await ctx.read_raw(length, PROMPT)
     if b"\0" in data or data.endswith(b"\r\n") or b":" not in data:
         raise AtError(why="a header is 'key: value' without NUL or a final CRLF")
