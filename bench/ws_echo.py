@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import re
@@ -44,10 +45,14 @@ TIMEOUT = 10.0
 
 def serve_echo(ports: multiprocessing.connection.Connection) -> None:
     from websockets.asyncio.server import serve
+    from websockets.exceptions import ConnectionClosed
 
     async def ws_echo(websocket):
-        async for message in websocket:
-            await websocket.send(message)
+        # gatewayd drops the link without a close frame when it stops, as
+        # AT+WSCLOSE does; that is the end of the run, not an error.
+        with contextlib.suppress(ConnectionClosed):
+            async for message in websocket:
+                await websocket.send(message)
 
     async def tcp_echo(reader, writer):
         while data := await reader.read(65536):

@@ -36,7 +36,10 @@ import serial
 
 __all__ = ["Uart", "UartConsumer", "UartSettings"]
 
-READ_SIZE = 65536
+#: Bytes asked for per read. asyncio's pipe transports ask for 256 KiB, and
+#: allocating a buffer that large (mmap, then page faults) costs more than the
+#: pty read itself; a UART or pty hands over a few KiB at a time anyway.
+READ_SIZE = 16384
 WRITE_HIGH_WATER = 64 * 1024
 WRITE_LOW_WATER = 16 * 1024
 REOPEN_FIRST_DELAY = 0.2
@@ -138,6 +141,7 @@ class Uart:
             writer = open(os.dup(fd), "wb", buffering=0)  # noqa: SIM115
             self._read, _ = await loop.connect_read_pipe(
                 lambda: _Side(self, reads=True, writes=False), reader)
+            self._read.max_size = READ_SIZE  # type: ignore[attr-defined]
             write, _ = await loop.connect_write_pipe(
                 lambda: _Side(self, reads=False, writes=True), writer)
             write.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
