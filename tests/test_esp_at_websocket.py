@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import ssl
 import time
 from pathlib import Path
 
@@ -570,3 +571,64 @@ async def test_message_above_the_transport_limit_drops_the_link(tmp_path):
         await quiet(mcu)
         await open_link(mcu, f"ws://127.0.0.1:{port_of(server)}")
         await mcu.expect(b"+WS_DISCONNECTED:0\r\n")
+
+
+async def test_auth_mode_1_presents_the_client_certificate(tmp_path, tls_files):
+    certs = (f'[certs.client.2]\ncert = "{tls_files["client_cert"]}"\n'
+             f'key = "{tls_files["client_key"]}"\n')
+    context = mutual_tls_server_context(tls_files)  # requires a client certificate
+    async with serve(echo, "127.0.0.1", 0, ssl=context) as server:
+        uri = b'"wss://127.0.0.1:%d"' % port_of(server)
+        trusting = port_config("trust_any_server_cert = true\n", certs)
+        async with running_gateway(tmp_path, config_text=trusting) as (_, mcu):
+            await quiet(mcu)
+            # Without a client certificate the server refuses the handshake.
+            await mcu.command(b"AT+WSOPEN=0," + uri, b"+WS_DISCONNECTED:0\r\n" + ERROR)
+            await mcu.command(b"AT+WSCFG=0,30,60,1024,1,2,0", OK)
+            await mcu.command(b"AT+WSOPEN=0," + uri, b"+WS_CONNECTED:0\r\n" + OK)
+            await mcu.command(b"AT+WSSEND=0,2", PROMPT)
+            await mcu.send(b"hi")
+            await mcu.expect(SEND_OK + b"+WS_DATA:0,2,hi\r\n")
+
+
+async def test_with_a_ca_the_server_hostname_is_checked(tmp_path, ca):
+    wrong_name = ca.issue_cert("not-this-host.example")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    wrong_name.configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(ca_file)
+    certs = f'[certs.client.0]\nca = "{ca_file}"\n'
+    async with serve(echo, "127.0.0.1", 0, ssl=context) as server, \
+            running_gateway(tmp_path, config_text=port_config(certs=certs)) as (_, mcu):
+        await quiet(mcu)
+        await mcu.command(b"AT+WSCFG=0,30,60,1024,2,0,0", OK)
+        # The chain is valid, but the certificate names another host.
+        await mcu.command(b'AT+WSOPEN=0,"wss://127.0.0.1:%d"' % port_of(server),
+                          b"+WS_DISCONNECTED:0\r\n" + ERROR)
+
+
+async def test_a_server_that_answers_pings_keeps_the_link(tmp_path):
+    pings = 0
+
+    async def counting(websocket):
+        nonlocal pings
+        # websockets answers pings itself; count them from its frame log.
+        original = websocket.protocol.recv_frame
+
+        def recv_frame(frame):
+            nonlocal pings
+            pings += frame.opcode.name == "PING"
+            return original(frame)
+
+        websocket.protocol.recv_frame = recv_frame
+        await websocket.wait_closed()
+
+    async with serve(counting, "127.0.0.1", 0) as server, \
+            running_gateway(tmp_path, config_text=port_config()) as (_, mcu):
+        await quiet(mcu)
+        await mcu.command(b"AT+WSCFG=0,1,1", OK)
+        await open_link(mcu, f"ws://127.0.0.1:{port_of(server)}")
+        await mcu.expect_silence(2.6)  # pings answered: no +WS_DISCONNECTED
+        await mcu.command(b"AT+WSOPEN?", b'+WSOPEN:0,2,"ws://127.0.0.1:%d"\r\n'
+                          % port_of(server) + OK)
+    assert pings >= 2
