@@ -158,6 +158,13 @@ class PortConfig(_Section):
         default=10.0, gt=0, le=3600,
         description="ESP-AT: seconds between reconnect attempts of a dropped WebSocket link.",
     )
+    ameba_ws_data_opcode: StrictBool = Field(
+        default=False,
+        description=(
+            "Ameba: report WebSocket data as `[$][WS][DATA][<id>][<opcode>][<len>]:` (newer"
+            " firmware) instead of the documented `[$][WS][DATA][<id>][<len>]:`."
+        ),
+    )
     wifi_interface: StrictStr | None = Field(
         default=None,
         description=(

@@ -36,11 +36,13 @@ class LinkState(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class PingPolicy:
-    """Send a ping after ``interval`` s without receiving anything; drop the
-    link when no pong arrives within ``timeout`` s of the first unanswered ping."""
+    """Send a ping after ``interval`` s without receiving anything (or, with
+    ``periodic``, every ``interval`` s regardless); drop the link when no pong
+    arrives within ``timeout`` s of the oldest unanswered ping."""
 
     interval: float
     timeout: float
+    periodic: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,7 @@ class ClientLink:
         self._events: _Events | None = None
         self._loop = asyncio.get_running_loop()
         self._last_rx = 0.0
+        self._last_ping = 0.0
         self._unanswered_ping_at: float | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._reconnector: asyncio.Task[None] | None = None
@@ -146,6 +149,7 @@ class ClientLink:
             raise TransportError("connection closed right after opening", stage="connect")
         self.state = LinkState.OPEN
         self._touch()
+        self._last_ping = self._last_rx
         self._unanswered_ping_at = None
         if self.ping is not None:
             self._keeper = self._loop.create_task(self._keep_alive())
@@ -154,11 +158,11 @@ class ClientLink:
     # -- traffic -------------------------------------------------------
 
     async def send(self, payload: bytes, *, opcode: int = Opcode.BINARY, fin: bool = True,
-                   timeout: float | None = None) -> None:
+                   timeout: float | None = None, masked: bool = True) -> None:
         if self.connection is None or self.state is not LinkState.OPEN:
             raise TransportError("link is not open", stage="send")
         async with asyncio.timeout(timeout):
-            await self.connection.send(payload, opcode=opcode, fin=fin)
+            await self.connection.send(payload, opcode=opcode, fin=fin, masked=masked)
         self.bytes_out += len(payload)
 
     def _touch(self) -> None:
@@ -170,7 +174,9 @@ class ClientLink:
         self.observer.pong(self, payload)
 
     async def _keep_alive(self) -> None:
-        """Ping after ``interval`` s of silence; drop after ``timeout`` s unanswered."""
+        """Send pings as :class:`PingPolicy` says; drop the link when one goes
+        unanswered for ``timeout`` s. A timer loop, not polling: it sleeps
+        until the next ping or deadline is due."""
         assert self.ping is not None
         while self.state is LinkState.OPEN:
             now = self._loop.time()
@@ -180,13 +186,20 @@ class ClientLink:
                     self.log.warning("no pong in time; dropping link", timeout=self.ping.timeout)
                     self._drop(error="pong timeout")
                     return
-            else:
-                due = self._last_rx + self.ping.interval
-                if now >= due:
-                    self._unanswered_ping_at = now
+            if self.ping.periodic or self._unanswered_ping_at is None:
+                since = self._last_ping if self.ping.periodic else self._last_rx
+                ping_due = since + self.ping.interval
+                if now >= ping_due:
+                    self._last_ping = now
+                    if self._unanswered_ping_at is None:
+                        self._unanswered_ping_at = now
+                    if self.connection is None:
+                        return
                     with contextlib.suppress(TransportError):
-                        await self.connection.send(b"", opcode=Opcode.PING)  # type: ignore[union-attr]
-                    due = now + min(self.ping.interval, self.ping.timeout)
+                        await self.connection.send(b"", opcode=Opcode.PING)
+                    ping_due = now + self.ping.interval
+                due = ping_due if self._unanswered_ping_at is None else min(
+                    ping_due, self._unanswered_ping_at + self.ping.timeout)
             await asyncio.sleep(max(0.0, due - self._loop.time()))
 
     # -- endings -------------------------------------------------------

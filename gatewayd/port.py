@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from gatewayd.at.engine import (
@@ -31,7 +34,7 @@ from gatewayd.config import CertsConfig, PortConfig
 from gatewayd.dialects.base import AtError, Dialect, Invocation, Setter, Unknown
 from gatewayd.uart import Uart, UartSettings
 
-__all__ = ["PortSession"]
+__all__ = ["PortSession", "RawAborted", "RawStream", "Watermarks"]
 
 #: How much of a line or block the debug log shows.
 LOG_PREVIEW = 160
@@ -62,13 +65,14 @@ class PortSession:
             baudrate=config.baudrate, bytesize=config.bytesize, parity=config.parity,
             stopbits=config.stopbits, rtscts=config.rtscts), self, self.log)
         self._running: asyncio.Task[None] | None = None
-        self._raw_waiter: asyncio.Future[bytes] | None = None
+        self._raw: RawStream | None = None
         self._restart_requested = False
         self._writable = asyncio.Event()
         self._writable.set()
         self._nothing_held = asyncio.Event()
         self._nothing_held.set()
         self._shutdowns: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
         self.commands_run = 0
 
     # -- lifecycle -------------------------------------------------------
@@ -85,6 +89,8 @@ class PortSession:
             self._running.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._running
+        for task in list(self._background):
+            task.cancel()
         await self.dialect.shutdown(self.state)
         await self.uart.drain(timeout=1.0)
         await self.uart.close()
@@ -98,6 +104,8 @@ class PortSession:
         self._flush()
 
     def uart_data(self, data: bytes) -> None:
+        if self._raw is not None and self._raw.abort is not None:
+            self._raw.watch_for_abort(data)
         self._handle(self.engine.receive_data(data))
         self._flush()
 
@@ -118,9 +126,9 @@ class PortSession:
             if isinstance(event, Command):
                 self._dispatch(event)
             elif isinstance(event, RawData):
-                if self._raw_waiter is not None and not self._raw_waiter.done():
-                    self._raw_waiter.set_result(event.data)
                 self.log.debug("at raw in", length=len(event.data), data=preview(event.data))
+                if self._raw is not None:
+                    self._raw.put(event.data, final=event.final)
             elif isinstance(event, Busy):
                 self.log.debug("at busy", data=preview(event.data))
                 self.engine.send(self.dialect.busy(self.state))
@@ -166,6 +174,8 @@ class PortSession:
             final = self.dialect.error(exc, self.state)
         except asyncio.CancelledError:
             self._running = None
+            if self._raw is not None:
+                self._raw._finish()
             raise
         except Exception:
             self.log.exception("handler crashed", command=f"AT{spec.name}")
@@ -173,6 +183,8 @@ class PortSession:
         else:
             final = self.dialect.ok() if result is None else result
         self._running = None
+        if self._raw is not None:
+            self._raw._finish()  # a handler that stopped reading mid-block
         self.commands_run += 1
         self._finish(final)
         self._flush()
@@ -211,18 +223,30 @@ class PortSession:
         self._flush()
 
     async def read_raw(self, length: int, prompt: bytes) -> bytes:
-        loop = asyncio.get_running_loop()
-        self._raw_waiter = loop.create_future()
-        self.engine.expect_raw(length, prompt)
+        pieces = [piece async for piece in self.read_raw_stream(length, prompt)]
+        return b"".join(pieces)
+
+    def read_raw_stream(self, length: int, prompt: bytes, *, chunk: int | None = None,
+                        abort: bytes | None = None,
+                        watermarks: Watermarks | None = None) -> RawStream:
+        """Write *prompt* and yield the *length* raw bytes that follow, in
+        pieces of *chunk* bytes (default: one piece). See :class:`RawStream`."""
+        stream = RawStream(self, length, chunk, abort, watermarks)
+        self._raw = stream
+        self.engine.expect_raw(length, prompt, chunk)
         self._flush()
-        try:
-            return await self._raw_waiter
-        finally:
-            self._raw_waiter = None
+        return stream
 
     async def writable(self) -> None:
         """Wait until the UART's write buffer is below its low-water mark."""
         await self._writable.wait()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run *coro* beside the command (e.g. a close that ends after OK);
+        cancelled when the port stops."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def restart_after_reply(self) -> None:
         self._restart_requested = True
@@ -248,3 +272,131 @@ class PortSession:
             if self.engine.unsolicited_pending > UNSOLICITED_LIMIT:
                 await self._nothing_held.wait()
         self.unsolicited(message)
+
+
+#: The MCU's abort sequence ends with this much silence (Ameba TT mode).
+ABORT_SILENCE = 0.03
+#: Raw bytes received but not yet consumed before the UART stops being read.
+RAW_BUFFER_LIMIT = 80 * 1024
+
+
+class RawAborted(Exception):
+    """The MCU aborted a raw block. ``received`` is what arrived before."""
+
+    def __init__(self, received: int) -> None:
+        super().__init__(f"raw block aborted after {received} bytes")
+        self.received = received
+
+
+@dataclass(frozen=True, slots=True)
+class Watermarks:
+    """Flow-control messages written while a raw block is read (Ameba TT):
+    ``high`` once ``high_at`` bytes wait unconsumed, ``low`` once they fall
+    below ``low_at`` again."""
+
+    high_at: int
+    low_at: int
+    high: bytes
+    low: bytes
+
+
+class RawStream:
+    """The pieces of one raw block, as an async iterator.
+
+    Pieces wait in memory until the handler takes them; past
+    :data:`RAW_BUFFER_LIMIT` bytes the UART is no longer read (the kernel
+    buffer, and RTS/CTS where wired, hold the MCU back). With *abort*, the
+    byte sent three times as single transfers followed by
+    :data:`ABORT_SILENCE` seconds of silence ends the block early: the
+    iterator then yields what arrived (without those bytes) and raises
+    :class:`RawAborted`."""
+
+    def __init__(self, session: PortSession, length: int, chunk: int | None,
+                 abort: bytes | None, watermarks: Watermarks | None) -> None:
+        self.session = session
+        self.length = length
+        self.abort = abort
+        self.watermarks = watermarks
+        self.received = 0
+        self._pieces: deque[bytes] = deque()
+        self._waiting = 0
+        self._final = False
+        self._aborted = False
+        self._arrived = asyncio.Event()
+        self._paused = False
+        self._high = False
+        self._abort_count = 0
+        self._abort_timer: asyncio.TimerHandle | None = None
+
+    def put(self, data: bytes, *, final: bool) -> None:
+        self._pieces.append(data)
+        self._waiting += len(data)
+        self.received += len(data)
+        self._final = final
+        self._arrived.set()
+        self._check_levels()
+
+    def _check_levels(self) -> None:
+        marks = self.watermarks
+        if marks is not None:
+            if not self._high and self._waiting >= marks.high_at:
+                self._high = True
+                self.session.write(marks.high)
+            elif self._high and self._waiting < marks.low_at:
+                self._high = False
+                self.session.write(marks.low)
+        should_pause = self._waiting >= RAW_BUFFER_LIMIT and not self._final
+        if should_pause != self._paused:
+            self._paused = should_pause
+            self.session.uart.pause_reading(should_pause)
+
+    def watch_for_abort(self, data: bytes) -> None:
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+            self._abort_timer = None
+        if data != self.abort:
+            self._abort_count = 0
+            return
+        self._abort_count += 1
+        if self._abort_count >= 3:
+            loop = asyncio.get_running_loop()
+            self._abort_timer = loop.call_later(ABORT_SILENCE, self._abort_now)
+
+    def _abort_now(self) -> None:
+        if self._final or self.session._raw is not self:
+            return
+        rest = self.session.engine.abort_raw()
+        marker = self.abort * 3  # type: ignore[operator]
+        self._aborted = True
+        rest = rest.removesuffix(marker)
+        if rest:
+            self.put(rest, final=True)
+        else:
+            self._final = True
+            self._arrived.set()
+        self.session.log.info("raw block aborted by the MCU", received=self.received,
+                              expected=self.length)
+
+    def __aiter__(self) -> RawStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while not self._pieces:
+            if self._final:
+                self._finish()
+                if self._aborted:
+                    raise RawAborted(self.received)
+                raise StopAsyncIteration
+            self._arrived.clear()
+            await self._arrived.wait()
+        piece = self._pieces.popleft()
+        self._waiting -= len(piece)
+        self._check_levels()
+        return piece
+
+    def _finish(self) -> None:
+        if self.session._raw is self:
+            self.session._raw = None
+        if self._paused:
+            self._paused = False
+            self.session.uart.pause_reading(False)

@@ -124,11 +124,13 @@ class Connection(ABC):
 
     @abstractmethod
     async def send(self, payload: bytes, *, opcode: int = Opcode.BINARY, fin: bool = True,
-                   peer: tuple[str, int] | None = None) -> None:
+                   peer: tuple[str, int] | None = None, masked: bool = True) -> None:
         """Hand *payload* to the network. Raises :class:`TransportError`.
 
         *opcode* is an :class:`Opcode` or any other 4-bit value (an MCU may
-        send reserved opcodes; the peer decides what to make of them)."""
+        send reserved opcodes; the peer decides what to make of them).
+        *masked* (WebSocket clients): RFC 6455 requires masked client frames,
+        but an Ameba MCU may ask for unmasked ones; stream transports ignore it."""
 
     @abstractmethod
     async def close(self, *, code: int | None = None) -> None:

@@ -188,6 +188,14 @@ class Uart:
             return
         self._write.write(data)
 
+    def pause_reading(self, paused: bool) -> None:
+        """Stop (or resume) reading the device; its own buffers hold the MCU back."""
+        if self._read is not None and not self._read.is_closing():
+            if paused:
+                self._read.pause_reading()  # type: ignore[attr-defined]
+            else:
+                self._read.resume_reading()  # type: ignore[attr-defined]
+
     @property
     def write_buffer_size(self) -> int:
         return self._write.get_write_buffer_size() if self._write is not None else 0

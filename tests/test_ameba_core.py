@@ -31,7 +31,11 @@ async def test_gmr(ameba_mcu):
 
 async def test_list(ameba_mcu):
     await ameba_mcu.command(b"AT+LIST", b"Common AT Command:\r\nAT+RST\r\nAT+GMR\r\n"
-                            b"AT+TEST\r\nAT+LIST\r\n" + OK)
+                            b"AT+TEST\r\nAT+LIST\r\n"
+                            b"WEBSOCKET AT command:\r\nAT+WSGLCFG\r\nAT+WSCFG\r\n"
+                            b"AT+WSHEAD\r\nAT+WSHEADRAW\r\nAT+WSCONN\r\nAT+WSSEND\r\n"
+                            b"AT+WSSENDRAW\r\nAT+WSDISCONN\r\nAT+WSQUERY\r\n"
+                            b"AT+WSTXQUEUECHECK\r\n" + OK)
 
 
 async def test_list_ignores_arguments(ameba_mcu):

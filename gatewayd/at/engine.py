@@ -102,9 +102,12 @@ class LineTooLong:
 
 @dataclass(frozen=True, slots=True)
 class RawData:
-    """The block asked for with :meth:`AtEngine.expect_raw` is complete. RUNNING."""
+    """Bytes of the block asked for with :meth:`AtEngine.expect_raw`: all of it,
+    or with a ``chunk`` size one piece at a time. After the ``final`` piece the
+    engine is RUNNING again."""
 
     data: bytes
+    final: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +143,8 @@ class AtEngine:
         self._line = bytearray()
         self._line_dropped = 0  # bytes of an overlong line thrown away so far
         self._raw = bytearray()
-        self._raw_needed = 0
+        self._raw_needed = 0  # bytes of the raw block not received yet
+        self._raw_chunk: int | None = None
         self._held = bytearray()
         self._out = bytearray()
         self._unsolicited: deque[bytes] = deque()
@@ -165,13 +169,19 @@ class AtEngine:
                 data = self._feed_line(data, events)
 
     def _feed_raw(self, data: bytes, events: list[Event]) -> bytes:
-        take = min(self._raw_needed - len(self._raw), len(data))
+        take = min(self._raw_needed, len(data))
         self._raw += data[:take]
-        if len(self._raw) < self._raw_needed:
+        self._raw_needed -= take
+        chunk = self._raw_chunk
+        if chunk is not None:
+            while len(self._raw) >= chunk and (self._raw_needed or len(self._raw) > chunk):
+                events.append(RawData(bytes(self._raw[:chunk]), final=False))
+                del self._raw[:chunk]
+        if self._raw_needed:
             return b""
         events.append(RawData(bytes(self._raw)))
         self._raw.clear()
-        self._raw_needed = 0
+        self._raw_chunk = None
         self.state = State.RUNNING
         rest = data[take:]
         if rest and not self.framing.busy_rejects_input:
@@ -266,16 +276,31 @@ class AtEngine:
         """Write part of the running command's response (or a prompt-less reply)."""
         self._out += data
 
-    def expect_raw(self, length: int, prompt: bytes) -> None:
+    def expect_raw(self, length: int, prompt: bytes, chunk: int | None = None) -> None:
         """Write *prompt*, then collect exactly *length* raw bytes (no echo, no
-        escapes). Completion is reported as :class:`RawData`. *length* must be > 0."""
+        escapes), reported as :class:`RawData`: whole, or in pieces of *chunk*
+        bytes as they arrive (so a large block need not sit in memory).
+        *length* must be > 0."""
         if self.state is not State.RUNNING:
             raise RuntimeError("raw input is only read on behalf of a running command")
-        if length <= 0:
-            raise ValueError("a raw block has at least one byte")
+        if length <= 0 or (chunk is not None and chunk <= 0):
+            raise ValueError("a raw block and its pieces have at least one byte")
         self._out += prompt
         self._raw_needed = length
+        self._raw_chunk = chunk
         self.state = State.RAW
+
+    def abort_raw(self) -> bytes:
+        """Give up on the raw block (the MCU's abort sequence): return the bytes
+        received but not yet reported, and go back to RUNNING."""
+        if self.state is not State.RAW:
+            raise RuntimeError("no raw block is being read")
+        rest = bytes(self._raw)
+        self._raw.clear()
+        self._raw_needed = 0
+        self._raw_chunk = None
+        self.state = State.RUNNING
+        return rest
 
     def finish(self, result: bytes) -> list[Event]:
         """End the running command with its final *result* bytes.
@@ -288,6 +313,7 @@ class AtEngine:
         self.state = State.READY
         self._raw.clear()
         self._raw_needed = 0
+        self._raw_chunk = None
         while self._unsolicited:
             self._out += self._unsolicited.popleft()
         self.unsolicited_pending = 0
@@ -313,6 +339,7 @@ class AtEngine:
         self._line_dropped = 0
         self._raw.clear()
         self._raw_needed = 0
+        self._raw_chunk = None
         self._held.clear()
         self._unsolicited.clear()
         self.unsolicited_pending = 0
@@ -326,4 +353,4 @@ class AtEngine:
     @property
     def raw_remaining(self) -> int:
         """Raw bytes still expected (0 outside the RAW state)."""
-        return self._raw_needed - len(self._raw) if self.state is State.RAW else 0
+        return self._raw_needed if self.state is State.RAW else 0

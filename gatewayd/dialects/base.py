@@ -171,6 +171,12 @@ class PortContext(Protocol):
     async def writable(self) -> None:
         """Returns once the UART's write buffer has room (backpressure)."""
 
+    def read_raw_stream(self, length: int, prompt: bytes, *, chunk: int | None = None,
+                        abort: bytes | None = None, watermarks: Any = None) -> Any:
+        """Async iterator over the raw block's pieces (see gatewayd.port.RawStream)."""
+
+    def spawn(self, coro: Any) -> None: ...
+
     def restart_after_reply(self) -> None: ...
 
     def set_echo(self, on: bool) -> None: ...

@@ -277,11 +277,11 @@ class WsConnection(Connection):
     # -- Connection ----------------------------------------------------
 
     async def send(self, payload: bytes, *, opcode: int = Opcode.BINARY, fin: bool = True,
-                   peer: tuple[str, int] | None = None) -> None:
+                   peer: tuple[str, int] | None = None, masked: bool = True) -> None:
         if self._local_close or self._reader.done():
             raise TransportError("the WebSocket link is closed", stage="send")
         try:
-            await self._writer.send(int(opcode), payload, fin)
+            await self._writer.send(int(opcode), payload, fin, masked=masked)
         except ValueError as exc:
             raise TransportError(str(exc), stage="send") from exc
 

@@ -81,11 +81,13 @@ class FrameWriter:
     def closing(self) -> bool:
         return self._transport.is_closing()
 
-    async def send(self, opcode: int, payload: bytes, fin: bool = True) -> None:
-        """Mask with a fresh random key, write, and wait while the transport's
-        buffer is over its high-water mark. Raises ``TransportError(stage="send")``
-        when the connection is closing or lost."""
-        frame = encode_frame(opcode, payload, fin=fin, mask=os.urandom(4))
+    async def send(self, opcode: int, payload: bytes, fin: bool = True, *,
+                   masked: bool = True) -> None:
+        """Mask with a fresh random key (unless *masked* is false: an Ameba MCU
+        may ask for that, and the server then judges the frame), write, and
+        wait while the transport's buffer is over its high-water mark. Raises
+        ``TransportError(stage="send")`` when the connection is closing or lost."""
+        frame = encode_frame(opcode, payload, fin=fin, mask=os.urandom(4) if masked else None)
         if self._transport.is_closing() or self._protocol.transport is None:
             raise TransportError("the WebSocket connection is closed", stage="send")
         self._transport.write(frame)

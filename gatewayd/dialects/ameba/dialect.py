@@ -10,8 +10,8 @@ on the AT port for a line that names no command: the firmware writes
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from gatewayd.at.engine import Framing, Overflow
 from gatewayd.at.grammar import GrammarError, ameba_atoi, ameba_split, ameba_split_escaped
@@ -29,6 +29,9 @@ from gatewayd.dialects.base import (
     Unknown,
 )
 
+if TYPE_CHECKING:
+    from gatewayd.dialects.ameba.websocket import AmebaWsState
+
 OK = b"\r\nOK\r\n"
 READY = b"ATCMD READY\r\n"
 TT_PROMPT = b">>>\r\n"
@@ -45,6 +48,14 @@ FRAMING = Framing(
 @dataclass
 class AmebaState:
     """Per-port state that a restart resets."""
+
+    ws: AmebaWsState = field(default_factory=lambda: _ws_state())
+
+
+def _ws_state() -> AmebaWsState:
+    from gatewayd.dialects.ameba.websocket import AmebaWsState
+
+    return AmebaWsState()
 
 
 class AmebaDialect(Dialect):
@@ -107,6 +118,9 @@ class AmebaDialect(Dialect):
 
     def new_state(self) -> AmebaState:
         return AmebaState()
+
+    async def shutdown(self, state: AmebaState) -> None:
+        await state.ws.close_all()
 
 
 def _bind_one(param: Any, field: bytes | None) -> Any:

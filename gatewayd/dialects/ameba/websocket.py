@@ -1,0 +1,500 @@
+"""Ameba WebSocket client commands: AT+WSGLCFG … AT+WSTXQUEUECHECK (links 0..2).
+
+Bytes follow seed 000 and ``shared/reference/ameba-at-behaviour.md`` §1, §2,
+§5: ``[$][WS][EVENT]:linkid:<id>, connected|disconnect|pong`` and one
+``[$][WS][DATA][<id>][<len>]:<data>`` per complete message (the newer
+firmware's form with the opcode when the port sets ``ameba_ws_data_opcode``).
+No automatic reconnection; per-link settings and headers live until a restart.
+
+Sends go through a per-link queue of ``max_queue_size`` frames, drained by
+one sender task: ``AT+WSSEND`` waits up to ``send_blocktime`` ms for room,
+then drops the frame and still answers ``OK`` as the firmware does, but
+gatewayd logs and counts every dropped frame. ``AT+WSSENDRAW`` never drops:
+it streams the block from the UART in ``buffer_size`` frames (first frame
+with the opcode, then continuations), holding the MCU back when the network
+is slower, with the firmware's watermark messages for blocks of 80 KiB or
+more and its ``<<<`` abort.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+from gatewayd import certs as cert_contexts
+from gatewayd.dialects.ameba.dialect import TT_PROMPT
+from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, Setter, Str
+from gatewayd.links import ClientLink, LinkState, PingPolicy
+from gatewayd.port import RawAborted, Watermarks
+from gatewayd.transport import ClientRequest, Opcode, SocketOptions, TransportError
+
+SECTION = "WEBSOCKET AT command:"
+MAX_HEADERS = 10
+MAX_HOST = 128
+MAX_PATH = 256
+TT_HIGH_WATERMARK = b"[$][TT]:High Watermark\r\n"
+TT_LOW_WATERMARK = b"[$][TT]:Low Watermark\r\n"
+#: Blocks this large get watermark messages (the firmware's TT ring size).
+TT_RING = 80 * 1024
+WATERMARKS = Watermarks(high_at=TT_RING * 7 // 10, low_at=TT_RING * 2 // 10,
+                        high=TT_HIGH_WATERMARK, low=TT_LOW_WATERMARK)
+
+#: AT+WSQUERY status numbers.
+STATUS_CLOSING, STATUS_CLOSED, STATUS_CONNECTING, STATUS_OPEN = 0, 1, 2, 3
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalConfig:
+    """AT+WSGLCFG. Each command sets every field (omitted ones to their defaults)."""
+
+    connect_timeout: int = 0
+    recv_timeout: int = 0
+    send_timeout: int = 0
+    send_blocktime: int = 30000
+    keepalive_idle: int = 0
+    keepalive_interval: int = 0
+    keepalive_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LinkConfig:
+    """AT+WSCFG of one link."""
+
+    ping_interval: int = 10
+    ping_timeout: int = 120
+    buffer_size: int = 1500
+    max_queue_size: int = 3
+    protocol: str = ""
+    version: str = "13"
+    stable_buf_num: int = 3
+
+
+@dataclass
+class LinkSlot:
+    """One link id: its settings, headers and, while connected, its link."""
+
+    config: LinkConfig = field(default_factory=LinkConfig)
+    headers: list[bytes] = field(default_factory=list)
+    link: ClientLink | None = None
+    queue: asyncio.Queue[tuple[bytes, int, bool, bool]] | None = None
+    sender: asyncio.Task[None] | None = None
+    closing: bool = False
+    dropped_frames: int = 0
+    discarded_messages: int = 0
+
+    @property
+    def status(self) -> int:
+        if self.link is None:
+            return STATUS_CLOSED
+        if self.closing:
+            return STATUS_CLOSING
+        return {LinkState.OPEN: STATUS_OPEN, LinkState.CONNECTING: STATUS_CONNECTING}.get(
+            self.link.state, STATUS_CLOSED)
+
+    @property
+    def is_open(self) -> bool:
+        return self.link is not None and self.link.state is LinkState.OPEN and not self.closing
+
+    async def close(self, *, graceful: bool) -> None:
+        link, self.link = self.link, None
+        if self.sender is not None:
+            self.sender.cancel()
+            self.sender = None
+        self.queue = None
+        self.closing = False
+        if link is not None:
+            await link.close(graceful=graceful)
+
+
+@dataclass
+class AmebaWsState:
+    glcfg: GlobalConfig = field(default_factory=GlobalConfig)
+    slots: dict[int, LinkSlot] = field(default_factory=lambda: {i: LinkSlot() for i in range(3)})
+
+    async def close_all(self) -> None:
+        for slot in self.slots.values():
+            await slot.close(graceful=False)
+
+
+def ws(ctx: PortContext) -> AmebaWsState:
+    return ctx.state.ws
+
+
+def slot_of(ctx: PortContext, link_id: int) -> LinkSlot:
+    return ws(ctx).slots[link_id]
+
+
+# -- messages -----------------------------------------------------------------
+
+
+class AmebaWsObserver:
+    def __init__(self, ctx: PortContext, slot: LinkSlot) -> None:
+        self.ctx, self.slot = ctx, slot
+
+    async def data(self, link: ClientLink, payload: bytes, opcode: Opcode, fin: bool) -> None:
+        if len(payload) > self.slot.config.buffer_size:
+            self.slot.discarded_messages += 1
+            link.log.warning("message larger than the link's buffer discarded",
+                             length=len(payload), buffer_size=self.slot.config.buffer_size,
+                             discarded=self.slot.discarded_messages)
+            return
+        if self.ctx.config.ameba_ws_data_opcode:
+            head = b"[$][WS][DATA][%d][%d][%d]:" % (link.id, int(opcode), len(payload))
+        else:
+            head = b"[$][WS][DATA][%d][%d]:" % (link.id, len(payload))
+        link.bytes_in += len(payload)
+        await self.ctx.deliver(head + payload + b"\r\n")
+
+    def connected(self, link: ClientLink) -> None:  # only on AT+WSCONN, which prints it
+        pass
+
+    def disconnected(self, link: ClientLink) -> None:
+        self._ended(link)
+
+    def closed_by_peer(self, link: ClientLink, code: int | None) -> None:
+        self._ended(link)
+
+    def _ended(self, link: ClientLink) -> None:
+        if self.slot.link is link:
+            self.slot.link = None
+            if self.slot.sender is not None:
+                self.slot.sender.cancel()
+                self.slot.sender = None
+            self.slot.queue = None
+            self.slot.closing = False
+        self.ctx.unsolicited(b"[$][WS][EVENT]:linkid:%d, disconnect\r\n" % link.id)
+
+    def pong(self, link: ClientLink, payload: bytes) -> None:
+        self.ctx.unsolicited(b"[$][WS][EVENT]:linkid:%d, pong\r\n" % link.id)
+
+
+# -- configuration --------------------------------------------------------------
+
+
+async def wsglcfg(ctx: PortContext, *values: int) -> None:
+    names = ("connect_timeout", "recv_timeout", "send_timeout", "send_blocktime",
+             "keepalive_idle", "keepalive_interval", "keepalive_count")
+    limits = {"keepalive_idle": 7200, "keepalive_interval": 75, "keepalive_count": 10}
+    settings = dict(zip(names, values, strict=True))
+    for name, value in settings.items():
+        if value < 0 or value > limits.get(name, 2**31 - 1):
+            raise AtError(1, why=f"{name}={value}")
+    ws(ctx).glcfg = GlobalConfig(**settings)
+
+
+async def wscfg(ctx: PortContext, link_id: int, ping_interval: int, ping_timeout: int,
+                buffer_size: int, max_queue_size: int, protocol: str, version: str,
+                stable_buf_num: int | None) -> None:
+    if version != "13":
+        raise AtError(1, why=f"version {version!r}: only 13")
+    stable = min(3, max_queue_size) if stable_buf_num is None else stable_buf_num
+    if not 1 <= stable <= max_queue_size:
+        raise AtError(1, why=f"stable_buf_num {stable} outside 1..{max_queue_size}")
+    slot = slot_of(ctx, link_id)
+    slot.config = LinkConfig(ping_interval, ping_timeout, buffer_size, max_queue_size,
+                             protocol, version, stable)
+
+
+async def wshead(ctx: PortContext, link_id: int, length: int, header: bytes | None) -> None:
+    slot = slot_of(ctx, link_id)
+    if length == 0:
+        slot.headers.clear()
+        return
+    if not header:
+        raise AtError(1, why="header text missing")
+    if len(slot.headers) >= MAX_HEADERS:
+        raise AtError(3, why=f"at most {MAX_HEADERS} headers per link")
+    slot.headers.append(header[:length])
+
+
+async def wsheadraw(ctx: PortContext, link_id: int, length: int) -> None:
+    slot = slot_of(ctx, link_id)
+    if length == 0:
+        slot.headers.clear()
+        return
+    if len(slot.headers) >= MAX_HEADERS:
+        raise AtError(4, why=f"at most {MAX_HEADERS} headers per link")
+    slot.headers.append(await ctx.read_raw(length, TT_PROMPT))
+
+
+async def wsquery(ctx: PortContext, link_id: int | None) -> None:
+    state = ws(ctx)
+    g = state.glcfg
+    lines = [
+        "Global config:", f"connect_timeout: {g.connect_timeout}",
+        f"recv_timeout: {g.recv_timeout}", f"send_timeout: {g.send_timeout}",
+        f"send_blocktime: {g.send_blocktime}", f"keepalive_idle: {g.keepalive_idle}",
+        f"keepalive_interval: {g.keepalive_interval}", f"keepalive_count: {g.keepalive_count}",
+    ]
+    out = "".join(f"{line}\r\n" for line in lines).encode()
+    for lid in ([link_id] if link_id is not None else sorted(state.slots)):
+        slot = state.slots[lid]
+        c = slot.config
+        block = [
+            f"link_id: {lid}", f"status: {slot.status}", f"ping_interval: {c.ping_interval}",
+            f"ping_timeout: {c.ping_timeout}", f"buffer_size: {c.buffer_size}",
+            f"max_queue_size: {c.max_queue_size}", f"protocol: {c.protocol}",
+            f"version: {c.version}", f"stable_buf_num: {c.stable_buf_num}", "header:",
+        ]
+        out += "".join(f"{line}\r\n" for line in block).encode("utf-8", "surrogateescape")
+        out += b"".join(h + b"\r\n" for h in slot.headers)
+    ctx.write(out)
+
+
+async def wsquery_all(ctx: PortContext) -> None:
+    await wsquery(ctx, None)
+
+
+async def wsquery_set(ctx: PortContext, link_id: bytes) -> None:
+    if not link_id.strip():
+        await wsquery(ctx, None)
+        return
+    from gatewayd.at.grammar import ameba_atoi
+
+    value = ameba_atoi(link_id)
+    if not 0 <= value <= 2:
+        raise AtError(1, why=f"link id {value}")
+    await wsquery(ctx, value)
+
+
+# -- connecting ------------------------------------------------------------------
+
+
+def _tls(ctx: PortContext, conn_type: int, cert_index: int) -> ssl.SSLContext | None:
+    if conn_type == 1:
+        return None
+    suite = None
+    if conn_type >= 3:
+        if not 1 <= cert_index <= 10:
+            raise AtError(1, why=f"conn_type {conn_type} needs cert_index 1..10")
+        suite = ctx.certs.client.get(cert_index)
+        needs = {3: ("ca",), 4: ("cert", "key"), 5: ("ca", "cert", "key")}[conn_type]
+        if suite is None or any(getattr(suite, name) is None for name in needs):
+            raise AtError(4, why=f"certs.client.{cert_index} lacks {', '.join(needs)}")
+    try:
+        own = suite if conn_type in (4, 5) else None
+        if conn_type in (3, 5):
+            return cert_contexts.client_context(own, verify=True, check_hostname=True,
+                                                ca_from=suite)
+        verify = not ctx.config.trust_any_server_cert
+        return cert_contexts.client_context(own, verify=verify, check_hostname=verify)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise AtError(4, why=f"certificate loading failed: {exc}") from None
+
+
+def _socket_options(g: GlobalConfig) -> SocketOptions:
+    keepalive = g.keepalive_idle > 0
+    return SocketOptions(
+        send_timeout=g.send_timeout / 1000 or None, recv_timeout=g.recv_timeout / 1000 or None,
+        keepalive=keepalive or None,
+        keepalive_idle=g.keepalive_idle or None, keepalive_interval=g.keepalive_interval or None,
+        keepalive_count=g.keepalive_count or None)
+
+
+def _header_pairs(headers: list[bytes]) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for raw in headers:
+        name, _, value = raw.decode("latin-1").partition(":")
+        pairs.append((name.strip(), value.strip()))
+    return tuple(pairs)
+
+
+async def wsconn(ctx: PortContext, link_id: int, host: str, path: str, port: int,
+                 conn_type: int, cert_index: int) -> None:
+    slot = slot_of(ctx, link_id)
+    if slot.link is not None:
+        raise AtError(1, why=f"link {link_id} is already open")
+    if not host or len(host) > MAX_HOST or len(path) > MAX_PATH:
+        raise AtError(1, why="host empty or too long, or path too long")
+    tls = _tls(ctx, conn_type, cert_index)
+    kind = "ws" if conn_type == 1 else "wss"
+    transport = ctx.plugins.transports.get(kind) if ctx.plugins is not None else None
+    if transport is None:
+        raise AtError(3, why=f"no transport plugin serves {kind!r} links")
+    config, glcfg = slot.config, ws(ctx).glcfg
+    request = ClientRequest(
+        kind=kind, host=host, port=port or (80 if kind == "ws" else 443),
+        path=path if path.startswith("/") else "/" + path, tls=tls,
+        headers=_header_pairs(slot.headers),
+        subprotocols=(config.protocol,) if config.protocol else (),
+        connect_timeout=glcfg.connect_timeout / 1000 or None,
+        options=_socket_options(glcfg))
+    link = ClientLink(link_id, transport, lambda: request, AmebaWsObserver(ctx, slot), ctx.log,
+                      ping=PingPolicy(config.ping_interval, config.ping_timeout, periodic=True))
+    slot.link = link
+    try:
+        await link.open(request.connect_timeout)
+    except TransportError as exc:
+        slot.link = None
+        raise AtError(5, why=f"connection failed ({exc.stage}): {exc}") from None
+    slot.queue = asyncio.Queue(maxsize=config.max_queue_size)
+    slot.sender = asyncio.get_running_loop().create_task(_send_queued(slot, link, glcfg))
+    ctx.write(b"[$][WS][EVENT]:linkid:%d, connected\r\n" % link_id)
+
+
+async def _send_queued(slot: LinkSlot, link: ClientLink, glcfg: GlobalConfig) -> None:
+    """The link's sender: hands queued frames to the network one by one."""
+    assert slot.queue is not None
+    queue = slot.queue
+    timeout = glcfg.send_timeout / 1000 or None
+    while True:
+        payload, opcode, fin, masked = await queue.get()
+        try:
+            await link.send(payload, opcode=opcode, fin=fin, masked=masked, timeout=timeout)
+        except (TransportError, TimeoutError) as exc:
+            link.log.warning("queued frame not sent", error=repr(exc))
+        finally:
+            queue.task_done()
+
+
+# -- sending -----------------------------------------------------------------------
+
+
+def _open_slot(ctx: PortContext, link_id: int) -> LinkSlot:
+    slot = slot_of(ctx, link_id)
+    if not slot.is_open or slot.queue is None:
+        raise AtError(2, why=f"link {link_id} is not connected")
+    return slot
+
+
+async def wssend(ctx: PortContext, link_id: int, length: int, use_mask: int, opcode: int,
+                 data: bytes | None) -> None:
+    slot = slot_of(ctx, link_id)
+    if not 1 <= length <= slot.config.buffer_size:
+        raise AtError(1, why=f"length {length} outside 1..{slot.config.buffer_size}")
+    if not data or length > len(data):
+        raise AtError(1, why="data missing or shorter than length")
+    slot = _open_slot(ctx, link_id)
+    frame = (data[:length], opcode, True, bool(use_mask))
+    blocktime = ws(ctx).glcfg.send_blocktime / 1000
+    assert slot.queue is not None
+    try:
+        if blocktime:
+            await asyncio.wait_for(slot.queue.put(frame), blocktime)
+        else:
+            slot.queue.put_nowait(frame)
+    except (TimeoutError, asyncio.QueueFull):
+        slot.dropped_frames += 1
+        ctx.log.warning("send queue full: frame dropped (the firmware answers OK too)",
+                        link=link_id, length=length, dropped=slot.dropped_frames)
+
+
+async def _enqueue(slot: LinkSlot, frame: tuple[bytes, int, bool, bool]) -> None:
+    """Queue *frame*, waiting for room; AtError 2 if the link ends meanwhile."""
+    await _until_sent_or_lost(slot, slot.queue.put(frame))  # type: ignore[union-attr]
+
+
+async def _until_sent_or_lost(slot: LinkSlot, waiting: Any) -> None:
+    sender = slot.sender
+    assert sender is not None
+    task = asyncio.ensure_future(waiting)
+    done, _ = await asyncio.wait({task, sender}, return_when=asyncio.FIRST_COMPLETED)
+    if task not in done:
+        task.cancel()
+        raise AtError(2, why="the link ended during the transfer")
+
+
+async def wssendraw(ctx: PortContext, link_id: int, length: int, use_mask: int,
+                    opcode: int) -> None:
+    if length < 1:
+        raise AtError(1, why="length must be at least 1")
+    slot = _open_slot(ctx, link_id)
+    assert slot.queue is not None
+    masked = bool(use_mask)
+    stream = ctx.read_raw_stream(length, TT_PROMPT, chunk=slot.config.buffer_size, abort=b"<",
+                                 watermarks=WATERMARKS if length >= TT_RING else None)
+    sent = 0
+    try:
+        async for piece in stream:
+            first = sent == 0
+            sent += len(piece)
+            await _enqueue(slot, (piece, opcode if first else Opcode.CONTINUATION,
+                                  sent >= length, masked))
+    except RawAborted as aborted:
+        if aborted.received == 0:
+            raise AtError(4, why="transparent transmission aborted before any data") from None
+        # Send what arrived: end the message its first frames started.
+        await _enqueue(slot, (b"", Opcode.CONTINUATION, True, masked))
+    await _until_sent_or_lost(slot, slot.queue.join())
+
+
+async def wsdisconn(ctx: PortContext, link_id: int) -> None:
+    slot = slot_of(ctx, link_id)
+    if not slot.is_open:
+        raise AtError(2, why=f"link {link_id} is not connected")
+    slot.closing = True
+    link = slot.link
+    assert link is not None
+
+    async def close() -> None:
+        with contextlib.suppress(TransportError):
+            await link.close(graceful=True)
+        if slot.link is link:
+            await slot.close(graceful=False)
+            ctx.unsolicited(b"[$][WS][EVENT]:linkid:%d, disconnect\r\n" % link_id)
+
+    ctx.spawn(close())
+
+
+async def wstxqueuecheck(ctx: PortContext, link_id: int) -> bytes:
+    slot = _open_slot(ctx, link_id)
+    assert slot.queue is not None
+    full = slot.queue.qsize() >= slot.config.max_queue_size
+    # As documented: OK first, then the text (LF only, as the firmware prints it).
+    return b"\r\nOK\r\n" + (b"Tx queue is full\n" if full else b"Tx queue is not full\n")
+
+
+# -- table -------------------------------------------------------------------------
+
+_LINK = Int("link_id", lo=0, hi=2)
+_U32 = 2**31 - 1
+
+
+def _glcfg_param(name: str, default: int) -> Int:
+    return Int(name, default=default, lo=-(2**31), hi=_U32)
+
+
+COMMANDS = (
+    CommandSpec("+WSGLCFG", "global WebSocket client settings", section=SECTION,
+                set=Setter(wsglcfg, tuple(
+                    _glcfg_param(name, default) for name, default in (
+                        ("connect_timeout", 0), ("recv_timeout", 0), ("send_timeout", 0),
+                        ("send_blocktime", 30000), ("keepalive_idle", 0),
+                        ("keepalive_interval", 0), ("keepalive_count", 0))), escaped=True)),
+    CommandSpec("+WSCFG", "settings of one link", section=SECTION, set=Setter(wscfg, (
+        _LINK, Int("ping_interval", lo=1, hi=7200), Int("ping_timeout", lo=1, hi=7200),
+        Int("buffer_size", default=1500, lo=1, hi=16384),
+        Int("max_queue_size", default=3, lo=1, hi=50), Str("protocol", default=""),
+        Str("version", default="13"), Int("stable_buf_num", default=None, lo=1, hi=50)),
+        escaped=True)),
+    CommandSpec("+WSHEAD", "add a request header (0 clears)", section=SECTION,
+                set=Setter(wshead, (_LINK, Int("header_len", lo=0, hi=_U32),
+                                    Raw("header", default=None)), escaped=True)),
+    CommandSpec("+WSHEADRAW", "add a request header through >>> (0 clears)", section=SECTION,
+                set=Setter(wsheadraw, (_LINK, Int("header_len", lo=0, hi=_U32)),
+                           escaped=True)),
+    CommandSpec("+WSCONN", "connect a link", section=SECTION, set=Setter(wsconn, (
+        _LINK, Str("host", default=""), Str("path", default="/"),
+        Int("port", default=0, lo=0, hi=65535), Int("conn_type", lo=1, hi=5),
+        Int("cert_index", default=0, lo=0, hi=10)), escaped=True)),
+    CommandSpec("+WSSEND", "send a frame with escaped data", section=SECTION,
+                set=Setter(wssend, (_LINK, Int("length", lo=0, hi=_U32),
+                                    Int("use_mask", default=1, lo=0, hi=1),
+                                    Int("opcode", default=1, lo=0, hi=15),
+                                    Raw("data", default=None)), escaped=True)),
+    CommandSpec("+WSSENDRAW", "send raw data through >>>", section=SECTION,
+                set=Setter(wssendraw, (_LINK, Int("length", lo=0, hi=_U32),
+                                       Int("use_mask", default=1, lo=0, hi=1),
+                                       Int("opcode", default=1, lo=0, hi=15)), escaped=True)),
+    CommandSpec("+WSDISCONN", "close a link (close frame)", section=SECTION,
+                set=Setter(wsdisconn, (_LINK,))),
+    CommandSpec("+WSQUERY", "global and per-link settings and state", section=SECTION,
+                execute=wsquery_all, set=Setter(wsquery_set, (Raw("link_id", default=b""),))),
+    CommandSpec("+WSTXQUEUECHECK", "is the link's send queue full?", section=SECTION,
+                set=Setter(wstxqueuecheck, (_LINK,))),
+)
+
+__all__ = ["COMMANDS", "AmebaWsState"]
