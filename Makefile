@@ -32,3 +32,9 @@ docs: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info ttyAT0
+
+# `make deb`: dist/gatewayd_<version>_<arch>.deb, a self-contained virtualenv at
+# /opt/gatewayd plus the systemd unit (packaging/build-deb.sh; needs PyPI).
+.PHONY: deb
+deb:
+	bash packaging/build-deb.sh dist

@@ -1,4 +1,4 @@
-"""ESP-AT WebSocket echo through gatewayd, beside a socat relay baseline.
+"""WebSocket echo through gatewayd (ESP-AT or Ameba), beside a socat relay baseline.
 
 What is measured, in one run on this machine:
 
@@ -8,6 +8,10 @@ What is measured, in one run on this machine:
   ``+WS_DATA:0,<len>,<data>\\r\\n``. Throughput counts payload bytes sent and
   received back, one block in flight; latency is one 64-byte message from
   the ``AT+WSSEND`` line to the end of its ``+WS_DATA`` line.
+* ``--dialect ameba``: the MCU connects with ``AT+WSCONN`` and sends each
+  block with ``AT+WSSENDRAW`` (``>>>``, the block, ``OK``); the server echoes
+  it in messages of at most 16 KiB (the largest Ameba receive buffer; the
+  firmware discards bigger messages), read back as ``[$][WS][DATA]`` messages.
 * baseline: ``socat`` relays a pty to a raw TCP echo server; the MCU writes
   the same block and reads it back.
 
@@ -15,6 +19,7 @@ The echo servers run in a child process so that they do not share a core
 with the MCU side. Every read is bounded by ``select`` timeouts.
 
     .venv/bin/python bench/ws_echo.py [--blocks 300] [--size 4096] [--count 1000]
+    .venv/bin/python bench/ws_echo.py --dialect ameba --size 65536 --blocks 100
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import tty
 from pathlib import Path
 
 TIMEOUT = 10.0
+AMEBA_BUFFER = 16384
 
 
 # -- peers (child process) -------------------------------------------------------
@@ -54,15 +60,23 @@ def serve_echo(ports: multiprocessing.connection.Connection) -> None:
             async for message in websocket:
                 await websocket.send(message)
 
+    async def ws_echo_in_pieces(websocket):
+        with contextlib.suppress(ConnectionClosed):
+            async for message in websocket:
+                for start in range(0, len(message), AMEBA_BUFFER):
+                    await websocket.send(message[start : start + AMEBA_BUFFER])
+
     async def tcp_echo(reader, writer):
         while data := await reader.read(65536):
             writer.write(data)
             await writer.drain()
 
     async def main():
-        async with serve(ws_echo, "127.0.0.1", 0, max_size=None) as ws:
+        async with serve(ws_echo, "127.0.0.1", 0, max_size=None) as ws, \
+                serve(ws_echo_in_pieces, "127.0.0.1", 0, max_size=None) as pieces:
             tcp = await asyncio.start_server(tcp_echo, "127.0.0.1", 0)
             ports.send((next(iter(ws.sockets)).getsockname()[1],
+                        next(iter(pieces.sockets)).getsockname()[1],
                         tcp.sockets[0].getsockname()[1]))
             await asyncio.Event().wait()
 
@@ -131,6 +145,24 @@ def ws_roundtrip(mcu: Pty, block: bytes) -> None:
         got += size
 
 
+_AMEBA_DATA = re.compile(rb"\[\$\]\[WS\]\[DATA\]\[0\]\[(\d+)\]:")
+
+
+def ameba_roundtrip(mcu: Pty, block: bytes) -> None:
+    mcu.write(b"AT+WSSENDRAW=0,%d,1,2\r\n" % len(block))
+    mcu.read_until(b">>>\r\n")
+    mcu.write(block)
+    mcu.read_until(b"\r\nOK\r\n")
+    got = 0
+    while got < len(block):
+        header = mcu.read_until(b"]:")
+        match = _AMEBA_DATA.fullmatch(header)
+        assert match, header
+        size = int(match.group(1))
+        mcu.read_exactly(size + 2)
+        got += size
+
+
 def raw_roundtrip(mcu: Pty, block: bytes) -> None:
     mcu.write(block)
     mcu.read_exactly(len(block))
@@ -163,23 +195,32 @@ def summary(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
-def run_gatewayd(workdir: Path, ws_port: int, args) -> dict[str, float]:
+def run_gatewayd(workdir: Path, ports: tuple[int, int], args) -> dict[str, float]:
     link = workdir / "ttyAT0"
     proc = subprocess.Popen(
         [sys.executable, "-m", "gatewayd", "run", "--device", f"pty:{link}",
-         "--log-level", "warning"], cwd=workdir)
+         "--dialect", args.dialect, "--log-level", "warning"], cwd=workdir)
     try:
         mcu = Pty(link)
-        mcu.read_until(b"\r\nready\r\n")
-        mcu.write(b"ATE0\r\n")
-        mcu.read_until(b"\r\nOK\r\n")
-        mcu.write(b"AT+WSCFG=0,60,120,16384\r\n")
-        mcu.read_until(b"\r\nOK\r\n")
-        mcu.write(b'AT+WSOPEN=0,"ws://127.0.0.1:%d"\r\n' % ws_port)
-        mcu.read_until(b"+WS_CONNECTED:0\r\n\r\nOK\r\n")
-        ws_roundtrip(mcu, b"warm-up")
-        mb_s = throughput(ws_roundtrip, mcu, args.size, args.blocks)
-        median, p99 = summary(latency(ws_roundtrip, mcu, args.count))
+        if args.dialect == "ameba":
+            mcu.read_until(b"ATCMD READY\r\n")
+            mcu.write(b"AT+WSCFG=0,60,120,%d,50\r\n" % AMEBA_BUFFER)
+            mcu.read_until(b"\r\nOK\r\n")
+            mcu.write(b"AT+WSCONN=0,127.0.0.1,,%d,1\r\n" % ports[1])
+            mcu.read_until(b"connected\r\n\r\nOK\r\n")
+            roundtrip = ameba_roundtrip
+        else:
+            mcu.read_until(b"\r\nready\r\n")
+            mcu.write(b"ATE0\r\n")
+            mcu.read_until(b"\r\nOK\r\n")
+            mcu.write(b"AT+WSCFG=0,60,120,16384\r\n")
+            mcu.read_until(b"\r\nOK\r\n")
+            mcu.write(b'AT+WSOPEN=0,"ws://127.0.0.1:%d"\r\n' % ports[0])
+            mcu.read_until(b"+WS_CONNECTED:0\r\n\r\nOK\r\n")
+            roundtrip = ws_roundtrip
+        roundtrip(mcu, b"warm-up")
+        mb_s = throughput(roundtrip, mcu, args.size, args.blocks)
+        median, p99 = summary(latency(roundtrip, mcu, args.count))
         mcu.close()
         return {"mb_s": mb_s, "median": median, "p99": p99}
     finally:
@@ -208,6 +249,7 @@ def main() -> int:
     parser.add_argument("--blocks", type=int, default=300, help="blocks for throughput")
     parser.add_argument("--size", type=int, default=4096, help="block size in bytes")
     parser.add_argument("--count", type=int, default=1000, help="64-byte round trips")
+    parser.add_argument("--dialect", choices=["esp-at", "ameba"], default="esp-at")
     args = parser.parse_args()
     if shutil.which("socat") is None:
         print("socat is needed for the baseline (apt-get install socat)", file=sys.stderr)
@@ -219,13 +261,13 @@ def main() -> int:
     try:
         if not parent.poll(TIMEOUT):
             raise TimeoutError("echo servers did not start")
-        ws_port, tcp_port = parent.recv()
+        ws_port, pieces_port, tcp_port = parent.recv()
         with tempfile.TemporaryDirectory(prefix="gwd-bench-") as tmp:
-            gw = run_gatewayd(Path(tmp), ws_port, args)
+            gw = run_gatewayd(Path(tmp), (ws_port, pieces_port), args)
             base = run_socat(Path(tmp), tcp_port, args)
     finally:
         peers.terminate()
-    print(f"echo of {args.size}-byte blocks ({args.blocks} blocks), "
+    print(f"{args.dialect}: echo of {args.size}-byte blocks ({args.blocks} blocks), "
           f"64-byte latency ({args.count} messages)")
     print(f"{'':28}{'gatewayd (ws)':>16}{'socat (tcp)':>16}{'ratio':>8}   target")
     print(f"{'throughput, MB/s':28}{gw['mb_s']:16.2f}{base['mb_s']:16.2f}"

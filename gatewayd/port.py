@@ -222,8 +222,15 @@ class PortSession:
         self.engine.send(data)
         self._flush()
 
-    async def read_raw(self, length: int, prompt: bytes) -> bytes:
-        pieces = [piece async for piece in self.read_raw_stream(length, prompt)]
+    async def read_raw(self, length: int, prompt: bytes, *, abort: bytes | None = None) -> bytes:
+        """The whole raw block; with *abort*, :class:`RawAborted` carries what arrived."""
+        pieces: list[bytes] = []
+        try:
+            async for piece in self.read_raw_stream(length, prompt, abort=abort):
+                pieces.append(piece)
+        except RawAborted as exc:
+            exc.data = b"".join(pieces)
+            raise
         return b"".join(pieces)
 
     def read_raw_stream(self, length: int, prompt: bytes, *, chunk: int | None = None,
@@ -286,6 +293,7 @@ class RawAborted(Exception):
     def __init__(self, received: int) -> None:
         super().__init__(f"raw block aborted after {received} bytes")
         self.received = received
+        self.data = b""  # filled in by PortSession.read_raw
 
 
 @dataclass(frozen=True, slots=True)

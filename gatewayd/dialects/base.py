@@ -166,7 +166,8 @@ class PortContext(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
-    async def read_raw(self, length: int, prompt: bytes) -> bytes: ...
+    async def read_raw(self, length: int, prompt: bytes, *, abort: bytes | None = None,
+                       ) -> bytes: ...
 
     async def writable(self) -> None:
         """Returns once the UART's write buffer has room (backpressure)."""

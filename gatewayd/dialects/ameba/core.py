@@ -6,6 +6,7 @@ from gatewayd import BUILD_DATE, BUILD_TIME, __version__
 from gatewayd.at.grammar import ameba_atoi
 from gatewayd.dialects.ameba.dialect import TT_PROMPT
 from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, Setter
+from gatewayd.port import RawAborted
 
 COMMON = "Common AT Command:"
 
@@ -39,7 +40,11 @@ async def test_modes(ctx: PortContext, mode: int, arg: bytes) -> None:
     if not 1 <= length <= TEST_MAX_LEN:
         raise AtError(1, why=f"length {length} outside 1..{TEST_MAX_LEN}")
     if mode == 1:
-        await ctx.read_raw(length, TT_PROMPT)
+        try:
+            await ctx.read_raw(length, TT_PROMPT, abort=b"<")
+        except RawAborted as aborted:
+            if not aborted.data:
+                raise AtError(3, why="transparent transmission aborted before any data") from None
     else:
         reps = -(-length // len(DOWNSTREAM_PATTERN))
         data = (DOWNSTREAM_PATTERN * reps)[:length]

@@ -217,7 +217,13 @@ async def wsheadraw(ctx: PortContext, link_id: int, length: int) -> None:
         return
     if len(slot.headers) >= MAX_HEADERS:
         raise AtError(4, why=f"at most {MAX_HEADERS} headers per link")
-    slot.headers.append(await ctx.read_raw(length, TT_PROMPT))
+    try:
+        header = await ctx.read_raw(length, TT_PROMPT, abort=b"<")
+    except RawAborted as aborted:
+        if not aborted.data:
+            raise AtError(3, why="transparent transmission aborted before any data") from None
+        header = aborted.data
+    slot.headers.append(header)
 
 
 async def wsquery(ctx: PortContext, link_id: int | None) -> None:
