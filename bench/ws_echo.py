@@ -164,7 +164,17 @@ def ameba_roundtrip(mcu: Pty, block: bytes) -> None:
 
 
 def raw_roundtrip(mcu: Pty, block: bytes) -> None:
-    mcu.write(block)
+    """Write *block* while reading its echo: a block larger than the pty's
+    buffers would otherwise deadlock against socat writing the echo back."""
+    view = memoryview(block)
+    while view:
+        readable, writable, _ = select.select([mcu.fd], [mcu.fd], [], TIMEOUT)
+        if not (readable or writable):
+            raise TimeoutError("the relay stopped moving data")
+        if readable:
+            mcu.buffer += os.read(mcu.fd, 65536)
+        if writable:
+            view = view[os.write(mcu.fd, view[:4096]):]
     mcu.read_exactly(len(block))
 
 
