@@ -3,6 +3,8 @@
 * ``gatewayd run [-c FILE] [--device DEV] [--dialect esp-at|ameba] [--baudrate N]``
 * ``gatewayd check-config FILE``
 * ``gatewayd plugins``
+* ``gatewayd status [-c FILE] [--json]`` and ``gatewayd trace PORT [-c FILE]``
+  (through the control socket, see :mod:`gatewayd.control`)
 
 Without ``-c`` the daemon runs on the built-in config: one ESP-AT port on
 ``pty:./ttyAT0`` in the current directory. ``--device`` (with ``--dialect``
@@ -54,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("file", type=Path)
     sub.add_parser("plugins", help="list registered dialects and transports")
+    status = sub.add_parser("status", help="ports and links of the running daemon")
+    status.add_argument("-c", "--config", type=Path, help="config file (for control.socket)")
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+    trace = sub.add_parser("trace", help="stream a port's AT conversation live")
+    trace.add_argument("port", help="port name")
+    trace.add_argument("-c", "--config", type=Path, help="config file (for control.socket)")
     return parser
 
 
@@ -63,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         return _check_config(args.file)
     if args.command == "plugins":
         return _plugins()
+    if args.command in ("status", "trace"):
+        from gatewayd import ctl
+
+        return ctl.main(args)
     return _run(args)
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "CertsConfig",
     "Config",
     "ConfigError",
+    "ControlConfig",
     "LogConfig",
     "PortConfig",
     "Problem",
@@ -262,6 +263,24 @@ class LogConfig(_Section):
     )
 
 
+class ControlConfig(_Section):
+    """The control socket that `gatewayd status` and `gatewayd trace` talk to.
+
+    Unset, it is `$RUNTIME_DIRECTORY/gatewayd.sock` under systemd (the unit's
+    `RuntimeDirectory=gatewayd` makes that `/run/gatewayd/gatewayd.sock`), and
+    off otherwise. Only the daemon's user and group may connect (mode 0660).
+    """
+
+    socket: Path | None = Field(
+        default=None, description="Path of the unix control socket (see above for the default)."
+    )
+
+    @field_validator("socket")
+    @classmethod
+    def _resolve_socket(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        return None if path is None else resolve_path(path, _base_folder(info))
+
+
 class Config(_Section):
     """The whole file."""
 
@@ -272,6 +291,7 @@ class Config(_Section):
     )
     certs: CertsConfig = Field(default_factory=CertsConfig, description="Certificate suites.")
     log: LogConfig = Field(default_factory=LogConfig, description="Logging.")
+    control: ControlConfig = Field(default_factory=ControlConfig, description="Control socket.")
     source: Path | None = Field(
         default=None, exclude=True, description="The file this was loaded from; not a TOML key."
     )
@@ -527,6 +547,12 @@ def config_reference() -> str:
         inspect.cleandoc(LogConfig.__doc__ or ""),
         "",
         *_fields_table(LogConfig),
+        "",
+        "## `[control]`",
+        "",
+        inspect.cleandoc(ControlConfig.__doc__ or ""),
+        "",
+        *_fields_table(ControlConfig),
         "",
     ]
     return "\n".join(lines)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gatewayd.config import Config, ConfigError, PortConfig, Problem, load_config
+from gatewayd.control import ControlServer, control_socket_path
 from gatewayd.plugin.manager import Plugins
 from gatewayd.port import PortSession
 from gatewayd.systemd import Notifier
@@ -33,6 +34,7 @@ class Daemon:
         self.override_ports = override_ports
         self.sessions: dict[str, PortSession] = {}
         self.notifier = Notifier()
+        self.control: ControlServer | None = None
         self._stop = asyncio.Event()
 
     def _session(self, port: PortConfig) -> PortSession:
@@ -47,7 +49,8 @@ class Daemon:
 
     def status_line(self) -> str:
         ports = ", ".join(f"{name} ({s.dialect.name})" for name, s in self.sessions.items())
-        return f"{len(self.sessions)} port(s) open: {ports}"
+        links = sum(len(s.dialect.links(s.state)) for s in self.sessions.values())
+        return f"{len(self.sessions)} port(s) open: {ports}; {links} link(s)"
 
     async def start(self) -> None:
         for port in self._ports(self.config):
@@ -62,6 +65,10 @@ class Daemon:
         loop = asyncio.get_running_loop()
         try:
             await self.start()
+            socket_path = control_socket_path(self.config)
+            if socket_path is not None:
+                self.control = ControlServer(self, socket_path, self.log)
+                await self.control.start()
         except BaseException:
             await self.stop()
             raise
@@ -81,6 +88,9 @@ class Daemon:
         self._stop.set()
 
     async def stop(self) -> None:
+        if self.control is not None:
+            await self.control.close()
+            self.control = None
         sessions, self.sessions = list(self.sessions.values()), {}
         await asyncio.gather(*(s.stop() for s in sessions), return_exceptions=True)
 

@@ -110,6 +110,7 @@ class ClientLink:
         self.reconnect = reconnect
         self.clean_close_frees = clean_close_frees
         self.state = LinkState.CLOSED
+        self.request: ClientRequest | None = None
         self.connection: Connection | None = None
         self._events: _Events | None = None
         self._loop = asyncio.get_running_loop()
@@ -140,8 +141,22 @@ class ClientLink:
             self.last_error = str(exc)
             raise
 
+    def describe(self) -> dict[str, Any]:
+        """What ``gatewayd status`` shows of this link."""
+        request = self.request
+        return {
+            "id": self.id,
+            "kind": request.kind if request else None,
+            "peer": f"{request.host}:{request.port}" if request else None,
+            "state": self.state.value,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "last_error": self.last_error,
+        }
+
     async def _connect(self) -> None:
         request = self.make_request()
+        self.request = request
         events = _Events(self)
         self._events = events
         self.connection = await self.transport.connect(request, events)

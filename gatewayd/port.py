@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +74,9 @@ class PortSession:
         self._shutdowns: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[None]] = set()
         self.commands_run = 0
+        self.bytes_in = self.bytes_out = 0
+        #: Called with ("in" | "out", bytes) for everything on the UART (gatewayd trace).
+        self.tracers: set[Callable[[str, bytes], None]] = set()
 
     # -- lifecycle -------------------------------------------------------
 
@@ -104,6 +107,9 @@ class PortSession:
         self._flush()
 
     def uart_data(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        for tracer in self.tracers:
+            tracer("in", data)
         if self._raw is not None and self._raw.abort is not None:
             self._raw.watch_for_abort(data)
         self._handle(self.engine.receive_data(data))
@@ -214,6 +220,9 @@ class PortSession:
         data = self.engine.data_to_send()
         if data:
             self.log.debug("at out", data=preview(data))
+            self.bytes_out += len(data)
+            for tracer in self.tracers:
+                tracer("out", data)
             self.uart.write(data)
 
     # -- PortContext (what handlers use) ---------------------------------
@@ -260,6 +269,20 @@ class PortSession:
 
     def set_echo(self, on: bool) -> None:
         self.engine.echo = on
+
+    def describe(self) -> dict[str, Any]:
+        """What ``gatewayd status`` shows of this port."""
+        return {
+            "name": self.config.name,
+            "dialect": self.dialect.name,
+            "device": self.config.device,
+            "pty": self.uart.pty_path,
+            "uart_open": self.uart.opened.is_set(),
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "commands": self.commands_run,
+            "links": [link.describe() for link in self.dialect.links(self.state)],
+        }
 
     # -- for links -------------------------------------------------------
 

@@ -244,3 +244,7 @@ class Dialect(ABC):
 
     async def shutdown(self, state: Any) -> None:  # noqa: B027 - most dialects hold no links
         """Close every link *state* holds (restart, port closing)."""
+
+    def links(self, state: Any) -> list[Any]:
+        """The live links (``gatewayd.links.ClientLink``) *state* holds."""
+        return []

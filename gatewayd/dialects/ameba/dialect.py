@@ -122,6 +122,9 @@ class AmebaDialect(Dialect):
     async def shutdown(self, state: AmebaState) -> None:
         await state.ws.close_all()
 
+    def links(self, state: AmebaState) -> list[Any]:
+        return [slot.link for _, slot in sorted(state.ws.slots.items()) if slot.link is not None]
+
 
 def _bind_one(param: Any, field: bytes | None) -> Any:
     if not field:

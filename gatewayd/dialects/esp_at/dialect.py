@@ -129,6 +129,9 @@ class EspAtDialect(Dialect):
     async def shutdown(self, state: EspAtState) -> None:
         await state.ws.close_all()
 
+    def links(self, state: EspAtState) -> list[Any]:
+        return [info.link for _, info in sorted(state.ws.links.items())]
+
 
 def _bind_one(param: Any, index: int, field: bytes | None) -> Any:
     if not field:

@@ -1,0 +1,99 @@
+"""`gatewayd status` and `gatewayd trace` against a running daemon, over its
+control socket, with a real WebSocket link open."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from conftest import port_of
+
+from gatewayd.ctl import render
+from gatewayd.testing import GatewaydProcess, VirtualMcu
+
+OK = b"\r\nOK\r\n"
+
+
+async def gatewayd(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gatewayd", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_status_and_trace_of_a_running_daemon(tmp_path, ws_echo):
+    config = tmp_path / "gw.toml"
+    config.write_text('[[port]]\nname = "mcu"\ndevice = "pty:tty"\n'
+                      '[control]\nsocket = "ctl.sock"\n')
+    async with GatewaydProcess(["run", "-c", str(config)], cwd=tmp_path) as proc:
+        await proc.wait_for("READY=1")
+        assert (tmp_path / "ctl.sock").is_socket()
+        mcu = await VirtualMcu.open(tmp_path / "tty")
+        await mcu.expect(b"\r\nready\r\n")
+        await mcu.command(b"ATE0", b"ATE0\r\n" + OK)
+        await mcu.command(b'AT+WSOPEN=2,"ws://127.0.0.1:%d"' % port_of(ws_echo),
+                          b"+WS_CONNECTED:2\r\n" + OK)
+        await mcu.command(b"AT+WSSEND=2,4", b"\r\nOK\r\n\r\n>")
+        await mcu.send(b"test")
+        await mcu.expect(b"\r\nSEND OK\r\n+WS_DATA:2,4,test\r\n")
+
+        code, out, err = await gatewayd("status", "-c", str(config))
+        assert code == 0, err
+        lines = out.splitlines()
+        assert lines[0].startswith("port mcu  esp-at  pty:")
+        assert "uart open" in lines[0]
+        assert lines[1].startswith(f"  link 2  ws  127.0.0.1:{port_of(ws_echo)}  open  "
+                                   "in 4 B  out 4 B  last error: -")
+
+        tracer = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gatewayd", "trace", "mcu", "-c", str(config),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        await asyncio.sleep(0.5)  # let it subscribe
+        await mcu.command(b"AT+GMR", b"AT version:", timeout=5)
+        await mcu.read_until(OK)
+        assert tracer.stdout is not None
+        first = await asyncio.wait_for(tracer.stdout.readline(), 5)
+        second = await asyncio.wait_for(tracer.stdout.readline(), 5)
+        assert first.decode().rstrip().endswith(" mcu > AT+GMR\\r\\n")
+        assert " mcu < AT version:" in second.decode()
+        tracer.terminate()
+        await tracer.wait()
+        await mcu.close()
+        code, stderr = await proc.stop()
+        assert code == 0, stderr
+    assert not (tmp_path / "ctl.sock").exists()
+
+
+async def test_status_without_a_daemon_says_so(tmp_path):
+    config = tmp_path / "gw.toml"
+    config.write_text('[[port]]\nname = "mcu"\ndevice = "pty:tty"\n'
+                      '[control]\nsocket = "ctl.sock"\n')
+    code, _, err = await gatewayd("status", "-c", str(config))
+    assert code == 3
+    assert "cannot reach the daemon's control socket" in err
+
+
+async def test_trace_of_an_unknown_port(tmp_path):
+    config = tmp_path / "gw.toml"
+    config.write_text('[[port]]\nname = "mcu"\ndevice = "pty:tty"\n'
+                      '[control]\nsocket = "ctl.sock"\n')
+    async with GatewaydProcess(["run", "-c", str(config)], cwd=tmp_path) as proc:
+        await proc.wait_for("READY=1")
+        code, _, err = await gatewayd("trace", "nosuch", "-c", str(config))
+        assert code == 1
+        assert "no port 'nosuch' (ports: mcu)" in err
+        assert (await proc.stop())[0] == 0
+
+
+def test_trace_renders_text_and_binary():
+    import base64
+    data = base64.b64encode(b"AT\r\n").decode()
+    text = render({"t": 0.5, "port": "p", "dir": "in", "data": data})
+    assert text.endswith(" p > AT\\r\\n")
+    dump = render({"t": 0.0, "port": "p", "dir": "out",
+                   "data": base64.b64encode(bytes(range(20))).decode()})
+    lines = dump.splitlines()
+    assert lines[0].endswith(" p < 20 bytes")
+    assert lines[1] == "    00000000  " + bytes(range(16)).hex(" ") + "  " + "." * 16
