@@ -1250,3 +1250,12 @@ async def test_rst_closes_every_link_and_resets_the_config(tmp_path):
         await mcu.command(b"AT+WSQUERY", global_block() + link_block(0) + link_block(1)
                           + link_block(2) + OK)
         await connect(mcu, port_of(one), link=0)
+
+
+async def test_wsheadraw_length_is_capped_before_the_prompt(tmp_path):
+    config = '[[port]]\nname = "mcu"\ndevice = "pty:tty"\ndialect = "ameba"\n'
+    async with running_gateway(tmp_path, config_text=config) as (_, mcu):
+        await mcu.command(b"AT+WSHEADRAW=0,16385", b"\r\nERROR: 1\r\n")
+        await mcu.command(b"AT+WSHEADRAW=0,16384", b">>>\r\n")
+        await mcu.send(b"X-Big: " + b"v" * (16384 - 7))
+        await mcu.expect(b"\r\nOK\r\n")

@@ -33,6 +33,9 @@ from gatewayd.transport import ClientRequest, Opcode, SocketOptions, TransportEr
 
 SECTION = "WEBSOCKET AT command:"
 MAX_HEADERS = 10
+#: AT+WSHEADRAW has "no length limit" on the firmware beyond its heap; gatewayd
+#: states one, so that ten headers cannot hold unbounded memory.
+MAX_RAW_HEADER = 16 * 1024
 MAX_HOST = 128
 MAX_PATH = 256
 TT_HIGH_WATERMARK = b"[$][TT]:High Watermark\r\n"
@@ -215,6 +218,8 @@ async def wsheadraw(ctx: PortContext, link_id: int, length: int) -> None:
     if length == 0:
         slot.headers.clear()
         return
+    if length > MAX_RAW_HEADER:
+        raise AtError(1, why=f"a header is limited to {MAX_RAW_HEADER} bytes")
     if len(slot.headers) >= MAX_HEADERS:
         raise AtError(4, why=f"at most {MAX_HEADERS} headers per link")
     try:
