@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -158,3 +159,34 @@ async def test_unopenable_device_exits_non_zero(tmp_path):
 def test_module_entry_point_version():
     result = gatewayd("--version")
     assert result.stdout.strip() == "gatewayd 0.1.0"
+
+
+async def test_sighup_with_a_changed_suite_applies_to_new_connections(tmp_path, tls_files):
+    import trustme
+    from conftest import echo, port_of
+    from websockets.asyncio.server import serve
+
+    other_ca = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(other_ca)
+    config = tmp_path / "gw.toml"
+    port = '[[port]]\nname = "mcu"\ndevice = "pty:tty"\n'
+    config.write_text(port + f'[certs.client.1]\nca = "{other_ca}"\n')
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls_files["server_cert"], tls_files["server_key"])
+    async with serve(echo, "127.0.0.1", 0, ssl=context) as server, \
+            GatewaydProcess(["run", "-c", str(config)], cwd=tmp_path) as proc:
+        uri = b'AT+WSOPEN=0,"wss://127.0.0.1:%d"' % port_of(server)
+        await proc.wait_for("READY=1")
+        mcu = await VirtualMcu.open(tmp_path / "tty")
+        await mcu.expect(b"\r\nready\r\n")
+        await mcu.command(b"ATE0", b"ATE0\r\n" + OK)
+        await mcu.command(b"AT+WSCFG=0,30,60,1024,2,0,1", OK)
+        await mcu.command(uri, b"+WS_DISCONNECTED:0\r\n\r\nERROR\r\n")  # wrong CA
+        config.write_text(port + f'[certs.client.1]\nca = "{tls_files["ca"]}"\n')
+        proc.signal(signal.SIGHUP)
+        await proc.wait_for("RELOADING=1")
+        await proc.wait_for("READY=1")
+        await mcu.command(b"AT+WSCFG=0,30,60,1024,2,0,1", OK)  # echo still off: same port
+        await mcu.command(uri, b"+WS_CONNECTED:0\r\n" + OK)
+        await mcu.close()
+        assert (await proc.stop())[0] == 0
