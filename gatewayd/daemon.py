@@ -48,6 +48,8 @@ class Daemon:
         self.notifier = Notifier()
         self.control: ControlServer | None = None
         self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._reloads: set[asyncio.Task[None]] = set()
 
     def _session(self, port: PortConfig) -> PortSession:
         dialect = self.plugins.dialects.get(port.dialect)
@@ -67,7 +69,11 @@ class Daemon:
     async def start(self) -> None:
         for port in self._ports(self.config):
             session = self._session(port)
-            await session.start()
+            try:
+                await session.start()
+            except BaseException:
+                await session.stop()  # a half-opened port must not leak its pty or fds
+                raise
             self.sessions[port.name] = session
 
     def _ports(self, config: Config) -> tuple[PortConfig, ...]:
@@ -86,7 +92,7 @@ class Daemon:
             raise
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
         release_startup_memory()
         self.notifier.ready(self.status_line())
         self.notifier.start_watchdog()
@@ -101,40 +107,60 @@ class Daemon:
         self._stop.set()
 
     async def stop(self) -> None:
+        async with self._reload_lock:
+            await self._stop_all()
+
+    async def _stop_all(self) -> None:
         if self.control is not None:
             await self.control.close()
             self.control = None
         sessions, self.sessions = list(self.sessions.values()), {}
         await asyncio.gather(*(s.stop() for s in sessions), return_exceptions=True)
 
+    def _reload_soon(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
     async def reload(self) -> None:
+        """Re-read the config file (SIGHUP). Reloads run one at a time."""
         if self.reload_source is None:
             self.log.info("reload requested; running on the built-in config, nothing to re-read")
             return
-        self.notifier.reloading()
+        async with self._reload_lock:
+            if self._stop.is_set():
+                return
+            self.notifier.reloading()
+            try:
+                await self._apply(self.reload_source)
+            except Exception:
+                self.log.exception("reload failed")
+            finally:
+                self.notifier.ready(self.status_line())
+
+    async def _apply(self, source: Path) -> None:
         try:
-            config = load_config(self.reload_source)
+            config = load_config(source)
         except ConfigError as exc:
             for problem in exc.problems:
                 self.log.error("reload rejected", problem=str(problem))
-            self.notifier.ready(self.status_line())
             return
         wanted = {p.name: p for p in self._ports(config)}
         for name, session in list(self.sessions.items()):
             if wanted.get(name) != session.config:
+                self.sessions.pop(name, None)
                 await session.stop()
-                del self.sessions[name]
         for name, port in wanted.items():
             if name not in self.sessions:
+                session = self._session(port)
                 try:
-                    session = self._session(port)
                     await session.start()
                 except Exception as exc:
                     self.log.error("port failed to open on reload", port=name, error=str(exc))
+                    await session.stop()
                     continue
                 self.sessions[name] = session
         self.config = config
         for session in self.sessions.values():
             session.certs = config.certs  # changed suites apply to new connections
         self.log.info("config reloaded", status=self.status_line())
-        self.notifier.ready(self.status_line())

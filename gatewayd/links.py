@@ -136,9 +136,9 @@ class ClientLink:
             self.state = LinkState.CLOSED
             self.last_error = "timed out"
             raise TransportError("connect timed out", stage="timeout") from None
-        except TransportError as exc:
+        except BaseException as exc:  # TransportError, or the command was cancelled
             self.state = LinkState.CLOSED
-            self.last_error = str(exc)
+            self.last_error = str(exc) or type(exc).__name__
             raise
 
     def describe(self) -> dict[str, Any]:
@@ -210,8 +210,16 @@ class ClientLink:
                         self._unanswered_ping_at = now
                     if self.connection is None:
                         return
-                    with contextlib.suppress(TransportError):
-                        await self.connection.send(b"", opcode=Opcode.PING)
+                    # A peer that stops reading must not stall the deadline:
+                    # the ping may wait for buffer room only until then.
+                    deadline = self._unanswered_ping_at + self.ping.timeout
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            await self.connection.send(b"", opcode=Opcode.PING)
+                    except TimeoutError:
+                        continue  # the deadline check above drops the link
+                    except Exception as exc:  # a failed ping means a dead link
+                        self.log.info("ping failed", error=repr(exc))
                     ping_due = now + self.ping.interval
                 due = ping_due if self._unanswered_ping_at is None else min(
                     ping_due, self._unanswered_ping_at + self.ping.timeout)

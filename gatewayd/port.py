@@ -102,7 +102,13 @@ class PortSession:
     # -- UartConsumer ----------------------------------------------------
 
     def uart_opened(self) -> None:
+        # A (re)opened device starts clean: nothing is running, nothing held,
+        # and a write pause of the lost device no longer applies.
+        if self._raw is not None:
+            self._raw._finish()
         self.engine.reset()
+        self._writable.set()
+        self._nothing_held.set()
         self.engine.send(self.dialect.banner)
         self._flush()
 
@@ -188,9 +194,13 @@ class PortSession:
             final = self.dialect.error(AtError(1, why="internal error"), self.state)
         else:
             final = self.dialect.ok() if result is None else result
+        if self.engine.raw_remaining and self._raw is not None:
+            # The handler gave up mid-block: the MCU is still sending it, so
+            # its bytes are read and dropped before the result, never run.
+            await self._raw.discard_rest()
         self._running = None
         if self._raw is not None:
-            self._raw._finish()  # a handler that stopped reading mid-block
+            self._raw._finish()
         self.commands_run += 1
         self._finish(final)
         self._flush()
@@ -358,9 +368,23 @@ class RawStream:
         self._high = False
         self._abort_count = 0
         self._abort_timer: asyncio.TimerHandle | None = None
+        self._discarding = False
+
+    async def discard_rest(self) -> None:
+        """Read the rest of the block (or up to an abort) and drop it."""
+        self._discarding = True
+        self._pieces.clear()
+        self._waiting = 0
+        self._check_levels()
+        with contextlib.suppress(RawAborted):
+            async for _ in self:
+                pass
 
     def put(self, data: bytes, *, final: bool) -> None:
-        self._pieces.append(data)
+        if self._discarding:
+            data = b""
+        else:
+            self._pieces.append(data)
         self._waiting += len(data)
         self.received += len(data)
         self._final = final

@@ -1259,3 +1259,29 @@ async def test_wsheadraw_length_is_capped_before_the_prompt(tmp_path):
         await mcu.command(b"AT+WSHEADRAW=0,16384", b">>>\r\n")
         await mcu.send(b"X-Big: " + b"v" * (16384 - 7))
         await mcu.expect(b"\r\nOK\r\n")
+
+
+async def test_link_lost_mid_wssendraw_swallows_the_rest_of_the_block(tmp_path):
+    connections = []
+
+    async def keep(websocket):
+        connections.append(websocket)
+        await websocket.wait_closed()
+
+    config = '[[port]]\nname = "mcu"\ndevice = "pty:tty"\ndialect = "ameba"\n'
+    async with serve(keep, "127.0.0.1", 0) as server, \
+            running_gateway(tmp_path, config_text=config) as (_, mcu):
+        await mcu.command(b"AT+WSCFG=0,30,120,100", b"\r\nOK\r\n")
+        await mcu.command(b"AT+WSCONN=0,127.0.0.1,,%d,1" % port_of(server),
+                          b"[$][WS][EVENT]:linkid:0, connected\r\n\r\nOK\r\n")
+        await mcu.send(b"AT+WSSENDRAW=0,300\r\n")
+        await mcu.expect(b">>>\r\n")
+        await mcu.send(b"a" * 150)
+        await asyncio.sleep(0.2)
+        connections[0].transport.abort()  # the server vanishes mid-block
+        await asyncio.sleep(0.2)
+        # The rest of the block is data, even when it looks like a command.
+        await mcu.send(b"AT+TEST\r\n" + b"b" * 141)
+        await mcu.expect(b"\r\nERROR: 2\r\n[$][WS][EVENT]:linkid:0, disconnect\r\n")
+        await mcu.expect_silence(0.2)
+        await mcu.command(b"AT+TEST", b"\r\nOK\r\n")

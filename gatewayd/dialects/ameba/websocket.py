@@ -341,6 +341,9 @@ async def wsconn(ctx: PortContext, link_id: int, host: str, path: str, port: int
     except TransportError as exc:
         slot.link = None
         raise AtError(5, why=f"connection failed ({exc.stage}): {exc}") from None
+    except BaseException:
+        slot.link = None  # cancelled (restart, UART lost): the id is free again
+        raise
     slot.queue = asyncio.Queue(maxsize=config.max_queue_size)
     slot.sender = asyncio.get_running_loop().create_task(_send_queued(slot, link, glcfg))
     ctx.write(b"[$][WS][EVENT]:linkid:%d, connected\r\n" % link_id)
@@ -395,12 +398,16 @@ async def wssend(ctx: PortContext, link_id: int, length: int, use_mask: int, opc
 
 async def _enqueue(slot: LinkSlot, frame: tuple[bytes, int, bool, bool]) -> None:
     """Queue *frame*, waiting for room; AtError 2 if the link ends meanwhile."""
-    await _until_sent_or_lost(slot, slot.queue.put(frame))  # type: ignore[union-attr]
+    if slot.queue is None:
+        raise AtError(2, why="the link ended during the transfer")
+    await _until_sent_or_lost(slot, slot.queue.put(frame))
 
 
 async def _until_sent_or_lost(slot: LinkSlot, waiting: Any) -> None:
     sender = slot.sender
-    assert sender is not None
+    if sender is None:
+        waiting.close()
+        raise AtError(2, why="the link ended during the transfer")
     task = asyncio.ensure_future(waiting)
     done, _ = await asyncio.wait({task, sender}, return_when=asyncio.FIRST_COMPLETED)
     if task not in done:
@@ -429,6 +436,8 @@ async def wssendraw(ctx: PortContext, link_id: int, length: int, use_mask: int,
             raise AtError(4, why="transparent transmission aborted before any data") from None
         # Send what arrived: end the message its first frames started.
         await _enqueue(slot, (b"", Opcode.CONTINUATION, True, masked))
+    if slot.queue is None:
+        raise AtError(2, why="the link ended during the transfer")
     await _until_sent_or_lost(slot, slot.queue.join())
 
 

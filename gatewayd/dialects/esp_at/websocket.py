@@ -205,6 +205,10 @@ async def wsopen(ctx: PortContext, link_id: int, uri: str, subprotocol: str | No
         state.configs.pop(link_id, None)
         ctx.write(b"+WS_DISCONNECTED:%d\r\n" % link_id)
         raise AtError(why=f"connect failed ({exc.stage}): {exc}") from None
+    except BaseException:
+        state.links.pop(link_id, None)  # cancelled: the link never existed
+        state.configs.pop(link_id, None)
+        raise
     ctx.write(b"+WS_CONNECTED:%d\r\n" % link_id)
 
 
