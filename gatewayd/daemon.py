@@ -49,6 +49,7 @@ class Daemon:
         self.control: ControlServer | None = None
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
+        self._ready = False
         self._reloads: set[asyncio.Task[None]] = set()
 
     def _session(self, port: PortConfig) -> PortSession:
@@ -59,7 +60,13 @@ class Daemon:
                                        f"port.{port.name}.dialect",
                                        f"no plugin provides dialect {port.dialect!r} "
                                        f"(known: {known})")])
-        return PortSession(port, dialect, self.log, self.plugins, self.config.certs)
+        session = PortSession(port, dialect, self.log, self.plugins, self.config.certs)
+        session.on_links_changed = self._status_changed
+        return session
+
+    def _status_changed(self) -> None:
+        if self._ready:
+            self.notifier.status(self.status_line())
 
     def status_line(self) -> str:
         ports = ", ".join(f"{name} ({s.dialect.name})" for name, s in self.sessions.items())
@@ -94,6 +101,7 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
         release_startup_memory()
+        self._ready = True
         self.notifier.ready(self.status_line())
         self.notifier.start_watchdog()
         self.log.info("gatewayd ready", status=self.status_line())

@@ -100,7 +100,8 @@ class ClientLink:
                  request: Callable[[], ClientRequest], observer: LinkObserver, log: Any,
                  *, ping: PingPolicy | None = None,
                  reconnect: ReconnectPolicy | None = None,
-                 clean_close_frees: bool = True) -> None:
+                 clean_close_frees: bool = True,
+                 on_state_change: Callable[[ClientLink], None] | None = None) -> None:
         self.id = link_id
         self.transport = transport
         self.make_request = request
@@ -109,7 +110,8 @@ class ClientLink:
         self.ping = ping
         self.reconnect = reconnect
         self.clean_close_frees = clean_close_frees
-        self.state = LinkState.CLOSED
+        self._on_state_change = on_state_change
+        self._state = LinkState.CLOSED
         self.request: ClientRequest | None = None
         self.connection: Connection | None = None
         self._events: _Events | None = None
@@ -123,6 +125,17 @@ class ClientLink:
         self.bytes_in = 0
         self.bytes_out = 0
         self.last_error: str | None = None
+
+    @property
+    def state(self) -> LinkState:
+        return self._state
+
+    @state.setter
+    def state(self, state: LinkState) -> None:
+        changed = state is not self._state
+        self._state = state
+        if changed and self._on_state_change is not None:
+            self._on_state_change(self)
 
     # -- opening -------------------------------------------------------
 

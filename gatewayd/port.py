@@ -77,6 +77,8 @@ class PortSession:
         self.bytes_in = self.bytes_out = 0
         #: Called with ("in" | "out", bytes) for everything on the UART (gatewayd trace).
         self.tracers: set[Callable[[str, bytes], None]] = set()
+        #: Called when any link of the port changes state (the daemon sets it).
+        self.on_links_changed: Callable[[], None] | None = None
 
     # -- lifecycle -------------------------------------------------------
 
@@ -279,6 +281,11 @@ class PortSession:
 
     def set_echo(self, on: bool) -> None:
         self.engine.echo = on
+
+    def link_changed(self, link: Any) -> None:
+        """A link opened, dropped or closed (keeps systemd's STATUS= current)."""
+        if self.on_links_changed is not None:
+            self.on_links_changed()
 
     def describe(self) -> dict[str, Any]:
         """What ``gatewayd status`` shows of this port."""

@@ -190,3 +190,22 @@ async def test_sighup_with_a_changed_suite_applies_to_new_connections(tmp_path, 
         await mcu.command(uri, b"+WS_CONNECTED:0\r\n" + OK)
         await mcu.close()
         assert (await proc.stop())[0] == 0
+
+
+async def test_status_notification_follows_the_links(tmp_path, ws_echo):
+    from conftest import port_of
+
+    link = tmp_path / "tty"
+    async with GatewaydProcess(["run", "--device", f"pty:{link}"], cwd=tmp_path) as proc:
+        ready = await proc.wait_for("READY=1")
+        assert "STATUS=1 port(s) open: mcu (esp-at); 0 link(s)" in ready.split("\n")
+        mcu = await VirtualMcu.open(link)
+        await mcu.expect(b"\r\nready\r\n")
+        await mcu.command(b"ATE0", b"ATE0\r\n" + OK)
+        await mcu.command(b'AT+WSOPEN=0,"ws://127.0.0.1:%d"' % port_of(ws_echo),
+                          b"+WS_CONNECTED:0\r\n" + OK)
+        await proc.wait_for("STATUS=1 port(s) open: mcu (esp-at); 1 link(s)")
+        await mcu.command(b"AT+WSCLOSE=0", OK)
+        await proc.wait_for("STATUS=1 port(s) open: mcu (esp-at); 0 link(s)")
+        await mcu.close()
+        assert (await proc.stop())[0] == 0

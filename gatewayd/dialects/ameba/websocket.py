@@ -334,7 +334,8 @@ async def wsconn(ctx: PortContext, link_id: int, host: str, path: str, port: int
         connect_timeout=glcfg.connect_timeout / 1000 or None,
         options=_socket_options(glcfg))
     link = ClientLink(link_id, transport, lambda: request, AmebaWsObserver(ctx, slot), ctx.log,
-                      ping=PingPolicy(config.ping_interval, config.ping_timeout, periodic=True))
+                      ping=PingPolicy(config.ping_interval, config.ping_timeout, periodic=True),
+                      on_state_change=ctx.link_changed)
     slot.link = link
     try:
         await link.open(request.connect_timeout)

@@ -196,7 +196,8 @@ async def wsopen(ctx: PortContext, link_id: int, uri: str, subprotocol: str | No
     observer = EspWsObserver(ctx, state, config)
     link = ClientLink(link_id, transport, request, observer, ctx.log,
                       ping=PingPolicy(config.ping_interval, config.ping_timeout),
-                      reconnect=ReconnectPolicy(ctx.config.ws_reconnect_interval))
+                      reconnect=ReconnectPolicy(ctx.config.ws_reconnect_interval),
+                      on_state_change=ctx.link_changed)
     state.links[link_id] = WsLinkInfo(link, uri, config)
     try:
         await link.open(timeout_ms / 1000)
