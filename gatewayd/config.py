@@ -49,6 +49,7 @@ __all__ = [
     "ConfigError",
     "ControlConfig",
     "LogConfig",
+    "MetricsConfig",
     "PortConfig",
     "Problem",
     "check_config",
@@ -281,6 +282,21 @@ class ControlConfig(_Section):
         return None if path is None else resolve_path(path, _base_folder(info))
 
 
+class MetricsConfig(_Section):
+    """The optional Prometheus endpoint, `GET /metrics` (off unless `listen` is set).
+
+    Per-port and per-link byte counters, command counts, UART and link state;
+    see `gatewayd/metrics.py`. Bind it to a loopback address unless a firewall
+    guards the port: the figures name the MCU's peers.
+    """
+
+    listen: StrictStr | None = Field(
+        default=None,
+        pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$",
+        description="`host:port` to serve metrics on, e.g. `127.0.0.1:9464`; unset: off.",
+    )
+
+
 class Config(_Section):
     """The whole file."""
 
@@ -292,6 +308,7 @@ class Config(_Section):
     certs: CertsConfig = Field(default_factory=CertsConfig, description="Certificate suites.")
     log: LogConfig = Field(default_factory=LogConfig, description="Logging.")
     control: ControlConfig = Field(default_factory=ControlConfig, description="Control socket.")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus.")
     source: Path | None = Field(
         default=None, exclude=True, description="The file this was loaded from; not a TOML key."
     )
@@ -553,6 +570,12 @@ def config_reference() -> str:
         inspect.cleandoc(ControlConfig.__doc__ or ""),
         "",
         *_fields_table(ControlConfig),
+        "",
+        "## `[metrics]`",
+        "",
+        inspect.cleandoc(MetricsConfig.__doc__ or ""),
+        "",
+        *_fields_table(MetricsConfig),
         "",
     ]
     return "\n".join(lines)

@@ -47,6 +47,7 @@ class Daemon:
         self.sessions: dict[str, PortSession] = {}
         self.notifier = Notifier()
         self.control: ControlServer | None = None
+        self.metrics: Any = None
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._ready = False
@@ -94,6 +95,12 @@ class Daemon:
             if socket_path is not None:
                 self.control = ControlServer(self, socket_path, self.log)
                 await self.control.start()
+            if self.config.metrics.listen is not None:
+                from gatewayd.metrics import MetricsServer
+
+                host, _, port = self.config.metrics.listen.rpartition(":")
+                self.metrics = MetricsServer(self, host.strip("[]"), int(port), self.log)
+                await self.metrics.start()
         except BaseException:
             await self.stop()
             raise
@@ -119,6 +126,9 @@ class Daemon:
             await self._stop_all()
 
     async def _stop_all(self) -> None:
+        if self.metrics is not None:
+            await self.metrics.close()
+            self.metrics = None
         if self.control is not None:
             await self.control.close()
             self.control = None

@@ -97,3 +97,47 @@ def test_trace_renders_text_and_binary():
     lines = dump.splitlines()
     assert lines[0].endswith(" p < 20 bytes")
     assert lines[1] == "    00000000  " + bytes(range(16)).hex(" ") + "  " + "." * 16
+
+
+async def test_prometheus_endpoint_reports_ports_and_links(tmp_path, ws_echo):
+    import socket
+
+    import aiohttp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        metrics_port = sock.getsockname()[1]
+    config = tmp_path / "gw.toml"
+    config.write_text('[[port]]\nname = "mcu"\ndevice = "pty:tty"\n'
+                      f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n')
+    async with GatewaydProcess(["run", "-c", str(config)], cwd=tmp_path) as proc:
+        await proc.wait_for("READY=1")
+        mcu = await VirtualMcu.open(tmp_path / "tty")
+        await mcu.expect(b"\r\nready\r\n")
+        await mcu.command(b"ATE0", b"ATE0\r\n" + OK)
+        await mcu.command(b'AT+WSOPEN=1,"ws://127.0.0.1:%d"' % port_of(ws_echo),
+                          b"+WS_CONNECTED:1\r\n" + OK)
+        async with aiohttp.ClientSession() as http, \
+                http.get(f"http://127.0.0.1:{metrics_port}/metrics") as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("text/plain")
+            text = await response.text()
+        assert 'gatewayd_port_commands_total{port="mcu"} 2.0' in text
+        assert 'gatewayd_port_uart_up{port="mcu"} 1.0' in text
+        assert 'gatewayd_port_links{port="mcu"} 1.0' in text
+        peer = f"127.0.0.1:{port_of(ws_echo)}"
+        assert f'gatewayd_link_up{{kind="ws",link="1",peer="{peer}",port="mcu"}} 1.0' in text
+        assert 'gatewayd_port_bytes_total{direction="in",port="mcu"}' in text
+        await mcu.close()
+        assert (await proc.stop())[0] == 0
+
+
+def test_metrics_listen_must_be_host_and_port(tmp_path):
+    import subprocess
+
+    config = tmp_path / "gw.toml"
+    config.write_text('[[port]]\nname = "mcu"\ndevice = "pty:tty"\n[metrics]\nlisten = "9464"\n')
+    result = subprocess.run([sys.executable, "-m", "gatewayd", "check-config", str(config)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "metrics.listen" in result.stderr
