@@ -13,6 +13,10 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	# Journal output needs systemd-python, which builds against libsystemd.
+	if pkg-config --exists libsystemd 2>/dev/null; then \
+		$(BIN)/python -m pip install --quiet -e ".[systemd]"; \
+	else echo "libsystemd-dev not found: logging to the journal is not built"; fi
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,64 @@ async def test_cwjap_password_never_reaches_the_debug_log(gateway, json_log):
         await mcu.read_until(b"\r\nOK\r\n")
     out = json_log.getvalue()
     assert '"at in"' in out and "hunter2" not in out
+
+
+def _journal_fields(datagram: bytes) -> dict[str, str]:
+    """Decode sd_journal_send's native protocol (KEY=value lines, or KEY, a
+    little-endian length and the raw value for values with newlines)."""
+    fields, i = {}, 0
+    while i < len(datagram):
+        end = datagram.index(b"\n", i)
+        line = datagram[i:end]
+        if b"=" in line:
+            key, _, value = line.partition(b"=")
+            i = end + 1
+        else:
+            key, size = line, int.from_bytes(datagram[end + 1 : end + 9], "little")
+            value = datagram[end + 9 : end + 9 + size]
+            i = end + 9 + size + 1
+        fields[key.decode()] = value.decode()
+    return fields
+
+
+async def test_journald_gets_structured_fields(tmp_path):
+    """Under systemd (JOURNAL_STREAM set) with systemd-python importable, log
+    events go to the journal's native socket with PORT/DIALECT fields; a unix
+    datagram socket at the journal's path stands in for journald."""
+    import asyncio
+    import socket
+
+    from gatewayd.testing import GatewaydProcess, VirtualMcu
+
+    try:
+        __import__("systemd.journal")
+    except ImportError:
+        pytest.fail("systemd-python is missing: install libsystemd-dev and pkg-config, then "
+                    "`make test` builds it (.ci/run does)")
+    journal_dir = Path("/run/systemd/journal")
+    assert not (journal_dir / "socket").exists(), "a real journald is running here"
+    journal_dir.mkdir(parents=True, exist_ok=True)
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        receiver.bind(str(journal_dir / "socket"))
+        receiver.setblocking(False)
+        link = tmp_path / "tty"
+        env = {"JOURNAL_STREAM": "8:12345", "INVOCATION_ID": "0" * 32}
+        async with GatewaydProcess(["run", "--device", f"pty:{link}", "--log-level", "debug"],
+                                   cwd=tmp_path, env=env) as proc:
+            await proc.wait_for("READY=1")
+            mcu = await VirtualMcu.open(link)
+            await mcu.command(b"AT", b"\r\nready\r\nAT\r\n\r\nOK\r\n")
+            await mcu.close()
+            assert (await proc.stop())[0] == 0
+        loop = asyncio.get_running_loop()
+        messages = []
+        async with asyncio.timeout(5):
+            while not any(m.get("MESSAGE") == "at in" for m in messages):
+                messages.append(_journal_fields(await loop.sock_recv(receiver, 65536)))
+    finally:
+        receiver.close()
+        (journal_dir / "socket").unlink(missing_ok=True)
+    [at_in] = [m for m in messages if m.get("MESSAGE") == "at in"]
+    assert at_in["PORT"] == "mcu" and at_in["DIALECT"] == "esp-at" and at_in["LINE"] == "AT"
+    assert at_in["PRIORITY"] == "7" and at_in["SYSLOG_IDENTIFIER"] == "gatewayd"
