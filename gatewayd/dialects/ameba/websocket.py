@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gatewayd import certs as cert_contexts
+from gatewayd.at.grammar import ameba_atoi
 from gatewayd.dialects.ameba.dialect import TT_PROMPT
 from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, Setter, Str
 from gatewayd.links import ClientLink, LinkState, PingPolicy
@@ -263,8 +264,6 @@ async def wsquery_set(ctx: PortContext, link_id: bytes) -> None:
     if not link_id.strip():
         await wsquery(ctx, None)
         return
-    from gatewayd.at.grammar import ameba_atoi
-
     value = ameba_atoi(link_id)
     if not 0 <= value <= 2:
         raise AtError(1, why=f"link id {value}")
