@@ -282,7 +282,8 @@ async def serve_on_fixed_port(handler, port: int, **kwargs):
     try:
         return await serve(handler, "127.0.0.1", port, **kwargs)
     except OSError as exc:
-        pytest.skip(f"cannot listen on 127.0.0.1:{port}: {exc}")
+        pytest.fail(f"port 0 means {port}: the test needs to listen on 127.0.0.1:{port} "
+                    f"(root, as in CI): {exc}")
 
 
 # -- AT+WSGLCFG ----------------------------------------------------------------
