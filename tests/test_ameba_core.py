@@ -121,3 +121,28 @@ async def test_random_garbage_then_test_answers(ameba_mcu):
     await ameba_mcu.send(bytes(range(1, 256)) * 8 + b"\r\n")
     await ameba_mcu.expect_silence(0.1)
     await ameba_mcu.command(b"AT+TEST", OK)
+
+
+async def test_test_upload_abort(ameba_mcu):
+    import asyncio
+
+    async def abort() -> None:
+        for _ in range(3):
+            await ameba_mcu.send(b"<")
+            await asyncio.sleep(0.005)
+
+    await ameba_mcu.send(b"AT+TEST=1,100\r\n")
+    await ameba_mcu.expect(b">>>\r\n")
+    await abort()
+    await ameba_mcu.expect(b"\r\nERROR: 3\r\n")
+    await ameba_mcu.send(b"AT+TEST=1,100\r\n")
+    await ameba_mcu.expect(b">>>\r\n")
+    await ameba_mcu.send(b"partial")
+    await asyncio.sleep(0.05)
+    await abort()
+    await ameba_mcu.expect(OK)
+    # Three '<' in one write are data, not an abort.
+    await ameba_mcu.send(b"AT+TEST=1,3\r\n")
+    await ameba_mcu.expect(b">>>\r\n")
+    await ameba_mcu.send(b"<<<")
+    await ameba_mcu.expect(OK)
