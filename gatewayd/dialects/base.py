@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -209,6 +209,15 @@ class Dialect(ABC):
     #: Written when the port opens and after every restart.
     banner: bytes
     commands: Mapping[str, CommandSpec]
+
+    def __init__(self, commands: Iterable[CommandSpec]) -> None:
+        """Index the command table by name; a name given twice is a bug."""
+        table: dict[str, CommandSpec] = {}
+        for spec in commands:
+            if spec.name in table:
+                raise ValueError(f"command AT{spec.name} is defined twice")
+            table[spec.name] = spec
+        self.commands = table
 
     @abstractmethod
     def parse(self, line: bytes) -> Invocation | Unknown:

@@ -9,7 +9,6 @@ on the AT port for a line that names no command: the firmware writes
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,6 @@ from gatewayd.at.grammar import GrammarError, ameba_atoi, ameba_split, ameba_spl
 from gatewayd.dialects.base import (
     REQUIRED,
     AtError,
-    CommandSpec,
     Dialect,
     Form,
     Int,
@@ -63,14 +61,6 @@ class AmebaDialect(Dialect):
     summary = "Realtek Ameba ATCMD 2.x (Host Control Mode)"
     framing = FRAMING
     banner = READY
-
-    def __init__(self, commands: Iterable[CommandSpec]) -> None:
-        table: dict[str, CommandSpec] = {}
-        for spec in commands:
-            if spec.name in table:
-                raise ValueError(f"command AT{spec.name} is defined twice")
-            table[spec.name] = spec
-        self.commands: Mapping[str, CommandSpec] = table
 
     def parse(self, line: bytes) -> Invocation | Unknown:
         head, eq, args = line.partition(b"=")

@@ -9,7 +9,6 @@ line precedes ``ERROR`` where the core knows the code.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gatewayd.at.engine import Framing, Overflow
@@ -17,7 +16,6 @@ from gatewayd.at.grammar import GrammarError, esp_at_int, esp_at_split, esp_at_s
 from gatewayd.dialects.base import (
     REQUIRED,
     AtError,
-    CommandSpec,
     Dialect,
     Form,
     Int,
@@ -60,14 +58,6 @@ class EspAtDialect(Dialect):
     summary = "Espressif ESP-AT: AT core and WebSocket commands"
     framing = FRAMING
     banner = READY
-
-    def __init__(self, commands: Iterable[CommandSpec]) -> None:
-        table: dict[str, CommandSpec] = {}
-        for spec in commands:
-            if spec.name in table:
-                raise ValueError(f"command AT{spec.name} is defined twice")
-            table[spec.name] = spec
-        self.commands: Mapping[str, CommandSpec] = table
 
     def parse(self, line: bytes) -> Invocation | Unknown:
         if line[:2].upper() != b"AT":
