@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from gatewayd.at.engine import (
@@ -32,9 +30,10 @@ from gatewayd.at.engine import (
 )
 from gatewayd.config import CertsConfig, PortConfig
 from gatewayd.dialects.base import AtError, Dialect, Invocation, Setter, Unknown
+from gatewayd.rawblock import RawAborted, RawStream, Watermarks
 from gatewayd.uart import Uart, UartSettings
 
-__all__ = ["PortSession", "RawAborted", "RawStream", "Watermarks"]
+__all__ = ["PortSession"]
 
 #: How much of a line or block the debug log shows.
 LOG_PREVIEW = 160
@@ -319,146 +318,3 @@ class PortSession:
             if self.engine.unsolicited_pending > UNSOLICITED_LIMIT:
                 await self._nothing_held.wait()
         self.unsolicited(message)
-
-
-#: The MCU's abort sequence ends with this much silence (Ameba TT mode).
-ABORT_SILENCE = 0.03
-#: Raw bytes received but not yet consumed before the UART stops being read.
-RAW_BUFFER_LIMIT = 80 * 1024
-
-
-class RawAborted(Exception):
-    """The MCU aborted a raw block. ``received`` is what arrived before."""
-
-    def __init__(self, received: int) -> None:
-        super().__init__(f"raw block aborted after {received} bytes")
-        self.received = received
-        self.data = b""  # filled in by PortSession.read_raw
-
-
-@dataclass(frozen=True, slots=True)
-class Watermarks:
-    """Flow-control messages written while a raw block is read (Ameba TT):
-    ``high`` once ``high_at`` bytes wait unconsumed, ``low`` once they fall
-    below ``low_at`` again."""
-
-    high_at: int
-    low_at: int
-    high: bytes
-    low: bytes
-
-
-class RawStream:
-    """The pieces of one raw block, as an async iterator.
-
-    Pieces wait in memory until the handler takes them; past
-    :data:`RAW_BUFFER_LIMIT` bytes the UART is no longer read (the kernel
-    buffer, and RTS/CTS where wired, hold the MCU back). With *abort*, the
-    byte sent three times as single transfers followed by
-    :data:`ABORT_SILENCE` seconds of silence ends the block early: the
-    iterator then yields what arrived (without those bytes) and raises
-    :class:`RawAborted`."""
-
-    def __init__(self, session: PortSession, length: int, chunk: int | None,
-                 abort: bytes | None, watermarks: Watermarks | None) -> None:
-        self.session = session
-        self.length = length
-        self.abort = abort
-        self.watermarks = watermarks
-        self.received = 0
-        self._pieces: deque[bytes] = deque()
-        self._waiting = 0
-        self._final = False
-        self._aborted = False
-        self._arrived = asyncio.Event()
-        self._paused = False
-        self._high = False
-        self._abort_count = 0
-        self._abort_timer: asyncio.TimerHandle | None = None
-        self._discarding = False
-
-    async def discard_rest(self) -> None:
-        """Read the rest of the block (or up to an abort) and drop it."""
-        self._discarding = True
-        self._pieces.clear()
-        self._waiting = 0
-        self._check_levels()
-        with contextlib.suppress(RawAborted):
-            async for _ in self:
-                pass
-
-    def put(self, data: bytes, *, final: bool) -> None:
-        if self._discarding:
-            data = b""
-        else:
-            self._pieces.append(data)
-        self._waiting += len(data)
-        self.received += len(data)
-        self._final = final
-        self._arrived.set()
-        self._check_levels()
-
-    def _check_levels(self) -> None:
-        marks = self.watermarks
-        if marks is not None:
-            if not self._high and self._waiting >= marks.high_at:
-                self._high = True
-                self.session.write(marks.high)
-            elif self._high and self._waiting < marks.low_at:
-                self._high = False
-                self.session.write(marks.low)
-        should_pause = self._waiting >= RAW_BUFFER_LIMIT and not self._final
-        if should_pause != self._paused:
-            self._paused = should_pause
-            self.session.uart.pause_reading(should_pause)
-
-    def watch_for_abort(self, data: bytes) -> None:
-        if self._abort_timer is not None:
-            self._abort_timer.cancel()
-            self._abort_timer = None
-        if data != self.abort:
-            self._abort_count = 0
-            return
-        self._abort_count += 1
-        if self._abort_count >= 3:
-            loop = asyncio.get_running_loop()
-            self._abort_timer = loop.call_later(ABORT_SILENCE, self._abort_now)
-
-    def _abort_now(self) -> None:
-        if self._final or self.session._raw is not self:
-            return
-        rest = self.session.engine.abort_raw()
-        marker = self.abort * 3  # type: ignore[operator]
-        self._aborted = True
-        rest = rest.removesuffix(marker)
-        if rest:
-            self.put(rest, final=True)
-        else:
-            self._final = True
-            self._arrived.set()
-        self.session.log.info("raw block aborted by the MCU", received=self.received,
-                              expected=self.length)
-
-    def __aiter__(self) -> RawStream:
-        return self
-
-    async def __anext__(self) -> bytes:
-        while not self._pieces:
-            if self._final:
-                self._finish()
-                if self._aborted:
-                    raise RawAborted(self.received)
-                raise StopAsyncIteration
-            self._arrived.clear()
-            await self._arrived.wait()
-        piece = self._pieces.popleft()
-        self._waiting -= len(piece)
-        self._check_levels()
-        return piece
-
-    def _finish(self) -> None:
-        if self.session._raw is self:
-            self.session._raw = None
-        if self._paused:
-            self._paused = False
-            self.session.uart.pause_reading(False)

@@ -57,9 +57,14 @@ def test_code_registered_transport_is_indexed_by_kind():
 
 
 def test_two_transports_for_one_kind_are_refused():
-    with pytest.raises(PluginError, match="'tcp' served by both 'one' and 'two'"):
-        load_plugins(TransportPlugin(NullTransport("one", {"tcp"})),
-                     TransportPlugin(NullTransport("two", {"tcp"})))
+    with pytest.raises(PluginError, match="'x-test' served by both 'one' and 'two'"):
+        load_plugins(TransportPlugin(NullTransport("one", {"x-test"})),
+                     TransportPlugin(NullTransport("two", {"x-test"})))
+
+
+def test_a_plugin_claiming_a_builtin_kind_is_refused():
+    with pytest.raises(PluginError, match="'ws' served by both 'aiohttp-ws-client' and 'mine'"):
+        load_plugins(TransportPlugin(NullTransport("mine", {"ws"})))
 
 
 def test_a_dialect_name_registered_twice_is_refused():

@@ -174,7 +174,7 @@ class PortContext(Protocol):
 
     def read_raw_stream(self, length: int, prompt: bytes, *, chunk: int | None = None,
                         abort: bytes | None = None, watermarks: Any = None) -> Any:
-        """Async iterator over the raw block's pieces (see gatewayd.port.RawStream)."""
+        """Async iterator over the raw block's pieces (see gatewayd.rawblock.RawStream)."""
 
     def spawn(self, coro: Any) -> None: ...
 

@@ -6,7 +6,7 @@ from gatewayd import BUILD_DATE, BUILD_TIME, __version__
 from gatewayd.at.grammar import ameba_atoi
 from gatewayd.dialects.ameba.dialect import TT_PROMPT
 from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, Setter
-from gatewayd.port import RawAborted
+from gatewayd.rawblock import RawAborted
 
 COMMON = "Common AT Command:"
 

@@ -29,7 +29,7 @@ from gatewayd.at.grammar import ameba_atoi
 from gatewayd.dialects.ameba.dialect import TT_PROMPT
 from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, Setter, Str
 from gatewayd.links import ClientLink, LinkState, PingPolicy
-from gatewayd.port import RawAborted, Watermarks
+from gatewayd.rawblock import RawAborted, Watermarks
 from gatewayd.transport import ClientRequest, Opcode, SocketOptions, TransportError
 
 SECTION = "WEBSOCKET AT command:"
