@@ -10,8 +10,10 @@ What it does, and its limits and defaults:
 - TLS verifies with the request's ``SSLContext`` (required: there is no default
   context here); the name checked and sent as SNI is ``server_hostname`` or else the
   host, when the context checks host names.
-- Servers (:meth:`Transport.listen`): TCP/TLS with ``loop.create_server`` (host ``""``
-  = every interface), each accepted peer handed to ``accept`` for its ``LinkEvents``.
+- Servers (:meth:`Transport.listen`): TCP/TLS with ``loop.create_server``, each
+  accepted peer handed to ``accept`` for its ``LinkEvents``. Host ``""`` = every
+  interface: ``0.0.0.0`` plus ``::`` (v6-only) on the same port; ``local`` reports the
+  IPv4 side. A UDP server with host ``""`` binds ``0.0.0.0`` only.
   A UDP "server" is one datagram endpoint bound to ``(host, port)``: ``accept`` is
   called once with its connection, which delivers every datagram with its sender's
   address and needs an explicit ``peer`` to send. Closing a listener stops accepting;

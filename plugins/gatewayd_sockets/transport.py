@@ -1,0 +1,685 @@
+"""The tcp/udp/tls transport, on asyncio protocols (see :mod:`gatewayd_sockets`).
+
+Each link is a protocol object that buffers what the event loop hands it and a
+reader task that delivers it through :class:`LinkEvents`. Stream links pause
+reading on every arrival and resume only once ``LinkEvents.data`` has returned,
+so the peer is slowed by TCP flow control; datagram links queue a bounded number
+of datagrams and drop (and count) the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ipaddress
+import socket
+import ssl
+import struct
+from typing import Any
+
+from gatewayd.logs import get_logger
+from gatewayd.transport import (
+    Accept,
+    ClientRequest,
+    Connection,
+    LinkEvents,
+    Listener,
+    ListenRequest,
+    Opcode,
+    SocketOptions,
+    Transport,
+    TransportError,
+)
+from gatewayd_sockets import KINDS, NAME, SUMMARY
+
+__all__ = [
+    "CLOSE_WAIT",
+    "MAX_QUEUED_DATAGRAMS",
+    "DatagramConnection",
+    "DatagramListener",
+    "SocketTransport",
+    "StreamConnection",
+    "StreamListener",
+    "apply_socket_options",
+]
+
+#: Datagrams waiting for delivery on one UDP link; more are dropped and counted.
+MAX_QUEUED_DATAGRAMS = 64
+#: How long a local close waits for the write buffer to flush before aborting.
+CLOSE_WAIT = 1.0
+
+_log = get_logger(transport=NAME)
+
+Address = tuple[str, int]
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return struct.pack("@ll", whole, round((seconds - whole) * 1_000_000))
+
+
+def apply_socket_options(sock: Any, options: SocketOptions, *, stream: bool = True) -> None:
+    """Set the options that are not ``None`` on *sock*; TCP-level ones (nodelay,
+    keep-alive timing) and SO_KEEPALIVE only when *stream*.
+
+    A refused option is logged and skipped: the link works without it."""
+    settings: list[tuple[int, int, int | bytes]] = []
+    if stream:
+        if options.nodelay is not None:
+            settings.append((socket.IPPROTO_TCP, socket.TCP_NODELAY, int(options.nodelay)))
+        if options.keepalive is not None:
+            settings.append((socket.SOL_SOCKET, socket.SO_KEEPALIVE, int(options.keepalive)))
+        for name, value in (("TCP_KEEPIDLE", options.keepalive_idle),
+                            ("TCP_KEEPINTVL", options.keepalive_interval),
+                            ("TCP_KEEPCNT", options.keepalive_count)):
+            # 0 is the Ameba default meaning "not set"; the kernel refuses it.
+            if value and hasattr(socket, name):
+                settings.append((socket.IPPROTO_TCP, getattr(socket, name), int(value)))
+    if options.send_timeout is not None:
+        settings.append((socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(options.send_timeout)))
+    if options.recv_timeout is not None:
+        settings.append((socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(options.recv_timeout)))
+    for level, option, value in settings:
+        try:
+            sock.setsockopt(level, option, value)
+        except OSError as exc:
+            _log.warning("socket option refused", level=level, option=option, error=str(exc))
+
+
+def _address(value: Any) -> Address:
+    if isinstance(value, tuple) and len(value) >= 2:
+        return str(value[0]), int(value[1])
+    return ("", 0)
+
+
+def _any_address(family: int) -> str:
+    return "::" if family == socket.AF_INET6 else "0.0.0.0"
+
+
+def _host(host: str) -> str:
+    return host.strip("[]")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _connect_failure(exc: BaseException, *, tls: bool) -> TransportError:
+    """Map what opening a link raised onto a :class:`TransportError` stage."""
+    if isinstance(exc, TransportError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return TransportError("timed out connecting", stage="timeout")
+    if isinstance(exc, socket.gaierror):
+        return TransportError(f"cannot resolve: {exc}", stage="resolve")
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return TransportError(f"TLS failed: {exc}", stage="tls")
+    if tls and isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
+        # A refused SYN raises ConnectionRefusedError; a reset here came once TCP was
+        # up: the peer dropped our TLS handshake (a plain server, say).
+        return TransportError(f"TLS handshake failed: {exc}", stage="tls")
+    return TransportError(f"cannot connect: {exc}", stage="connect")
+
+
+class _WriteFlow:
+    """``pause_writing``/``resume_writing`` bookkeeping and an awaitable drain."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self.lost = False  # connection_lost has been called
+        self.error: BaseException | None = None
+        self._lost_waiter: asyncio.Future[None] = self._loop.create_future()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._release_drain()
+
+    def _release_drain(self) -> None:
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _mark_lost(self, exc: BaseException | None) -> None:
+        self.lost = True
+        if exc is not None and self.error is None:
+            self.error = exc
+        self._release_drain()
+        if not self._lost_waiter.done():
+            self._lost_waiter.set_result(None)
+
+    async def drain(self) -> None:
+        if self._write_paused and not self.lost:
+            self._drain_waiter = self._loop.create_future()
+            await self._drain_waiter
+        if self.lost:
+            raise ConnectionResetError("connection lost")
+
+    async def wait_lost(self, timeout: float | None) -> bool:
+        """Wait up to *timeout* s for ``connection_lost``; whether it came."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._lost_waiter)
+        return self.lost
+
+
+# -- streams (tcp, tls) --------------------------------------------------------
+
+
+class _StreamProtocol(_WriteFlow, asyncio.Protocol):
+    """Buffers what arrives and pauses reading until the reader has delivered it."""
+
+    def __init__(self, on_made: Any = None) -> None:
+        super().__init__()
+        self.transport: asyncio.Transport | None = None
+        self.bytes_received = 0
+        self.read_paused = False
+        self.eof = False
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._on_made = on_made
+
+    # asyncio callbacks
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        if self._on_made is not None:
+            self._on_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self.bytes_received += len(data)
+        self._pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return False  # the transport closes itself (after flushing what we wrote)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._mark_lost(exc)
+        self._wake()
+
+    # reader side
+    def _wake(self) -> None:
+        waiter, self._wakeup = self._wakeup, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _pause_reading(self) -> None:
+        if not self.read_paused and self.transport is not None and not self.lost:
+            self.transport.pause_reading()
+            self.read_paused = True
+
+    def delivered(self) -> None:
+        """The reader handed everything over: read again."""
+        if self.read_paused and not self._chunks and not self.lost:
+            assert self.transport is not None
+            self.read_paused = False
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    async def next_payload(self) -> bytes | None:
+        """Everything received so far in one payload; ``None`` at end of stream."""
+        while not self._chunks:
+            if self.eof or self.lost:
+                return None
+            self._wakeup = self._loop.create_future()
+            await self._wakeup
+        payload = b"".join(self._chunks)
+        self._chunks.clear()
+        return payload
+
+
+class _LinkBase(Connection):
+    """The reader task and the once-only ``closed`` report shared by all links."""
+
+    _proto: _WriteFlow
+    _transport: asyncio.BaseTransport
+
+    def __init__(self, events: LinkEvents | None, *, local: Address, peer: Address) -> None:
+        self.local = local
+        self.peer = peer
+        self._events = events
+        self._local_close = False
+        self._closed_reported = False
+        self._end_error: BaseException | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """The asyncio transport's extra info ("socket", "peercert", "cipher", …)."""
+        return self._transport.get_extra_info(name, default)
+
+    def start(self, events: LinkEvents | None = None) -> None:
+        """Begin delivering to *events* (or those given at construction)."""
+        if events is not None:
+            self._events = events
+        loop = asyncio.get_running_loop()
+        self._reader = loop.create_task(
+            self._read(), name=f"{NAME} reader {self.peer[0]}:{self.peer[1]}")
+        self._reader.add_done_callback(self._reader_done)
+
+    async def _read(self) -> None:
+        raise NotImplementedError
+
+    def _reader_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._end_error = task.exception()
+        if self._local_close:
+            pass  # close() or abort() takes care of the transport
+        elif self._end_error is not None:
+            self._transport.abort()
+        else:
+            self._transport.close()  # after flushing what we sent
+        self._report_closed()
+
+    def _report_closed(self) -> None:
+        if self._closed_reported or self._events is None:
+            return
+        self._closed_reported = True
+        by_peer = not self._local_close
+        error = self._end_error or self._proto.error
+        try:
+            self._events.closed(by_peer=by_peer, code=None, error=error if by_peer else None)
+        except Exception as exc:
+            _log.error("closed event handler failed", error=repr(exc))
+
+    def _in_reader(self) -> bool:
+        return self._reader is not None and asyncio.current_task() is self._reader
+
+    async def _stop_reader(self) -> None:
+        if self._reader is None:
+            self._report_closed()
+            return
+        if self._in_reader():
+            return  # closed from inside LinkEvents.data: reported once it returns
+        self._reader.cancel()
+        await asyncio.wait({self._reader})
+
+    def abort(self) -> None:
+        """Drop the link now, sending nothing more; ``closed(by_peer=False)``
+        follows (once) as soon as the reader task has stopped."""
+        if self._closed_reported:
+            return
+        self._local_close = True
+        self._transport.abort()
+        if self._reader is None:
+            self._report_closed()
+        elif not self._in_reader():
+            self._reader.cancel()
+
+
+class StreamConnection(_LinkBase):
+    """One TCP or TLS link (outgoing, or accepted by a :class:`StreamListener`)."""
+
+    def __init__(self, proto: _StreamProtocol, events: LinkEvents | None) -> None:
+        assert proto.transport is not None
+        self._proto: _StreamProtocol = proto
+        self._transport: asyncio.Transport = proto.transport
+        super().__init__(events,
+                         local=_address(self._transport.get_extra_info("sockname")),
+                         peer=_address(self._transport.get_extra_info("peername")))
+
+    @property
+    def bytes_received(self) -> int:
+        """Bytes read from the socket so far (delivered or waiting)."""
+        return self._proto.bytes_received
+
+    async def _read(self) -> None:
+        assert self._events is not None
+        proto = self._proto
+        while (payload := await proto.next_payload()) is not None:
+            await self._events.data(payload, peer=self.peer)
+            if self._local_close:
+                return
+            proto.delivered()
+
+    async def send(self, payload: bytes, *, opcode: int = Opcode.BINARY, fin: bool = True,
+                   peer: Address | None = None, masked: bool = True) -> None:
+        if self._local_close or self._transport.is_closing():
+            raise TransportError("the link is closed", stage="send")
+        if not payload:
+            return
+        try:
+            self._transport.write(payload)
+            await self._proto.drain()
+        except (OSError, RuntimeError) as exc:
+            raise TransportError(f"send failed: {exc}", stage="send") from exc
+
+    async def close(self, *, code: int | None = None) -> None:
+        """Flush what was sent, send FIN and close; ``closed(by_peer=False)`` is
+        reported unless the link had already ended."""
+        if not self._local_close and not self._closed_reported:
+            self._local_close = True
+            transport = self._transport
+            if not transport.is_closing():
+                if transport.can_write_eof():
+                    with contextlib.suppress(OSError, RuntimeError):
+                        transport.write_eof()
+                transport.close()  # flushes the write buffer first
+            if not await self._proto.wait_lost(CLOSE_WAIT):
+                transport.abort()
+        else:
+            self._local_close = True
+        await self._stop_reader()
+
+
+# -- datagrams (udp) -----------------------------------------------------------
+
+
+class _DatagramProtocol(_WriteFlow, asyncio.DatagramProtocol):
+    """Queues up to *limit* datagrams with their senders; counts the rest as dropped."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.transport: asyncio.DatagramTransport | None = None
+        self.limit = limit
+        self.dropped = 0
+        self.unreported_drops = 0
+        self.last_error: OSError | None = None
+        self._queue: collections.deque[tuple[bytes, Address]] = collections.deque()
+        self._wakeup: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if len(self._queue) >= self.limit:
+            if self.unreported_drops == 0:
+                _log.warning("UDP receive queue full: dropping datagrams", limit=self.limit)
+            self.dropped += 1
+            self.unreported_drops += 1
+            return
+        self._queue.append((data, _address(addr)))
+        self._wake()
+
+    def error_received(self, exc: OSError) -> None:
+        # ICMP errors (port unreachable, …): UDP goes on regardless.
+        self.last_error = exc
+        _log.debug("UDP error", error=str(exc))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._mark_lost(exc)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._wakeup = self._wakeup, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def next_datagram(self) -> tuple[bytes, Address] | None:
+        while not self._queue:
+            if self.lost:
+                return None
+            self._wakeup = self._loop.create_future()
+            await self._wakeup
+        return self._queue.popleft()
+
+
+class DatagramConnection(_LinkBase):
+    """A UDP socket: a client connected to one peer, or a server (``peer`` is
+    ``("0.0.0.0", 0)`` and every send needs an explicit destination)."""
+
+    def __init__(self, proto: _DatagramProtocol, events: LinkEvents | None, *,
+                 connected: bool) -> None:
+        assert proto.transport is not None
+        self._proto: _DatagramProtocol = proto
+        self._transport: asyncio.DatagramTransport = proto.transport
+        self.connected = connected
+        peer = _address(self._transport.get_extra_info("peername")) if connected \
+            else ("0.0.0.0", 0)
+        super().__init__(events, local=_address(self._transport.get_extra_info("sockname")),
+                         peer=peer)
+
+    @property
+    def dropped(self) -> int:
+        """Datagrams dropped because :data:`MAX_QUEUED_DATAGRAMS` were waiting."""
+        return self._proto.dropped
+
+    def _report_drops(self) -> None:
+        proto = self._proto
+        if proto.unreported_drops:
+            _log.warning("UDP datagrams dropped", dropped=proto.unreported_drops,
+                         total=proto.dropped, local=f"{self.local[0]}:{self.local[1]}")
+            proto.unreported_drops = 0
+
+    async def _read(self) -> None:
+        assert self._events is not None
+        try:
+            while (item := await self._proto.next_datagram()) is not None:
+                data, sender = item
+                await self._events.data(data, peer=sender)
+                self._report_drops()
+                if self._local_close:
+                    return
+        finally:
+            self._report_drops()
+
+    async def _destination(self, peer: Address | None) -> Any:
+        if self.connected:
+            if peer is not None and (_host(peer[0]), int(peer[1])) != self.peer:
+                raise TransportError(
+                    f"this UDP link sends to {self.peer[0]}:{self.peer[1]} only", stage="send")
+            return None
+        if peer is None:
+            raise TransportError("a UDP server link needs a destination", stage="send")
+        host, port = _host(peer[0]), int(peer[1])
+        if _is_ip(host):
+            return (host, port)
+        family = self._transport.get_extra_info("socket").family
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, family=family, type=socket.SOCK_DGRAM)
+        except OSError as exc:
+            raise TransportError(f"cannot resolve {host}: {exc}", stage="resolve") from exc
+        return infos[0][4]
+
+    async def send(self, payload: bytes, *, opcode: int = Opcode.BINARY, fin: bool = True,
+                   peer: Address | None = None, masked: bool = True) -> None:
+        if self._local_close or self._transport.is_closing():
+            raise TransportError("the link is closed", stage="send")
+        destination = await self._destination(peer)
+        try:
+            self._transport.sendto(payload, destination)
+            await self._proto.drain()
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise TransportError(f"send failed: {exc}", stage="send") from exc
+
+    async def close(self, *, code: int | None = None) -> None:
+        """Flush queued datagrams and close the socket; ``closed(by_peer=False)``."""
+        if not self._local_close and not self._closed_reported:
+            self._local_close = True
+            if not self._transport.is_closing():
+                self._transport.close()
+            if not await self._proto.wait_lost(CLOSE_WAIT):
+                self._transport.abort()
+        else:
+            self._local_close = True
+        await self._stop_reader()
+
+
+# -- listeners -----------------------------------------------------------------
+
+
+class StreamListener(Listener):
+    """A TCP or TLS server. Closing it stops accepting; accepted links stay open."""
+
+    def __init__(self, servers: list[asyncio.Server]) -> None:
+        self.servers = servers
+        sockets = servers[0].sockets
+        self.local = _address(sockets[0].getsockname()) if sockets else ("", 0)
+
+    async def close(self) -> None:
+        # Not wait_closed(): on newer Pythons it waits for accepted links too.
+        for server in self.servers:
+            server.close()
+
+
+class DatagramListener(Listener):
+    """A UDP "server": one bound socket, handed to ``accept`` once as
+    :attr:`connection`. Closing the listener leaves that connection open (close the
+    connection to free the port), as with stream listeners."""
+
+    def __init__(self, connection: DatagramConnection) -> None:
+        self.connection = connection
+        self.local = connection.local
+        self.closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+# -- the transport -------------------------------------------------------------
+
+
+class SocketTransport(Transport):
+    """tcp, udp and tls links on asyncio sockets."""
+
+    name = NAME
+    kinds = KINDS
+    summary = SUMMARY
+
+    def __init__(self, *, max_queued_datagrams: int = MAX_QUEUED_DATAGRAMS) -> None:
+        self.max_queued_datagrams = max_queued_datagrams
+
+    async def connect(self, request: ClientRequest, events: LinkEvents) -> Connection:
+        if request.kind not in self.kinds:
+            raise TransportError(f"{self.name} does not serve {request.kind!r}", stage="connect")
+        tls = request.kind == "tls"
+        try:
+            async with asyncio.timeout(request.connect_timeout):
+                if request.kind == "udp":
+                    return await self._connect_udp(request, events)
+                return await self._connect_stream(request, events)
+        except Exception as exc:
+            raise _connect_failure(exc, tls=tls) from exc
+
+    async def _connect_stream(self, request: ClientRequest,
+                              events: LinkEvents) -> StreamConnection:
+        loop = asyncio.get_running_loop()
+        host = _host(request.host)
+        kwargs: dict[str, Any] = {}
+        if request.kind == "tls":
+            context = request.tls or ssl.create_default_context()
+            kwargs["ssl"] = context
+            kwargs["server_hostname"] = request.server_hostname or host
+        if request.local_port is not None:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            kwargs["local_addr"] = (_any_address(family), request.local_port)
+        transport, proto = await loop.create_connection(_StreamProtocol, host, request.port,
+                                                        **kwargs)
+        # No await from here on: a cancelled connect cannot leak the connection.
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            apply_socket_options(sock, request.options, stream=True)
+        connection = StreamConnection(proto, events)
+        connection.start()
+        return connection
+
+    async def _connect_udp(self, request: ClientRequest,
+                           events: LinkEvents) -> DatagramConnection:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(_host(request.host), request.port,
+                                       type=socket.SOCK_DGRAM)
+        family, _type, _proto, _name, remote = infos[0]
+        local_addr = None
+        if request.local_port is not None:
+            local_addr = (_any_address(family), request.local_port)
+        limit = self.max_queued_datagrams
+        transport, proto = await loop.create_datagram_endpoint(
+            lambda: _DatagramProtocol(limit), remote_addr=remote[:2], local_addr=local_addr,
+            family=family)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            apply_socket_options(sock, request.options, stream=False)
+        connection = DatagramConnection(proto, events, connected=True)
+        connection.start()
+        return connection
+
+    async def listen(self, request: ListenRequest, accept: Accept) -> Listener:
+        if request.kind not in self.kinds:
+            raise TransportError(f"{self.name} does not serve {request.kind!r}", stage="listen")
+        try:
+            if request.kind == "udp":
+                return await self._listen_udp(request, accept)
+            return await self._listen_stream(request, accept)
+        except TransportError:
+            raise
+        except socket.gaierror as exc:
+            raise TransportError(f"cannot resolve {request.host}: {exc}", stage="resolve") \
+                from exc
+        except (OSError, ValueError) as exc:
+            raise TransportError(f"cannot listen: {exc}", stage="listen") from exc
+
+    async def _listen_stream(self, request: ListenRequest, accept: Accept) -> StreamListener:
+        loop = asyncio.get_running_loop()
+        context = request.tls
+        if request.kind == "tls" and context is None:
+            raise TransportError("a TLS server needs a certificate (SSLContext)", stage="tls")
+        options = request.options
+
+        def accepted(proto: _StreamProtocol) -> None:
+            assert proto.transport is not None
+            sock = proto.transport.get_extra_info("socket")
+            if sock is not None:
+                apply_socket_options(sock, options, stream=True)
+            connection = StreamConnection(proto, None)
+            try:
+                events = accept(connection)
+            except Exception as exc:
+                _log.error("accept handler failed", error=repr(exc))
+                proto.transport.abort()
+                return
+            connection.start(events)
+
+        async def serve(host: str, port: int) -> asyncio.Server:
+            server = await loop.create_server(
+                lambda: _StreamProtocol(on_made=accepted), host, port,
+                ssl=context if request.kind == "tls" else None,
+                backlog=request.backlog, reuse_address=True)
+            for sock in server.sockets:
+                apply_socket_options(sock, options, stream=True)
+            return server
+
+        host = _host(request.host)
+        if host:
+            return StreamListener([await serve(host, request.port)])
+        # Every interface: IPv4 first, then IPv6 (v6-only) on the same port, so
+        # that port 0 gives one port and local reports the IPv4 side.
+        servers = [await serve("0.0.0.0", request.port)]
+        if socket.has_ipv6:
+            try:
+                servers.append(await serve("::", servers[0].sockets[0].getsockname()[1]))
+            except OSError as exc:
+                _log.debug("no IPv6 listener", error=str(exc))
+        return StreamListener(servers)
+
+    async def _listen_udp(self, request: ListenRequest, accept: Accept) -> DatagramListener:
+        loop = asyncio.get_running_loop()
+        host = _host(request.host) or "0.0.0.0"
+        limit = self.max_queued_datagrams
+        transport, proto = await loop.create_datagram_endpoint(
+            lambda: _DatagramProtocol(limit), local_addr=(host, request.port))
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            apply_socket_options(sock, request.options, stream=False)
+        connection = DatagramConnection(proto, None, connected=False)
+        try:
+            events = accept(connection)
+        except Exception:
+            transport.abort()
+            raise
+        connection.start(events)
+        return DatagramListener(connection)
