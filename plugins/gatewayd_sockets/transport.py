@@ -15,10 +15,10 @@ import contextlib
 import ipaddress
 import socket
 import ssl
-import struct
 from typing import Any
 
 from gatewayd.logs import get_logger
+from gatewayd.sockopts import address, apply_socket_options
 from gatewayd.transport import (
     Accept,
     ClientRequest,
@@ -27,7 +27,6 @@ from gatewayd.transport import (
     Listener,
     ListenRequest,
     Opcode,
-    SocketOptions,
     Transport,
     TransportError,
 )
@@ -41,7 +40,6 @@ __all__ = [
     "SocketTransport",
     "StreamConnection",
     "StreamListener",
-    "apply_socket_options",
 ]
 
 #: Datagrams waiting for delivery on one UDP link; more are dropped and counted.
@@ -55,45 +53,6 @@ Address = tuple[str, int]
 
 
 # -- helpers -------------------------------------------------------------------
-
-
-def _timeval(seconds: float) -> bytes:
-    whole = int(seconds)
-    return struct.pack("@ll", whole, round((seconds - whole) * 1_000_000))
-
-
-def apply_socket_options(sock: Any, options: SocketOptions, *, stream: bool = True) -> None:
-    """Set the options that are not ``None`` on *sock*; TCP-level ones (nodelay,
-    keep-alive timing) and SO_KEEPALIVE only when *stream*.
-
-    A refused option is logged and skipped: the link works without it."""
-    settings: list[tuple[int, int, int | bytes]] = []
-    if stream:
-        if options.nodelay is not None:
-            settings.append((socket.IPPROTO_TCP, socket.TCP_NODELAY, int(options.nodelay)))
-        if options.keepalive is not None:
-            settings.append((socket.SOL_SOCKET, socket.SO_KEEPALIVE, int(options.keepalive)))
-        for name, value in (("TCP_KEEPIDLE", options.keepalive_idle),
-                            ("TCP_KEEPINTVL", options.keepalive_interval),
-                            ("TCP_KEEPCNT", options.keepalive_count)):
-            # 0 is the Ameba default meaning "not set"; the kernel refuses it.
-            if value and hasattr(socket, name):
-                settings.append((socket.IPPROTO_TCP, getattr(socket, name), int(value)))
-    if options.send_timeout is not None:
-        settings.append((socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(options.send_timeout)))
-    if options.recv_timeout is not None:
-        settings.append((socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(options.recv_timeout)))
-    for level, option, value in settings:
-        try:
-            sock.setsockopt(level, option, value)
-        except OSError as exc:
-            _log.warning("socket option refused", level=level, option=option, error=str(exc))
-
-
-def _address(value: Any) -> Address:
-    if isinstance(value, tuple) and len(value) >= 2:
-        return str(value[0]), int(value[1])
-    return ("", 0)
 
 
 def _any_address(family: int) -> str:
@@ -329,8 +288,8 @@ class StreamConnection(_LinkBase):
         self._proto: _StreamProtocol = proto
         self._transport: asyncio.Transport = proto.transport
         super().__init__(events,
-                         local=_address(self._transport.get_extra_info("sockname")),
-                         peer=_address(self._transport.get_extra_info("peername")))
+                         local=address(self._transport.get_extra_info("sockname")),
+                         peer=address(self._transport.get_extra_info("peername")))
 
     @property
     def bytes_received(self) -> int:
@@ -402,7 +361,7 @@ class _DatagramProtocol(_WriteFlow, asyncio.DatagramProtocol):
             self.dropped += 1
             self.unreported_drops += 1
             return
-        self._queue.append((data, _address(addr)))
+        self._queue.append((data, address(addr)))
         self._wake()
 
     def error_received(self, exc: OSError) -> None:
@@ -438,9 +397,9 @@ class DatagramConnection(_LinkBase):
         self._proto: _DatagramProtocol = proto
         self._transport: asyncio.DatagramTransport = proto.transport
         self.connected = connected
-        peer = _address(self._transport.get_extra_info("peername")) if connected \
+        peer = address(self._transport.get_extra_info("peername")) if connected \
             else ("0.0.0.0", 0)
-        super().__init__(events, local=_address(self._transport.get_extra_info("sockname")),
+        super().__init__(events, local=address(self._transport.get_extra_info("sockname")),
                          peer=peer)
 
     @property
@@ -519,7 +478,7 @@ class StreamListener(Listener):
     def __init__(self, servers: list[asyncio.Server]) -> None:
         self.servers = servers
         sockets = servers[0].sockets
-        self.local = _address(sockets[0].getsockname()) if sockets else ("", 0)
+        self.local = address(sockets[0].getsockname()) if sockets else ("", 0)
 
     async def close(self) -> None:
         # Not wait_closed(): on newer Pythons it waits for accepted links too.

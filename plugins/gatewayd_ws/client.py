@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import struct
 from typing import Any
 
@@ -17,12 +16,12 @@ import aiohttp
 from yarl import URL
 
 from gatewayd.logs import get_logger
+from gatewayd.sockopts import address, apply_socket_options
 from gatewayd.transport import (
     ClientRequest,
     Connection,
     LinkEvents,
     Opcode,
-    SocketOptions,
     Transport,
     TransportError,
 )
@@ -35,7 +34,6 @@ __all__ = [
     "USER_AGENT",
     "WsClientTransport",
     "WsConnection",
-    "apply_socket_options",
     "request_url",
 ]
 
@@ -66,42 +64,6 @@ def request_url(request: ClientRequest) -> URL:
     if not path.startswith("/"):
         path = "/" + path
     return URL(f"{scheme}://{host}:{request.port}{path}")
-
-
-def _timeval(seconds: float) -> bytes:
-    whole = int(seconds)
-    return struct.pack("@ll", whole, round((seconds - whole) * 1_000_000))
-
-
-def apply_socket_options(sock: Any, options: SocketOptions) -> None:
-    """Set the options that are not ``None`` on a connected TCP socket.
-
-    A refused option is logged and skipped: the link works without it."""
-    settings: list[tuple[int, int, int | bytes]] = []
-    if options.nodelay is not None:
-        settings.append((socket.IPPROTO_TCP, socket.TCP_NODELAY, int(options.nodelay)))
-    if options.keepalive is not None:
-        settings.append((socket.SOL_SOCKET, socket.SO_KEEPALIVE, int(options.keepalive)))
-    for name, value in (("TCP_KEEPIDLE", options.keepalive_idle),
-                        ("TCP_KEEPINTVL", options.keepalive_interval),
-                        ("TCP_KEEPCNT", options.keepalive_count)):
-        if value is not None and hasattr(socket, name):
-            settings.append((socket.IPPROTO_TCP, getattr(socket, name), int(value)))
-    if options.send_timeout is not None:
-        settings.append((socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(options.send_timeout)))
-    if options.recv_timeout is not None:
-        settings.append((socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(options.recv_timeout)))
-    for level, option, value in settings:
-        try:
-            sock.setsockopt(level, option, value)
-        except OSError as exc:
-            _log.warning("socket option refused", level=level, option=option, error=str(exc))
-
-
-def _address(value: Any) -> tuple[str, int]:
-    if isinstance(value, tuple) and len(value) >= 2:
-        return str(value[0]), int(value[1])
-    return ("", 0)
 
 
 def _failure(exc: BaseException, *, tls: bool) -> TransportError:
@@ -183,8 +145,8 @@ class WsClientTransport(Transport):
         if sock is not None:
             apply_socket_options(sock, request.options)
         return WsConnection(session, ws, writer, events,
-                            local=_address(ws.get_extra_info("sockname")),
-                            peer=_address(ws.get_extra_info("peername")))
+                            local=address(ws.get_extra_info("sockname")),
+                            peer=address(ws.get_extra_info("peername")))
 
 
 class WsConnection(Connection):
