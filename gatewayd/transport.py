@@ -16,6 +16,7 @@ must count what they drop.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -28,10 +29,13 @@ __all__ = [
     "LinkEvents",
     "ListenRequest",
     "Listener",
+    "Network",
     "Opcode",
+    "Refused",
     "SocketOptions",
     "Transport",
     "TransportError",
+    "admitted",
 ]
 
 
@@ -54,6 +58,16 @@ class TransportError(Exception):
     def __init__(self, message: str, *, stage: str) -> None:
         super().__init__(message)
         self.stage = stage
+
+
+class Refused(TransportError):
+    """Raised by an :data:`Accept` callback to turn a peer away before the core
+    takes it (no free link id, say). A WebSocket listener answers the upgrade
+    request with HTTP ``status``; stream listeners just close the connection."""
+
+    def __init__(self, message: str, *, status: int = 503) -> None:
+        super().__init__(message, stage="accept")
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +103,29 @@ class ClientRequest:
     options: SocketOptions = field(default_factory=SocketOptions)
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
 @dataclass(frozen=True, slots=True)
 class ListenRequest:
-    """A listening link: bind to ``host`` ("" = every interface) and ``port``."""
+    """A listening link: bind to ``host`` ("" = every interface) and ``port``.
+
+    Admission, checked by the transport before the core sees a peer:
+
+    - ``allow``: client networks; a peer outside all of them is turned away
+      (stream: closed at once; datagram: dropped and counted; WebSocket: HTTP
+      403). Empty = every peer (IPv4-mapped IPv6 peers match IPv4 networks).
+    - ``token`` (WebSocket): the upgrade request must carry
+      ``Authorization: Bearer <token>`` or ``?token=<token>``, else HTTP 401.
+    - ``tls`` with ``verify_mode = CERT_REQUIRED`` demands a client certificate.
+    - ``handshake_timeout``: seconds a peer has for TLS and the WebSocket
+      upgrade together.
+    - ``on_rejected(peer, error)``: told about every peer that failed TLS
+      (``error.stage`` "tls" or "timeout") or the upgrade ("handshake"), or
+      was refused by a check above ("refused"), so a dialect can report it.
+    - ``max_message`` (WebSocket): largest message accepted; a bigger one ends
+      the link with close code 1009.
+    """
 
     kind: str
     host: str
@@ -99,6 +133,11 @@ class ListenRequest:
     tls: ssl.SSLContext | None = None
     backlog: int = 8
     options: SocketOptions = field(default_factory=SocketOptions)
+    allow: tuple[Network, ...] = ()
+    token: str | None = None
+    handshake_timeout: float = 10.0
+    on_rejected: Callable[[tuple[str, int], TransportError], None] | None = None
+    max_message: int = 4 * 1024 * 1024
 
 
 class LinkEvents(Protocol):
@@ -151,8 +190,24 @@ class Listener(ABC):
         """Stop accepting. Already accepted connections stay open."""
 
 
-#: Called by a listener for each accepted connection; returns its events.
+#: Called by a listener for each admitted connection; returns its events, or
+#: raises :class:`Refused`. WebSocket listeners call it before answering the
+#: upgrade (so a refusal can be an HTTP status); ``Connection.send`` then
+#: waits until the upgrade response is out.
 Accept = Callable[[Connection], LinkEvents]
+
+
+def admitted(peer: tuple[str, int], allow: tuple[Network, ...]) -> bool:
+    """Is *peer* inside one of the *allow* networks (or is *allow* empty)?"""
+    if not allow:
+        return True
+    try:
+        ip = ipaddress.ip_address(peer[0].split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in allow)
 
 
 class Transport(ABC):
