@@ -103,6 +103,20 @@ def suite_problems(suite: CertSuite) -> list[tuple[str, str]]:
     return problems
 
 
+def failure_stage(suite: CertSuite) -> str | None:
+    """Where loading the suite fails: "read" (a file is missing or unreadable),
+    "parse" (ca or cert holds no certificate), "key" (no usable key for cert),
+    or ``None``. Dialects map these onto the module's error numbers."""
+    files = suite.files()
+    if any(_unreadable(path) for path in files.values()):
+        return "read"
+    if any(_certificate_parse_problem(files[f]) for f in ("ca", "cert") if f in files):
+        return "parse"
+    if "cert" in files and _cert_key_problem(files["cert"], suite.key):
+        return "key"
+    return None
+
+
 def check_suite(suite: CertSuite) -> list[str]:
     """Everything wrong with the suite's files, one `field: message` string each."""
     return [f"{field}: {message}" for field, message in suite_problems(suite)]

@@ -15,6 +15,7 @@ kept as written. Values keep their TOML types: `baudrate = "115200"` is an error
 from __future__ import annotations
 
 import inspect
+import ipaddress
 import os
 import re
 import sys
@@ -180,6 +181,58 @@ class PortConfig(_Section):
             "SSID reported by AT+CWJAP? (ESP-AT); default: the SSID the MCU asked to join."
         ),
     )
+
+    server_bind: StrictStr | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Ameba: where the MCU's servers (AT+SKTSERVER, AT+WSSRVSTART) listen: an IP"
+            " address (`192.168.1.20`, `::1`) or a host interface name (`eth0`: its IPv4"
+            " address when the server starts). Default: every interface, as the module."
+        ),
+    )
+    server_allow: tuple[StrictStr, ...] = Field(
+        default=(),
+        description=(
+            "Ameba: client networks allowed to reach the MCU's servers (`192.168.1.0/24`,"
+            " `fd00::/8`, a single address). Others are turned away before the MCU hears of"
+            " them: TCP/TLS connections closed, UDP datagrams dropped and counted, WebSocket"
+            " upgrades answered 403. Default: every peer."
+        ),
+    )
+    wssrv_token: StrictStr | None = Field(
+        default=None,
+        min_length=16,
+        description=(
+            "Ameba WebSocket server: clients must send `Authorization: Bearer <token>` or"
+            " `?token=<token>` in the upgrade request, or get 401 and never reach the MCU."
+            " At least 16 characters. Default: no token."
+        ),
+    )
+    wssrv_require_client_cert: StrictBool = Field(
+        default=False,
+        description=(
+            "Ameba WebSocket server: demand a client certificate signed by the `ca` of the"
+            " server suite the MCU names, whatever its conn_type (2 behaves as 3); a plain"
+            " `ws` server (conn_type 1) then fails to start with `ERROR:6`. Default: as the"
+            " MCU asks."
+        ),
+    )
+
+    @field_validator("server_allow")
+    @classmethod
+    def _check_networks(cls, networks: tuple[str, ...]) -> tuple[str, ...]:
+        for network in networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"{network!r} is not an IP network (192.168.1.0/24)") from None
+        return networks
+
+    @property
+    def allowed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """:attr:`server_allow` parsed."""
+        return tuple(ipaddress.ip_network(n, strict=False) for n in self.server_allow)
 
     @field_validator("device")
     @classmethod

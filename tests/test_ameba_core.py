@@ -32,6 +32,9 @@ async def test_gmr(ameba_mcu):
 async def test_list(ameba_mcu):
     await ameba_mcu.command(b"AT+LIST", b"Common AT Command:\r\nAT+RST\r\nAT+GMR\r\n"
                             b"AT+TEST\r\nAT+LIST\r\n"
+                            b"Socket AT Commands:\r\nAT+SKTCFG\r\nAT+SKTQUERY\r\n"
+                            b"AT+SKTSERVER\r\nAT+SKTCLIENT\r\nAT+SKTSEND\r\nAT+SKTREAD\r\n"
+                            b"AT+SKTSENDRAW\r\nAT+SKTSTATE\r\nAT+SKTDEL\r\n"
                             b"WEBSOCKET AT command:\r\nAT+WSGLCFG\r\nAT+WSCFG\r\n"
                             b"AT+WSHEAD\r\nAT+WSHEADRAW\r\nAT+WSCONN\r\nAT+WSSEND\r\n"
                             b"AT+WSSENDRAW\r\nAT+WSDISCONN\r\nAT+WSQUERY\r\n"

@@ -26,9 +26,12 @@ from gatewayd.transport import (
     LinkEvents,
     Listener,
     ListenRequest,
+    Network,
     Opcode,
+    Refused,
     Transport,
     TransportError,
+    admitted,
 )
 from gatewayd_sockets import KINDS, NAME, SUMMARY
 
@@ -341,11 +344,13 @@ class StreamConnection(_LinkBase):
 class _DatagramProtocol(_WriteFlow, asyncio.DatagramProtocol):
     """Queues up to *limit* datagrams with their senders; counts the rest as dropped."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, allow: tuple[Network, ...] = ()) -> None:
         super().__init__()
         self.transport: asyncio.DatagramTransport | None = None
         self.limit = limit
+        self.allow = allow
         self.dropped = 0
+        self.refused = 0
         self.unreported_drops = 0
         self.last_error: OSError | None = None
         self._queue: collections.deque[tuple[bytes, Address]] = collections.deque()
@@ -355,13 +360,19 @@ class _DatagramProtocol(_WriteFlow, asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        sender = address(addr)
+        if not admitted(sender, self.allow):
+            self.refused += 1
+            _log.info("UDP datagram from outside the allowed networks dropped",
+                      peer=f"{sender[0]}:{sender[1]}", refused=self.refused)
+            return
         if len(self._queue) >= self.limit:
             if self.unreported_drops == 0:
                 _log.warning("UDP receive queue full: dropping datagrams", limit=self.limit)
             self.dropped += 1
             self.unreported_drops += 1
             return
-        self._queue.append((data, address(addr)))
+        self._queue.append((data, sender))
         self._wake()
 
     def error_received(self, exc: OSError) -> None:
@@ -596,7 +607,16 @@ class SocketTransport(Transport):
                 apply_socket_options(sock, options, stream=True)
             connection = StreamConnection(proto, None)
             try:
+                if not admitted(connection.peer, request.allow):
+                    raise Refused("peer outside the allowed networks", status=403)
                 events = accept(connection)
+            except Refused as exc:
+                _log.info("connection refused", peer=f"{connection.peer[0]}:{connection.peer[1]}",
+                          reason=str(exc))
+                proto.transport.abort()
+                if request.on_rejected is not None:
+                    request.on_rejected(connection.peer, exc)
+                return
             except Exception as exc:
                 _log.error("accept handler failed", error=repr(exc))
                 proto.transport.abort()
@@ -628,9 +648,9 @@ class SocketTransport(Transport):
     async def _listen_udp(self, request: ListenRequest, accept: Accept) -> DatagramListener:
         loop = asyncio.get_running_loop()
         host = _host(request.host) or "0.0.0.0"
-        limit = self.max_queued_datagrams
+        limit, allow = self.max_queued_datagrams, request.allow
         transport, proto = await loop.create_datagram_endpoint(
-            lambda: _DatagramProtocol(limit), local_addr=(host, request.port))
+            lambda: _DatagramProtocol(limit, allow), local_addr=(host, request.port))
         sock = transport.get_extra_info("socket")
         if sock is not None:
             apply_socket_options(sock, request.options, stream=False)

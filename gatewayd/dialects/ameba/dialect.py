@@ -26,13 +26,21 @@ from gatewayd.dialects.base import (
     Str,
     Unknown,
 )
+from gatewayd.rawblock import Watermarks
 
 if TYPE_CHECKING:
+    from gatewayd.dialects.ameba.sockets import SocketState
     from gatewayd.dialects.ameba.websocket import AmebaWsState
 
 OK = b"\r\nOK\r\n"
 READY = b"ATCMD READY\r\n"
 TT_PROMPT = b">>>\r\n"
+TT_HIGH_WATERMARK = b"[$][TT]:High Watermark\r\n"
+TT_LOW_WATERMARK = b"[$][TT]:Low Watermark\r\n"
+#: Raw blocks this large get watermark messages (the firmware's TT ring size).
+TT_RING = 80 * 1024
+WATERMARKS = Watermarks(high_at=TT_RING * 7 // 10, low_at=TT_RING * 2 // 10,
+                        high=TT_HIGH_WATERMARK, low=TT_LOW_WATERMARK)
 
 FRAMING = Framing(
     max_line=2000,
@@ -48,12 +56,20 @@ class AmebaState:
     """Per-port state that a restart resets."""
 
     ws: AmebaWsState = field(default_factory=lambda: _ws_state())
+    sockets: SocketState = field(default_factory=lambda: _socket_state())
 
 
+# The command modules import this one; their state classes are imported late.
 def _ws_state() -> AmebaWsState:
     from gatewayd.dialects.ameba.websocket import AmebaWsState
 
     return AmebaWsState()
+
+
+def _socket_state() -> SocketState:
+    from gatewayd.dialects.ameba.sockets import SocketState
+
+    return SocketState()
 
 
 class AmebaDialect(Dialect):
@@ -81,7 +97,8 @@ class AmebaDialect(Dialect):
             fields = ameba_split_escaped(args) if setter.escaped else ameba_split(args)
         except GrammarError as exc:
             raise AtError(1, why=str(exc)) from None
-        if setter.max_params is not None and len(fields) > setter.max_params:
+        limit = len(setter.params) if setter.max_params is None else setter.max_params
+        if len(fields) > limit:
             raise AtError(1, why="too many parameters")
         return tuple(
             _bind_one(param, fields[i] if i < len(fields) else None)
@@ -111,9 +128,11 @@ class AmebaDialect(Dialect):
 
     async def shutdown(self, state: AmebaState) -> None:
         await state.ws.close_all()
+        await state.sockets.close_all()
 
     def links(self, state: AmebaState) -> list[Any]:
-        return [slot.link for _, slot in sorted(state.ws.slots.items()) if slot.link is not None]
+        ws = [slot.link for _, slot in sorted(state.ws.slots.items()) if slot.link is not None]
+        return ws + [link for _, link in sorted(state.sockets.links.items())]
 
 
 def _bind_one(param: Any, field: bytes | None) -> Any:

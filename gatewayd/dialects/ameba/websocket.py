@@ -26,10 +26,10 @@ from typing import Any
 
 from gatewayd import certs as cert_contexts
 from gatewayd.at.grammar import ameba_atoi
-from gatewayd.dialects.ameba.dialect import TT_PROMPT
+from gatewayd.dialects.ameba.dialect import TT_PROMPT, TT_RING, WATERMARKS
 from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, Setter, Str
 from gatewayd.links import ClientLink, LinkState, PingPolicy
-from gatewayd.rawblock import RawAborted, Watermarks
+from gatewayd.rawblock import RawAborted
 from gatewayd.transport import ClientRequest, Opcode, SocketOptions, TransportError
 
 SECTION = "WEBSOCKET AT command:"
@@ -39,12 +39,6 @@ MAX_HEADERS = 10
 MAX_RAW_HEADER = 16 * 1024
 MAX_HOST = 128
 MAX_PATH = 256
-TT_HIGH_WATERMARK = b"[$][TT]:High Watermark\r\n"
-TT_LOW_WATERMARK = b"[$][TT]:Low Watermark\r\n"
-#: Blocks this large get watermark messages (the firmware's TT ring size).
-TT_RING = 80 * 1024
-WATERMARKS = Watermarks(high_at=TT_RING * 7 // 10, low_at=TT_RING * 2 // 10,
-                        high=TT_HIGH_WATERMARK, low=TT_LOW_WATERMARK)
 
 #: AT+WSQUERY status numbers.
 STATUS_CLOSING, STATUS_CLOSED, STATUS_CONNECTING, STATUS_OPEN = 0, 1, 2, 3

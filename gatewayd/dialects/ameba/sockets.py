@@ -1,0 +1,682 @@
+"""Ameba socket commands: AT+SKTCFG … AT+SKTDEL.
+
+Bytes follow seed 004 and ``shared/reference/ameba-at-behaviour.md`` §4, §5
+("Sockets"). One pool of 20 link ids per port (lwIP's ``MEMP_NUM_NETCONN``)
+holds servers, clients and the "seeds" a TCP/TLS server accepts; a seed takes
+the lowest free id and is announced with ``[$][SKT][EVENT]: A client[…]``.
+``socket_fd`` in AT+SKTSTATE is numbered as lwIP numbers its sockets (lowest
+free descriptor first), ``-1`` once the socket is closed.
+
+Receiving, limits and defaults:
+
+- ``auto_rcv=1``: ``[$][SKT][DATA][<id>][<len>]:<data>\\r\\n`` (UDP adds the
+  sender: ``[<ip>][<port>]``), at most :data:`URC_CHUNK` bytes per message.
+  A slow UART slows the peer (TCP flow control), nothing is dropped.
+- ``auto_rcv=0``: data waits for AT+SKTREAD. A stream link holds at most
+  :data:`READ_BUFFER_LIMIT` bytes (plus one socket read) and then stops
+  reading its socket; a UDP link holds :data:`READ_DATAGRAM_LIMIT`
+  datagrams, each kept whole, and drops (counts and logs) the rest.
+  AT+SKTREAD waits :data:`READ_WAIT` s for data (the firmware's select), and
+  prints every byte it reports, NULs included (the firmware's ``%s`` stops at
+  the first NUL; an MCU cannot want that).
+- A peer that closes is logged; as on the firmware the id stays taken (its
+  socket shown as ``-1``) until AT+SKTDEL, later sends fail with ``ERROR: 1``,
+  and with ``auto_rcv=0`` the buffered data stays readable, then AT+SKTREAD
+  answers ``ERROR: 4`` once.
+
+Beyond the firmware: IPv6 literals and names that resolve only to IPv6;
+servers bind where the port's ``server_bind`` says and admit only
+``server_allow`` peers; AT+SKTCFG's send timeout bounds how long a send may
+wait for the network (then ``ERROR: 2``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import ssl
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from gatewayd import certs as cert_contexts
+from gatewayd import hostnet
+from gatewayd.dialects.ameba.dialect import TT_PROMPT, TT_RING, WATERMARKS
+from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, Setter, Str
+from gatewayd.rawblock import RawAborted
+from gatewayd.transport import (
+    ClientRequest,
+    Connection,
+    Listener,
+    ListenRequest,
+    Opcode,
+    Refused,
+    SocketOptions,
+    TransportError,
+)
+
+__all__ = ["COMMANDS", "SocketLink", "SocketState"]
+
+SECTION = "Socket AT Commands:"
+#: Link ids per port: 0..19.
+MAX_LINKS = 20
+#: Largest payload of one DATA message (the firmware's receive buffer).
+URC_CHUNK = 16 * 1024
+#: auto_rcv=0: bytes a stream link buffers before it stops reading its socket.
+READ_BUFFER_LIMIT = 64 * 1024
+#: auto_rcv=0: datagrams a UDP link buffers; more are dropped and counted.
+READ_DATAGRAM_LIMIT = 64
+#: AT+SKTREAD waits this long for data before answering with 0 bytes.
+READ_WAIT = 0.02
+#: AT+SKTSENDRAW hands a TCP/TLS block to the network in pieces this large.
+SEND_CHUNK = 16 * 1024
+#: Largest UDP payload (IPv4).
+MAX_DATAGRAM = 65507
+MAX_HOST = 255
+ANY = ("0.0.0.0", 0)
+
+Address = tuple[str, int]
+TCP, UDP, TLS = "tcp", "udp", "tls"
+
+
+@dataclass(frozen=True, slots=True)
+class SocketConfig:
+    """AT+SKTCFG: every command sets all seven (an omitted field is 0)."""
+
+    so_sndtimeo: int = 0
+    so_rcvtimeo: int = 0
+    tcp_nodelay: int = 0
+    so_keepalive: int = 0
+    tcp_keepidle: int = 0
+    tcp_keepintvl: int = 0
+    tcp_keepcnt: int = 0
+
+    def options(self) -> SocketOptions:
+        return SocketOptions(
+            send_timeout=self.so_sndtimeo / 1000 or None,
+            recv_timeout=self.so_rcvtimeo / 1000 or None,
+            nodelay=bool(self.tcp_nodelay), keepalive=bool(self.so_keepalive),
+            keepalive_idle=self.tcp_keepidle or None,
+            keepalive_interval=self.tcp_keepintvl or None,
+            keepalive_count=self.tcp_keepcnt or None)
+
+
+class Inbox:
+    """What an ``auto_rcv=0`` link received and AT+SKTREAD has not read yet."""
+
+    def __init__(self, *, stream: bool, log: Any) -> None:
+        self.stream = stream
+        self.log = log
+        self._bytes = bytearray()
+        self._datagrams: deque[tuple[bytes, Address]] = deque()
+        self._changed = asyncio.Event()
+        self.ended = False
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._bytes) if self.stream else len(self._datagrams)
+
+    async def put(self, payload: bytes, peer: Address | None) -> None:
+        """Stream: wait for room (the socket is not read meanwhile). UDP: drop when full."""
+        if self.stream:
+            while len(self._bytes) >= READ_BUFFER_LIMIT:
+                self._changed.clear()
+                await self._changed.wait()
+            self._bytes += payload
+        elif len(self._datagrams) >= READ_DATAGRAM_LIMIT:
+            self.dropped += 1
+            self.log.warning("UDP datagram dropped: AT+SKTREAD buffer full",
+                             limit=READ_DATAGRAM_LIMIT, dropped=self.dropped)
+            return
+        else:
+            self._datagrams.append((payload, peer or ANY))
+        self._changed.set()
+
+    def end(self) -> None:
+        self.ended = True
+        self._changed.set()
+
+    async def take(self, size: int, wait: float) -> tuple[bytes, Address | None] | None:
+        """Up to *size* bytes (one datagram, cut to *size*); ``b""`` when nothing came
+        within *wait* s; ``None`` when the peer closed and everything was read."""
+        if not len(self) and not self.ended:
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), wait)
+        if self.stream:
+            if not self._bytes:
+                return None if self.ended else (b"", None)
+            data = bytes(self._bytes[:size])
+            del self._bytes[:size]
+            self._changed.set()
+            return data, None
+        if not self._datagrams:
+            return None if self.ended else (b"", None)
+        payload, peer = self._datagrams.popleft()
+        if len(payload) > size:
+            self.log.info("UDP datagram longer than AT+SKTREAD asked: rest discarded",
+                          length=len(payload), read=size)
+        return payload[:size], peer
+
+
+@dataclass(eq=False)
+class SocketLink:
+    """One link id: a server, a client, or a seed a server accepted."""
+
+    id: int
+    role: str  # "server", "client", "seed"
+    protocol: str  # TCP, UDP, TLS
+    auto_rcv: bool
+    fd: int = -1
+    local: Address = ANY
+    peer: Address = ANY
+    server: int | None = None  # a seed's server
+    connection: Connection | None = None
+    listener: Listener | None = None
+    inbox: Inbox | None = None
+    events: SocketEvents | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    last_error: str | None = None
+
+    @property
+    def is_server(self) -> bool:
+        return self.role == "server"
+
+    def describe(self) -> dict[str, Any]:
+        """What ``gatewayd status`` shows of this link."""
+        return {
+            "id": self.id,
+            "kind": f"{self.protocol} {self.role}",
+            "peer": f"{self.peer[0]}:{self.peer[1]}" if self.peer != ANY else None,
+            "state": "open" if self.fd >= 0 else "closed",
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "last_error": self.last_error,
+        }
+
+
+@dataclass
+class SocketState:
+    config: SocketConfig = field(default_factory=SocketConfig)
+    links: dict[int, SocketLink] = field(default_factory=dict)
+    fds: set[int] = field(default_factory=set)
+
+    def free_id(self) -> int | None:
+        return next((i for i in range(MAX_LINKS) if i not in self.links), None)
+
+    def take_fd(self) -> int:
+        fd = next(i for i in range(len(self.fds) + 1) if i not in self.fds)
+        self.fds.add(fd)
+        return fd
+
+    def release(self, link: SocketLink) -> None:
+        """The link's socket is gone (its id stays until AT+SKTDEL)."""
+        self.fds.discard(link.fd)
+        link.fd = -1
+        if link.events is not None:
+            link.events.live = False
+
+    def seeds_of(self, server: SocketLink) -> list[SocketLink]:
+        return [link for link in self.links.values() if link.server == server.id]
+
+    async def delete(self, link: SocketLink) -> None:
+        """Close *link* (a server with its seeds) and free its id."""
+        for seed in self.seeds_of(link) if link.is_server else ():
+            await self.delete(seed)
+        self.links.pop(link.id, None)
+        self.release(link)
+        listener, link.listener = link.listener, None
+        connection, link.connection = link.connection, None
+        if listener is not None:
+            await listener.close()
+        if connection is not None:
+            with contextlib.suppress(TransportError, TimeoutError):
+                await asyncio.wait_for(connection.close(), 1)
+            connection.abort()
+
+    async def close_all(self) -> None:
+        for link in [link for link in self.links.values() if link.server is None]:
+            await self.delete(link)
+
+
+def sockets(ctx: PortContext) -> SocketState:
+    return ctx.state.sockets
+
+
+# -- receiving ---------------------------------------------------------------
+
+
+class SocketEvents:
+    """The :class:`~gatewayd.transport.LinkEvents` of one link."""
+
+    def __init__(self, ctx: PortContext, link: SocketLink) -> None:
+        self.ctx, self.link = ctx, link
+        self.live = True
+        link.events = self
+
+    async def data(self, payload: bytes, *, opcode: Opcode = Opcode.BINARY, fin: bool = True,
+                   peer: Address | None = None) -> None:
+        link = self.link
+        if not self.live:
+            return
+        link.bytes_in += len(payload)
+        if link.inbox is not None:
+            await link.inbox.put(payload, peer if link.protocol == UDP else None)
+            return
+        for start in range(0, max(len(payload), 1), URC_CHUNK):
+            piece = payload[start:start + URC_CHUNK]
+            if link.protocol == UDP:
+                sender = peer or link.peer
+                head = b"[$][SKT][DATA][%d][%d][%s][%d]:" % (
+                    link.id, len(piece), sender[0].encode(), sender[1])
+            else:
+                head = b"[$][SKT][DATA][%d][%d]:" % (link.id, len(piece))
+            await self.ctx.deliver(head + piece + b"\r\n")
+
+    def pong(self, payload: bytes) -> None:
+        pass
+
+    def closed(self, *, by_peer: bool, code: int | None = None,
+               error: BaseException | None = None) -> None:
+        if not self.live:
+            return
+        self.live = False
+        link = self.link
+        link.last_error = repr(error) if error else "closed by peer"
+        self.ctx.log.info("socket closed by peer" if error is None else "socket failed",
+                          link=link.id, role=link.role, protocol=link.protocol,
+                          peer=f"{link.peer[0]}:{link.peer[1]}", error=link.last_error)
+        if link.inbox is not None:
+            link.inbox.end()  # what arrived stays readable; then ERROR: 4
+        else:
+            link.connection = None
+            sockets(self.ctx).release(link)
+        self.ctx.link_changed(link)
+
+
+def _new_link(ctx: PortContext, link_id: int, role: str, protocol: str, auto_rcv: bool,
+              **extra: Any) -> SocketLink:
+    link = SocketLink(link_id, role, protocol, auto_rcv, **extra)
+    if not auto_rcv and (role != "server" or protocol == UDP):
+        link.inbox = Inbox(stream=protocol != UDP, log=ctx.log.bind(link=link_id))
+    return link
+
+
+# -- configuration -----------------------------------------------------------------
+
+
+async def sktcfg(ctx: PortContext, *values: int) -> None:
+    sockets(ctx).config = SocketConfig(*values)
+
+
+async def sktquery(ctx: PortContext) -> None:
+    c = sockets(ctx).config
+    lines = ["", "Global SOCKET configuration:", f"so_sndtimeo: {c.so_sndtimeo}",
+             f"so_rcvtimeo: {c.so_rcvtimeo}", f"tcp_nodelay: {c.tcp_nodelay}",
+             f"so_keepalive: {c.so_keepalive}", f"tcp_keepidle: {c.tcp_keepidle}",
+             f"tcp_keepintvl: {c.tcp_keepintvl}", f"tcp_keepcnt: {c.tcp_keepcnt}"]
+    ctx.write("".join(f"{line}\r\n" for line in lines).encode())
+
+
+async def sktquery_set(ctx: PortContext, _args: bytes) -> None:
+    raise AtError(1, why="AT+SKTQUERY takes no parameters")
+
+
+# -- opening ---------------------------------------------------------------------------
+
+
+def _unused_id(ctx: PortContext, link_id: int) -> None:
+    if link_id in sockets(ctx).links:
+        raise AtError(1, why=f"link id {link_id} is in use")
+
+
+def _transport(ctx: PortContext, kind: str, code: int) -> Any:
+    transport = ctx.plugins.transports.get(kind) if ctx.plugins is not None else None
+    if transport is None:
+        raise AtError(code, why=f"no transport plugin serves {kind!r} links")
+    return transport
+
+
+def _suite(ctx: PortContext, role: str, cert_index: int, needs: tuple[str, ...]) -> Any:
+    if not 1 <= cert_index <= 10:
+        raise AtError(1, why="this conn_type needs cert_index 1..10")
+    suite = getattr(ctx.certs, role).get(cert_index)
+    if suite is None or any(getattr(suite, name) is None for name in needs):
+        raise AtError(1, why=f"certs.{role}.{cert_index} lacks {', '.join(needs)}")
+    return suite
+
+
+def _server_tls(ctx: PortContext, conn_type: int, cert_index: int) -> ssl.SSLContext:
+    verify = conn_type == 3
+    suite = _suite(ctx, "server", cert_index, ("cert", "key", "ca") if verify else ("cert", "key"))
+    try:
+        return cert_contexts.server_context(suite, require_client_cert=verify)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise _load_failure(suite, exc) from None
+
+
+def _client_tls(ctx: PortContext, conn_type: int, cert_index: int) -> ssl.SSLContext:
+    needs = {2: (), 3: ("ca",), 4: ("cert", "key"), 5: ("ca", "cert", "key")}[conn_type]
+    suite = _suite(ctx, "client", cert_index, needs) if needs else None
+    try:
+        if conn_type in (3, 5):
+            return cert_contexts.client_context(
+                suite if conn_type == 5 else None, verify=True, check_hostname=True,
+                ca_from=suite)
+        # 2 and 4 do not verify the server on the module; gatewayd does unless
+        # the port trusts any server certificate.
+        verify = not ctx.config.trust_any_server_cert
+        return cert_contexts.client_context(suite, verify=verify, check_hostname=verify,
+                                            ca_from=None)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise _load_failure(suite, exc) from None
+
+
+def _load_failure(suite: Any, exc: BaseException) -> AtError:
+    """The firmware's numbers: 6 a file it cannot read from flash, 9 a
+    certificate it cannot parse, 10 a key that does not go with the certificate."""
+    stage = cert_contexts.failure_stage(suite) if suite is not None else None
+    code = {"parse": 9, "key": 10}.get(stage or "", 6)
+    return AtError(code, why=f"certificate suite failed to load ({stage or 'read'}): {exc}")
+
+
+def bind_address(ctx: PortContext) -> str:
+    """Where servers listen: the port's ``server_bind`` ("" = every interface)."""
+    bind = ctx.config.server_bind
+    if not bind:
+        return ""
+    try:
+        ipaddress.ip_address(bind.split("%", 1)[0])
+    except ValueError:
+        iface = hostnet.interface(bind)
+        if iface is None:
+            raise AtError(1, why=f"server_bind interface {bind!r} has no IPv4 address") \
+                from None
+        return iface.address
+    return bind
+
+
+def shown_address(host: str) -> str:
+    """The module shows its own address as a server's source."""
+    if host not in ("", "0.0.0.0", "::"):
+        return host
+    iface = hostnet.default_interface()
+    return iface.address if iface is not None else "0.0.0.0"
+
+
+async def sktserver(ctx: PortContext, link_id: int, conn_type: int, cert_index: int,
+                    src_port: int, auto_rcv: int) -> None:
+    _unused_id(ctx, link_id)
+    protocol = {0: UDP, 1: TCP, 2: TLS, 3: TLS}[conn_type]
+    failed = 4 if protocol == UDP else 2  # "failed to create UDP/TCP server"
+    tls = _server_tls(ctx, conn_type, cert_index) if protocol == TLS else None
+    transport = _transport(ctx, protocol, failed)
+    state = sockets(ctx)
+    try:
+        host = bind_address(ctx)
+    except AtError as exc:
+        raise AtError(11 if tls else failed, why=exc.why) from None
+    server = _new_link(ctx, link_id, "server", protocol, bool(auto_rcv), fd=state.take_fd())
+    state.links[link_id] = server
+
+    def accept(connection: Connection) -> SocketEvents:
+        if protocol == UDP:
+            server.connection = connection
+            return SocketEvents(ctx, server)
+        return _accept_seed(ctx, server, connection)
+
+    request = ListenRequest(kind=protocol, host=host, port=src_port, tls=tls,
+                            options=state.config.options(), allow=ctx.config.allowed_networks)
+    try:
+        server.listener = await transport.listen(request, accept)
+    except TransportError as exc:
+        state.links.pop(link_id, None)
+        state.release(server)
+        raise AtError(11 if tls else failed, why=f"cannot listen ({exc.stage}): {exc}") \
+            from None
+    except BaseException:
+        state.links.pop(link_id, None)
+        state.release(server)
+        raise
+    server.local = (shown_address(host), server.listener.local[1])
+    ctx.log.info("socket server listening", link=link_id, protocol=protocol,
+                 address=f"{host or '*'}:{server.listener.local[1]}")
+    ctx.link_changed(server)
+
+
+def _accept_seed(ctx: PortContext, server: SocketLink, connection: Connection) -> SocketEvents:
+    state = sockets(ctx)
+    if state.links.get(server.id) is not server:
+        raise Refused("the server was deleted")
+    seed_id = state.free_id()
+    if seed_id is None:
+        ctx.log.warning("client refused: all link ids are in use", server=server.id,
+                        peer=f"{connection.peer[0]}:{connection.peer[1]}")
+        raise Refused(f"all {MAX_LINKS} link ids are in use")
+    seed = _new_link(ctx, seed_id, "seed", server.protocol, server.auto_rcv,
+                     fd=state.take_fd(), peer=connection.peer, server=server.id,
+                     connection=connection)
+    state.links[seed_id] = seed
+    events = SocketEvents(ctx, seed)
+    ctx.unsolicited(
+        b"[$][SKT][EVENT]: A client[link_id:%d,seed,%s,dst_address:%s,dst_port:%d]"
+        b" connected to server[link_id:%d]\r\n"
+        % (seed_id, server.protocol.encode(), connection.peer[0].encode(),
+           connection.peer[1], server.id))
+    ctx.log.info("socket client accepted", link=seed_id, server=server.id,
+                 peer=f"{connection.peer[0]}:{connection.peer[1]}")
+    ctx.link_changed(seed)
+    return events
+
+
+async def sktclient(ctx: PortContext, link_id: int, conn_type: int, cert_index: int,
+                    host: str, dst_port: int, src_port: int, auto_rcv: int) -> None:
+    _unused_id(ctx, link_id)
+    if not host or len(host) > MAX_HOST:
+        raise AtError(1, why="dst_host empty or longer than 255 bytes")
+    protocol = {0: UDP, 1: TCP}.get(conn_type, TLS)
+    if protocol == UDP and not src_port:
+        raise AtError(1, why="a UDP client needs src_port")
+    failed = {UDP: 4, TCP: 2, TLS: 13}[protocol]
+    tls = _client_tls(ctx, conn_type, cert_index) if protocol == TLS else None
+    transport = _transport(ctx, protocol, failed)
+    state = sockets(ctx)
+    link = _new_link(ctx, link_id, "client", protocol, bool(auto_rcv))
+    state.links[link_id] = link  # reserved while connecting: seeds must not take it
+    events = SocketEvents(ctx, link)
+    request = ClientRequest(kind=protocol, host=host.strip("[]"), port=dst_port, tls=tls,
+                            local_port=src_port if protocol == UDP else None,
+                            options=state.config.options())
+    try:
+        link.connection = await transport.connect(request, events)
+    except TransportError as exc:
+        state.links.pop(link_id, None)
+        code = 14 if protocol == TLS and exc.stage == "tls" else failed
+        raise AtError(code, why=f"cannot connect ({exc.stage}): {exc}") from None
+    except BaseException:
+        state.links.pop(link_id, None)
+        raise
+    link.fd = state.take_fd()
+    link.peer = link.connection.peer
+    if protocol == UDP:
+        link.local = ("0.0.0.0", link.connection.local[1])
+    ctx.log.info("socket client connected", link=link_id, protocol=protocol,
+                 peer=f"{link.peer[0]}:{link.peer[1]}")
+    ctx.link_changed(link)
+
+
+# -- sending -------------------------------------------------------------------------
+
+
+def _sendable(ctx: PortContext, link_id: int, dst_ip: str, dst_port: int) -> tuple[
+        SocketLink, Address | None]:
+    """The open link *link_id* can send on, and the destination a UDP server needs."""
+    link = sockets(ctx).links.get(link_id)
+    if link is None or link.connection is None or link.fd < 0:
+        raise AtError(1, why=f"link {link_id} is not open")
+    if link.is_server and link.protocol != UDP:
+        raise AtError(1, why="a TCP/TLS server sends through its seeds")
+    if link.is_server:
+        if not dst_ip or not dst_port:
+            raise AtError(1, why="a UDP server needs dst_ip and dst_port")
+        return link, (dst_ip.strip("[]"), dst_port)
+    return link, None
+
+
+async def _send(ctx: PortContext, link: SocketLink, payload: bytes,
+                peer: Address | None) -> None:
+    assert link.connection is not None
+    timeout = sockets(ctx).config.so_sndtimeo / 1000 or None
+    try:
+        async with asyncio.timeout(timeout):
+            await link.connection.send(payload, peer=peer)
+    except (TransportError, TimeoutError) as exc:
+        link.last_error = str(exc) or "send timed out"
+        raise AtError(2, why=f"send failed: {link.last_error}") from None
+    link.bytes_out += len(payload)
+
+
+async def sktsend(ctx: PortContext, link_id: int, size: int, dst_ip: str, dst_port: int,
+                  data: bytes | None) -> None:
+    if not data or size != len(data):
+        raise AtError(1, why="data_size does not match the data")
+    link, peer = _sendable(ctx, link_id, dst_ip, dst_port)
+    await _send(ctx, link, data, peer)
+
+
+async def sktsendraw(ctx: PortContext, link_id: int, size: int, dst_ip: str,
+                     dst_port: int) -> None:
+    if size < 1:
+        raise AtError(1, why="data_size must be at least 1")
+    link, peer = _sendable(ctx, link_id, dst_ip, dst_port)
+    if link.protocol == UDP and size > MAX_DATAGRAM:
+        raise AtError(1, why=f"a datagram carries at most {MAX_DATAGRAM} bytes")
+    chunk = size if link.protocol == UDP else SEND_CHUNK
+    stream = ctx.read_raw_stream(size, TT_PROMPT, chunk=chunk, abort=b"<",
+                                 watermarks=WATERMARKS if size >= TT_RING else None)
+    pending = bytearray()
+    try:
+        async for piece in stream:
+            if link.protocol == UDP:
+                pending += piece
+            else:
+                await _send(ctx, link, piece, peer)
+    except RawAborted as aborted:
+        if aborted.received == 0:
+            raise AtError(4, why="transparent transmission aborted before any data") from None
+    if pending:
+        await _send(ctx, link, bytes(pending), peer)
+
+
+# -- reading, state, delete ------------------------------------------------------------
+
+
+async def sktread(ctx: PortContext, link_id: int, size: int) -> bytes:
+    state = sockets(ctx)
+    link = state.links.get(link_id)
+    if link is None or link.fd < 0 or size < 1:
+        raise AtError(1, why=f"link {link_id} is not open, or size < 1")
+    if link.is_server and link.protocol != UDP:
+        raise AtError(1, why="a TCP/TLS server reads through its seeds")
+    if link.inbox is None:
+        # auto_rcv=1: everything already went out as DATA messages.
+        await asyncio.sleep(READ_WAIT)
+        got: tuple[bytes, Address | None] | None = (b"", None)
+    else:
+        got = await link.inbox.take(size, READ_WAIT)
+    if got is None:
+        connection, link.connection = link.connection, None
+        state.release(link)
+        if connection is not None:
+            connection.abort()
+        ctx.link_changed(link)
+        raise AtError(4, why="the peer closed the connection")
+    data, peer = got
+    if link.protocol == UDP:
+        sender = peer or (link.peer if data else ANY)
+        head = b"+SKTREAD:%d,%d,%s,%d," % (link_id, len(data), sender[0].encode(), sender[1])
+    else:
+        head = b"+SKTREAD:%d,%d," % (link_id, len(data))
+    return head + data + b"\r\nOK\r\n"
+
+
+def _state_line(link: SocketLink) -> bytes:
+    protocol = "ssl" if link.protocol == TLS else link.protocol
+    return (f"link_id:{link.id},{link.role},{protocol},src_address:{link.local[0]},"
+            f"src_port:{link.local[1]},dst_address:{link.peer[0]},dst_port:{link.peer[1]},"
+            f"socket_fd:{link.fd}\r\n").encode()
+
+
+async def sktstate(ctx: PortContext) -> None:
+    state = sockets(ctx)
+    out = []
+    for link_id in sorted(state.links):
+        link = state.links[link_id]
+        if link.role == "seed":
+            continue
+        out.append(_state_line(link))
+        out.extend(_state_line(seed) for seed in sorted(state.seeds_of(link),
+                                                       key=lambda s: s.id))
+    ctx.write(b"".join(out))
+
+
+async def sktstate_set(ctx: PortContext, _args: bytes) -> None:
+    await sktstate(ctx)
+
+
+async def sktdel(ctx: PortContext, link_id: int) -> None:
+    state = sockets(ctx)
+    link = state.links.get(link_id)
+    if link is None:
+        raise AtError(1, why=f"link {link_id} does not exist")
+    await state.delete(link)
+    ctx.log.info("socket link deleted", link=link_id, role=link.role)
+    ctx.link_changed(link)
+
+
+# -- table -----------------------------------------------------------------------------
+
+_LINK = Int("link_id", lo=0, hi=MAX_LINKS - 1)
+_PORT = Int("port", lo=1, hi=65535)
+_U31 = 2**31 - 1
+
+COMMANDS = (
+    CommandSpec("+SKTCFG", "global socket options for sockets created afterwards",
+                section=SECTION, set=Setter(sktcfg, (
+                    Int("so_sndtimeo", default=0, lo=0, hi=_U31),
+                    Int("so_rcvtimeo", default=0, lo=0, hi=_U31),
+                    Int("tcp_nodelay", default=0, lo=0, hi=1),
+                    Int("so_keepalive", default=0, lo=0, hi=1),
+                    Int("tcp_keepidle", default=0, lo=0, hi=7200),
+                    Int("tcp_keepintvl", default=0, lo=0, hi=75),
+                    Int("tcp_keepcnt", default=0, lo=0, hi=10)))),
+    CommandSpec("+SKTQUERY", "show the global socket options", section=SECTION,
+                execute=sktquery, set=Setter(sktquery_set, (Raw("args", default=b""),),
+                                             max_params=64)),
+    CommandSpec("+SKTSERVER", "start a UDP, TCP or TLS server", section=SECTION,
+                set=Setter(sktserver, (
+                    _LINK, Int("conn_type", lo=0, hi=3), Int("cert_index", default=0, lo=0,
+                                                             hi=_U31),
+                    Int("src_port", lo=1, hi=65535), Int("auto_rcv", lo=0, hi=1)))),
+    CommandSpec("+SKTCLIENT", "open a UDP, TCP or TLS client link", section=SECTION,
+                set=Setter(sktclient, (
+                    _LINK, Int("conn_type", lo=0, hi=5),
+                    Int("cert_index", default=0, lo=0, hi=_U31), Str("dst_host", default=""),
+                    _PORT, Int("src_port", default=0, lo=0, hi=65535),
+                    Int("auto_rcv", lo=0, hi=1)))),
+    CommandSpec("+SKTSEND", "send escaped data", section=SECTION, set=Setter(sktsend, (
+        _LINK, Int("data_size", lo=0, hi=_U31), Str("dst_ip", default=""),
+        Int("dst_port", default=0, lo=0, hi=65535), Raw("data", default=None)), escaped=True)),
+    CommandSpec("+SKTREAD", "read buffered data", section=SECTION, set=Setter(sktread, (
+        _LINK, Int("data_size", lo=-(2**31), hi=_U31)))),
+    CommandSpec("+SKTSENDRAW", "send raw data through >>>", section=SECTION,
+                set=Setter(sktsendraw, (
+                    _LINK, Int("data_size", lo=-(2**31), hi=_U31), Str("dst_ip", default=""),
+                    Int("dst_port", default=0, lo=0, hi=65535)), escaped=True)),
+    CommandSpec("+SKTSTATE", "list every link", section=SECTION, execute=sktstate,
+                set=Setter(sktstate_set, (Raw("args", default=b""),), max_params=64)),
+    CommandSpec("+SKTDEL", "close and free a link (a server with its seeds)",
+                section=SECTION, set=Setter(sktdel, (_LINK,))),
+)
