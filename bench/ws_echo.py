@@ -1,4 +1,4 @@
-"""WebSocket echo through gatewayd (ESP-AT or Ameba), beside a socat relay baseline.
+"""WebSocket or TCP echo through gatewayd (ESP-AT or Ameba), beside a socat relay baseline.
 
 What is measured, in one run on this machine:
 
@@ -12,6 +12,10 @@ What is measured, in one run on this machine:
   block with ``AT+WSSENDRAW`` (``>>>``, the block, ``OK``); the server echoes
   it in messages of at most 16 KiB (the largest Ameba receive buffer; the
   firmware discards bigger messages), read back as ``[$][WS][DATA]`` messages.
+* ``--dialect ameba --link tcp``: the MCU opens a TCP client link with
+  ``AT+SKTCLIENT`` (auto receive) to a raw TCP echo server and sends each
+  block with ``AT+SKTSENDRAW`` (``>>>``, the block, ``OK``); the echo comes
+  back as ``[$][SKT][DATA][0][<len>]:`` messages (at most 16 KiB each).
 * baseline: ``socat`` relays a pty to a raw TCP echo server; the MCU writes
   the same block and reads it back.
 
@@ -20,6 +24,7 @@ with the MCU side. Every read is bounded by ``select`` timeouts.
 
     .venv/bin/python bench/ws_echo.py [--blocks 300] [--size 4096] [--count 1000]
     .venv/bin/python bench/ws_echo.py --dialect ameba --size 65536 --blocks 100
+    .venv/bin/python bench/ws_echo.py --dialect ameba --link tcp --size 65536 --blocks 100
 """
 
 from __future__ import annotations
@@ -163,6 +168,24 @@ def ameba_roundtrip(mcu: Pty, block: bytes) -> None:
         got += size
 
 
+_SKT_DATA = re.compile(rb"\[\$\]\[SKT\]\[DATA\]\[0\]\[(\d+)\]:")
+
+
+def skt_roundtrip(mcu: Pty, block: bytes) -> None:
+    mcu.write(b"AT+SKTSENDRAW=0,%d\r\n" % len(block))
+    mcu.read_until(b">>>\r\n")
+    mcu.write(block)
+    mcu.read_until(b"\r\nOK\r\n")
+    got = 0
+    while got < len(block):
+        header = mcu.read_until(b"]:")
+        match = _SKT_DATA.fullmatch(header)
+        assert match, header
+        size = int(match.group(1))
+        mcu.read_exactly(size + 2)
+        got += size
+
+
 def raw_roundtrip(mcu: Pty, block: bytes) -> None:
     """Write *block* while reading its echo: a block larger than the pty's
     buffers would otherwise deadlock against socat writing the echo back."""
@@ -205,14 +228,21 @@ def summary(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
-def run_gatewayd(workdir: Path, ports: tuple[int, int], args) -> dict[str, float]:
+def run_gatewayd(workdir: Path, ports: tuple[int, int, int], args) -> dict[str, float]:
     link = workdir / "ttyAT0"
     proc = subprocess.Popen(
         [sys.executable, "-m", "gatewayd", "run", "--device", f"pty:{link}",
          "--dialect", args.dialect, "--log-level", "warning"], cwd=workdir)
     try:
         mcu = Pty(link)
-        if args.dialect == "ameba":
+        if args.dialect == "ameba" and args.link == "tcp":
+            mcu.read_until(b"ATCMD READY\r\n")
+            mcu.write(b"AT+SKTCFG=,,1\r\n")  # TCP_NODELAY, as socat has
+            mcu.read_until(b"\r\nOK\r\n")
+            mcu.write(b"AT+SKTCLIENT=0,1,,127.0.0.1,%d,,1\r\n" % ports[2])
+            mcu.read_until(b"\r\nOK\r\n")
+            roundtrip = skt_roundtrip
+        elif args.dialect == "ameba":
             mcu.read_until(b"ATCMD READY\r\n")
             mcu.write(b"AT+WSCFG=0,60,120,%d,50\r\n" % AMEBA_BUFFER)
             mcu.read_until(b"\r\nOK\r\n")
@@ -260,7 +290,11 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=4096, help="block size in bytes")
     parser.add_argument("--count", type=int, default=1000, help="64-byte round trips")
     parser.add_argument("--dialect", choices=["esp-at", "ameba"], default="esp-at")
+    parser.add_argument("--link", choices=["ws", "tcp"], default="ws",
+                        help="tcp: Ameba AT+SKTCLIENT/AT+SKTSENDRAW to a TCP echo server")
     args = parser.parse_args()
+    if args.link == "tcp" and args.dialect != "ameba":
+        parser.error("--link tcp needs --dialect ameba")
     if shutil.which("socat") is None:
         print("socat is needed for the baseline (apt-get install socat)", file=sys.stderr)
         return 2
@@ -273,13 +307,13 @@ def main() -> int:
             raise TimeoutError("echo servers did not start")
         ws_port, pieces_port, tcp_port = parent.recv()
         with tempfile.TemporaryDirectory(prefix="gwd-bench-") as tmp:
-            gw = run_gatewayd(Path(tmp), (ws_port, pieces_port), args)
+            gw = run_gatewayd(Path(tmp), (ws_port, pieces_port, tcp_port), args)
             base = run_socat(Path(tmp), tcp_port, args)
     finally:
         peers.terminate()
-    print(f"{args.dialect}: echo of {args.size}-byte blocks ({args.blocks} blocks), "
-          f"64-byte latency ({args.count} messages)")
-    print(f"{'':28}{'gatewayd (ws)':>16}{'socat (tcp)':>16}{'ratio':>8}   target")
+    print(f"{args.dialect} over {args.link}: echo of {args.size}-byte blocks "
+          f"({args.blocks} blocks), 64-byte latency ({args.count} messages)")
+    print(f"{'':28}{f'gatewayd ({args.link})':>16}{'socat (tcp)':>16}{'ratio':>8}   target")
     print(f"{'throughput, MB/s':28}{gw['mb_s']:16.2f}{base['mb_s']:16.2f}"
           f"{gw['mb_s'] / base['mb_s']:8.2f}   >= 0.5x socat")
     print(f"{'64 B round trip median, us':28}{gw['median']:16.0f}{base['median']:16.0f}")
