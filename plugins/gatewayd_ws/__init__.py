@@ -1,6 +1,8 @@
-"""gatewayd's WebSocket client transport (link kinds ``ws`` and ``wss``), on aiohttp.
+"""gatewayd's WebSocket transport (link kinds ``ws`` and ``wss``), on aiohttp: outgoing
+links (:mod:`gatewayd_ws.client`) and listeners (:mod:`gatewayd_ws.server`), registered
+as one transport by :mod:`gatewayd_ws.plugin`.
 
-What it does, and its limits and defaults:
+The client, its limits and defaults:
 
 - One aiohttp ``ClientSession`` per link; no cookies kept, no proxy taken from the
   environment, redirects followed as aiohttp does. The handshake sends the request's
@@ -24,14 +26,21 @@ What it does, and its limits and defaults:
 - Socket options (nodelay, keep-alive, SO_SNDTIMEO/SO_RCVTIMEO) are applied after the
   connection is made; a refused option is logged and skipped. The send/receive
   timeouts have no effect on the non-blocking socket asyncio uses.
-- Client only: this transport does not listen.
+- Listening (``Transport.listen``) is the server's: see :mod:`gatewayd_ws.server` for
+  its admission rules (allow list → 403, token → 401, bad upgrade → 400, ``Refused``
+  → its status), handshake deadline, message limit and close handling. Its frames are
+  written unmasked by the same :mod:`gatewayd_ws.frames`.
 """
 
 # Deliberately light: importing the package must not import aiohttp
-# (gatewayd_ws.client and gatewayd_ws.frames hold the implementation).
+# (gatewayd_ws.client, gatewayd_ws.server and gatewayd_ws.frames hold the
+# implementation).
 
 #: How the transport shows in ``gatewayd plugins``; shared by the lazy
-#: registration in :mod:`gatewayd_ws.plugin` and :mod:`gatewayd_ws.client`.
+#: registration in :mod:`gatewayd_ws.plugin`, :mod:`gatewayd_ws.client` and
+#: :mod:`gatewayd_ws.server`. The name dates from when it only connected; it is
+#: kept because configurations, documentation and plugin-clash messages use it.
 NAME = "aiohttp-ws-client"
 KINDS = frozenset({"ws", "wss"})
-SUMMARY = "WebSocket client (ws, wss) on aiohttp; frames written by gatewayd_ws"
+SUMMARY = ("WebSocket client and server (ws, wss) on aiohttp; "
+           "frames written by gatewayd_ws")

@@ -2,11 +2,11 @@
 
 aiohttp's writer always sets FIN, but an ESP-AT MCU may send a message in
 pieces (``AT+WSSEND=…,fin=0`` then continuation frames), reserved opcodes and
-arbitrary control payloads. So every frame the client sends — data,
-continuation, ping, pong and close — is encoded here and written to the
-connection's transport by :class:`FrameWriter`. Each frame goes out in one
-``transport.write`` call, so frames never interleave; aiohttp's own reader
-still parses what the server sends.
+arbitrary control payloads. So every frame gatewayd sends — data,
+continuation, ping, pong and close, as a client (masked) or as a server
+(unmasked) — is encoded here and written to the connection's transport by
+:class:`FrameWriter`. Each frame goes out in one ``transport.write`` call, so
+frames never interleave; aiohttp's own reader still parses what the peer sends.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from aiohttp import ClientWebSocketResponse
+    from aiohttp.web import WebSocketResponse
 
 __all__ = ["FrameWriter", "encode_frame", "mask_payload"]
 
@@ -67,15 +68,21 @@ def encode_frame(opcode: int, payload: bytes, *, fin: bool, mask: bytes | None) 
 
 
 class FrameWriter:
-    """Writes masked client frames onto an open aiohttp WebSocket connection."""
+    """Writes frames onto an open aiohttp WebSocket connection: masked client
+    frames, or (``client=False``, for an upgraded ``web.WebSocketResponse``)
+    unmasked server frames."""
 
-    def __init__(self, ws: ClientWebSocketResponse) -> None:
+    def __init__(self, ws: ClientWebSocketResponse | WebSocketResponse, *,
+                 client: bool = True) -> None:
         # aiohttp's public API has no way to send a frame without FIN, nor to
-        # reach the transport. Its WebSocketWriter holds both the transport and
-        # the protocol whose pause/resume_writing drive flow control; we use
-        # them here and nowhere else in gatewayd.
+        # reach the transport. Its WebSocketWriter (client and server alike)
+        # holds both the transport and the protocol whose
+        # pause/resume_writing drive flow control; we use them here and
+        # nowhere else in gatewayd.
+        assert ws._writer is not None, "the WebSocket is not open yet"
         self._transport: asyncio.Transport = ws._writer.transport
         self._protocol = ws._writer.protocol
+        self._client = client
 
     @property
     def closing(self) -> bool:
@@ -84,10 +91,12 @@ class FrameWriter:
     async def send(self, opcode: int, payload: bytes, fin: bool = True, *,
                    masked: bool = True) -> None:
         """Mask with a fresh random key (unless *masked* is false: an Ameba MCU
-        may ask for that, and the server then judges the frame), write, and
-        wait while the transport's buffer is over its high-water mark. Raises
+        may ask for that, and the server then judges the frame; a server-side
+        writer never masks and ignores *masked*), write, and wait while the
+        transport's buffer is over its high-water mark. Raises
         ``TransportError(stage="send")`` when the connection is closing or lost."""
-        frame = encode_frame(opcode, payload, fin=fin, mask=os.urandom(4) if masked else None)
+        mask = os.urandom(4) if self._client and masked else None
+        frame = encode_frame(opcode, payload, fin=fin, mask=mask)
         if self._transport.is_closing() or self._protocol.transport is None:
             raise TransportError("the WebSocket connection is closed", stage="send")
         self._transport.write(frame)
