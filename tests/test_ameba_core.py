@@ -38,7 +38,9 @@ async def test_list(ameba_mcu):
                             b"WEBSOCKET AT command:\r\nAT+WSGLCFG\r\nAT+WSCFG\r\n"
                             b"AT+WSHEAD\r\nAT+WSHEADRAW\r\nAT+WSCONN\r\nAT+WSSEND\r\n"
                             b"AT+WSSENDRAW\r\nAT+WSDISCONN\r\nAT+WSQUERY\r\n"
-                            b"AT+WSTXQUEUECHECK\r\n" + OK)
+                            b"AT+WSTXQUEUECHECK\r\nAT+WSSRVCFG\r\nAT+WSSRVSTART\r\n"
+                            b"AT+WSSRVDISCONN\r\nAT+WSSRVSTOP\r\nAT+WSSRVSEND\r\n"
+                            b"AT+WSSRVSENDRAW\r\nAT+WSSRVQUERY\r\n" + OK)
 
 
 async def test_list_ignores_arguments(ameba_mcu):

@@ -31,6 +31,7 @@ from gatewayd.rawblock import Watermarks
 if TYPE_CHECKING:
     from gatewayd.dialects.ameba.sockets import SocketState
     from gatewayd.dialects.ameba.websocket import AmebaWsState
+    from gatewayd.dialects.ameba.wsserver import WsServerState
 
 OK = b"\r\nOK\r\n"
 READY = b"ATCMD READY\r\n"
@@ -57,6 +58,7 @@ class AmebaState:
 
     ws: AmebaWsState = field(default_factory=lambda: _ws_state())
     sockets: SocketState = field(default_factory=lambda: _socket_state())
+    wsserver: WsServerState = field(default_factory=lambda: _wsserver_state())
 
 
 # The command modules import this one; their state classes are imported late.
@@ -70,6 +72,12 @@ def _socket_state() -> SocketState:
     from gatewayd.dialects.ameba.sockets import SocketState
 
     return SocketState()
+
+
+def _wsserver_state() -> WsServerState:
+    from gatewayd.dialects.ameba.wsserver import WsServerState
+
+    return WsServerState()
 
 
 class AmebaDialect(Dialect):
@@ -129,10 +137,12 @@ class AmebaDialect(Dialect):
     async def shutdown(self, state: AmebaState) -> None:
         await state.ws.close_all()
         await state.sockets.close_all()
+        await state.wsserver.stop()
 
     def links(self, state: AmebaState) -> list[Any]:
         ws = [slot.link for _, slot in sorted(state.ws.slots.items()) if slot.link is not None]
-        return ws + [link for _, link in sorted(state.sockets.links.items())]
+        clients = [slot for _, slot in sorted(state.wsserver.slots.items())]
+        return ws + clients + [link for _, link in sorted(state.sockets.links.items())]
 
 
 def _bind_one(param: Any, field: bytes | None) -> Any:

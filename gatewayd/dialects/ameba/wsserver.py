@@ -1,0 +1,428 @@
+"""Ameba WebSocket server commands: AT+WSSRVCFG … AT+WSSRVQUERY.
+
+Bytes follow seed 000 and ``shared/reference/ameba-at-behaviour.md`` §1, §5
+("WebSocket server"). The link id is the connection slot, 0..max_conn-1,
+lowest free first; a client beyond max_conn gets HTTP 429 and the MCU hears
+nothing of it. Messages: ``[WSSRV][EVENT]:start`` (no ``[$]``, before OK),
+``[$][WSSRV][EVENT]:linkid:<id>, connected``, ``…, disconnected, reason:<n>``,
+``[$][WSSRV][EVENT]:stop`` and ``[$][WSSRV][DATA][<id>][<opcode>][<len>]:<data>``
+once per complete message.
+
+Disconnect reasons (seed 000): 3 the client closed, 4 the MCU closed
+(AT+WSSRVDISCONN, AT+WSSRVSTOP), 5 TLS handshake failed, 6 TLS handshake
+timed out, 10 read failed (the connection was lost), 11 send failed, 13 no
+pong by the next ping, 14 idle timeout. 5 and 6 name the slot the client
+would have taken and come without a ``connected`` before them; a client
+turned away by the operator's settings (networks, token) is only logged.
+
+Limits and defaults: ping every ``ping_interval`` s (30) and idle timeout
+(0 = off) apply at once; max_conn (3), tx_size and rx_size (4096) at the next
+AT+WSSRVSTART. AT+WSSRVSEND sends at most tx_size bytes; AT+WSSRVSENDRAW
+streams any length from the UART in tx_size frames (first frame with the
+opcode, then continuations). Messages from clients are delivered whole up to
+:data:`MAX_MESSAGE` (rx_size is reported, not enforced: the firmware
+reassembles into a growing buffer); a slow UART slows the client through TCP
+flow control. Beyond the firmware: ``AT+WSSRVSEND=<id>,0,<opcode>,`` sends an
+empty message (the firmware refuses length 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+from gatewayd import certs as cert_contexts
+from gatewayd.dialects.ameba.dialect import TT_PROMPT, TT_RING, WATERMARKS
+from gatewayd.dialects.ameba.sockets import bind_address
+from gatewayd.dialects.ameba.websocket import SECTION
+from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, Setter
+from gatewayd.rawblock import RawAborted
+from gatewayd.transport import (
+    Connection,
+    Listener,
+    ListenRequest,
+    Opcode,
+    Refused,
+    TransportError,
+)
+
+__all__ = ["COMMANDS", "WsServerState"]
+
+#: Largest message accepted from a client.
+MAX_MESSAGE = 4 * 1024 * 1024
+MAX_SLOTS = 3
+
+CLIENT_CLOSED, SERVER_CLOSED, TLS_FAILED, TLS_TIMEOUT = 3, 4, 5, 6
+READ_FAILED, SEND_FAILED, NO_PONG, IDLE = 10, 11, 13, 14
+#: AT+WSSRVQUERY status numbers.
+CLOSED, CONNECTING, CONNECTED, AWAITING_PONG, CLOSING = 0, 1, 2, 3, 4
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """AT+WSSRVCFG; omitted fields take their defaults."""
+
+    max_conn: int = 3
+    ping_interval: int = 30
+    idle_timeout: int = 0
+    tx_size: int = 4096
+    rx_size: int = 4096
+
+
+@dataclass(eq=False)
+class ClientSlot:
+    """One connected client."""
+
+    id: int
+    connection: Connection
+    state: WsServerState
+    status: int = CONNECTED
+    reason: int | None = None  # set when gatewayd ends the connection
+    last_activity: float = 0.0
+    keeper: asyncio.Task[None] | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+    def touch(self) -> None:
+        self.last_activity = asyncio.get_running_loop().time()
+
+    def describe(self) -> dict[str, Any]:
+        peer = self.connection.peer
+        return {"id": self.id, "kind": "ws server client", "peer": f"{peer[0]}:{peer[1]}",
+                "state": {CONNECTED: "open", AWAITING_PONG: "open", CLOSING: "closing"}.get(
+                    self.status, "connecting"),
+                "bytes_in": self.bytes_in, "bytes_out": self.bytes_out, "last_error": None}
+
+
+@dataclass
+class WsServerState:
+    config: ServerConfig = field(default_factory=ServerConfig)
+    #: The config the running server started with (max_conn, tx/rx sizes).
+    started: ServerConfig | None = None
+    port: int = 0
+    listener: Listener | None = None
+    slots: dict[int, ClientSlot] = field(default_factory=dict)
+
+    def free_slot(self) -> int | None:
+        limit = (self.started or self.config).max_conn
+        return next((i for i in range(limit) if i not in self.slots), None)
+
+    async def stop(self) -> None:
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            await listener.close()
+        for slot in list(self.slots.values()):
+            slot.reason = SERVER_CLOSED
+            slot.status = CLOSING
+        await asyncio.gather(*(_close(slot) for slot in list(self.slots.values())))
+        self.started = None
+
+
+def server(ctx: PortContext) -> WsServerState:
+    return ctx.state.wsserver
+
+
+async def _close(slot: ClientSlot) -> None:
+    with contextlib.suppress(TransportError, TimeoutError):
+        await asyncio.wait_for(slot.connection.close(), 2)
+    slot.connection.abort()
+
+
+# -- client events ------------------------------------------------------------
+
+
+class SlotEvents:
+    """The LinkEvents of one client connection."""
+
+    def __init__(self, ctx: PortContext, slot: ClientSlot) -> None:
+        self.ctx, self.slot = ctx, slot
+
+    async def data(self, payload: bytes, *, opcode: Opcode = Opcode.BINARY, fin: bool = True,
+                   peer: tuple[str, int] | None = None) -> None:
+        slot = self.slot
+        slot.touch()
+        slot.bytes_in += len(payload)
+        await self.ctx.deliver(b"[$][WSSRV][DATA][%d][%d][%d]:" % (slot.id, int(opcode),
+                                                                   len(payload))
+                               + payload + b"\r\n")
+
+    def pong(self, payload: bytes) -> None:
+        if self.slot.status == AWAITING_PONG:
+            self.slot.status = CONNECTED
+
+    def closed(self, *, by_peer: bool, code: int | None = None,
+               error: BaseException | None = None) -> None:
+        slot, state = self.slot, self.slot.state
+        if state.slots.get(slot.id) is slot:
+            del state.slots[slot.id]
+        if slot.keeper is not None and slot.keeper is not asyncio.current_task():
+            slot.keeper.cancel()
+        if slot.reason is not None:
+            reason = slot.reason
+        elif by_peer and code is not None and error is None:
+            reason = CLIENT_CLOSED
+        else:
+            reason = READ_FAILED
+        self.ctx.log.info("websocket server client gone", link=slot.id, reason=reason,
+                          code=code, error=repr(error) if error else None)
+        self.ctx.unsolicited(b"[$][WSSRV][EVENT]:linkid:%d, disconnected, reason:%d\r\n"
+                             % (slot.id, reason))
+        self.ctx.link_changed(slot)
+
+
+async def _keep_alive(ctx: PortContext, slot: ClientSlot) -> None:
+    """Ping every ping_interval; drop a client whose pong has not come by the
+    next one (13), or that sent and received no data for idle_timeout (14)."""
+    loop = asyncio.get_running_loop()
+    next_ping = loop.time() + server(ctx).config.ping_interval
+    while slot.status in (CONNECTED, AWAITING_PONG):
+        config = server(ctx).config
+        now = loop.time()
+        idle_due = slot.last_activity + config.idle_timeout if config.idle_timeout else None
+        if idle_due is not None and now >= idle_due:
+            await _drop(ctx, slot, IDLE, "idle timeout")
+            return
+        if now >= next_ping:
+            if slot.status == AWAITING_PONG:
+                await _drop(ctx, slot, NO_PONG, "no pong by the next ping")
+                return
+            slot.status = AWAITING_PONG
+            next_ping = now + config.ping_interval
+            try:
+                async with asyncio.timeout(config.ping_interval):
+                    await slot.connection.send(b"", opcode=Opcode.PING)
+            except (TransportError, TimeoutError):
+                continue  # the next round sees no pong
+        due = next_ping if idle_due is None else min(next_ping, idle_due)
+        await asyncio.sleep(max(0.0, due - loop.time()))
+
+
+async def _drop(ctx: PortContext, slot: ClientSlot, reason: int, why: str) -> None:
+    ctx.log.info("closing websocket server client", link=slot.id, reason=why)
+    slot.reason = reason
+    slot.status = CLOSING
+    await _close(slot)
+
+
+# -- configuration and start ---------------------------------------------------
+
+
+async def wssrvcfg(ctx: PortContext, *values: int) -> None:
+    server(ctx).config = ServerConfig(*values)
+
+
+def _server_tls(ctx: PortContext, conn_type: int, cert_index: int) -> ssl.SSLContext | None:
+    require = conn_type == 3 or ctx.config.wssrv_require_client_cert
+    if conn_type == 1:
+        if require:
+            raise AtError(6, why="the port requires client certificates: ws cannot start")
+        return None
+    if not 1 <= cert_index <= 10:
+        raise AtError(1, why="conn_type 2 and 3 need cert_index 1..10")
+    suite = ctx.certs.server.get(cert_index)
+    # The firmware loads server cert, key and CA for both TLS types.
+    if suite is None or suite.cert is None or suite.key is None or suite.ca is None:
+        raise AtError(3, why=f"certs.server.{cert_index} needs ca, cert and key")
+    try:
+        return cert_contexts.server_context(suite, require_client_cert=require)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        code = 3 if cert_contexts.failure_stage(suite) == "read" else 5
+        raise AtError(code, why=f"certificate suite failed to load: {exc}") from None
+
+
+async def wssrvstart(ctx: PortContext, port: int, conn_type: int, cert_index: int) -> bytes:
+    state = server(ctx)
+    if state.listener is not None:
+        raise AtError(2, why="the server is already running")
+    tls = _server_tls(ctx, conn_type, cert_index)
+    kind = "ws" if tls is None else "wss"
+    transport = ctx.plugins.transports.get(kind) if ctx.plugins is not None else None
+    if transport is None:
+        raise AtError(6, why=f"no transport plugin serves {kind!r} links")
+    port = port or (80 if kind == "ws" else 443)
+    try:
+        host = bind_address(ctx)
+    except AtError as exc:
+        raise AtError(6, why=exc.why) from None
+
+    def accept(connection: Connection) -> SlotEvents:
+        return _accept(ctx, connection)
+
+    def rejected(peer: tuple[str, int], error: TransportError) -> None:
+        _rejected(ctx, kind, peer, error)
+
+    request = ListenRequest(kind=kind, host=host, port=port, tls=tls,
+                            allow=ctx.config.allowed_networks, token=ctx.config.wssrv_token,
+                            on_rejected=rejected, max_message=MAX_MESSAGE)
+    try:
+        state.listener = await transport.listen(request, accept)
+    except TransportError as exc:
+        raise AtError(6, why=f"cannot listen on port {port} ({exc.stage}): {exc}") from None
+    state.started, state.port = state.config, port
+    ctx.log.info("websocket server listening", address=f"{host or '*'}:{port}", kind=kind)
+    return b"[WSSRV][EVENT]:start\r\n\r\nOK\r\n"
+
+
+def _accept(ctx: PortContext, connection: Connection) -> SlotEvents:
+    state = server(ctx)
+    slot_id = state.free_slot()
+    if slot_id is None:
+        ctx.log.info("websocket client refused: every slot is taken",
+                     peer=f"{connection.peer[0]}:{connection.peer[1]}")
+        raise Refused("every connection slot is taken", status=429)
+    slot = ClientSlot(slot_id, connection, state)
+    slot.touch()
+    state.slots[slot_id] = slot
+    events = SlotEvents(ctx, slot)
+    slot.keeper = asyncio.get_running_loop().create_task(_keep_alive(ctx, slot))
+    ctx.unsolicited(b"[$][WSSRV][EVENT]:linkid:%d, connected\r\n" % slot_id)
+    ctx.log.info("websocket server client connected", link=slot_id,
+                 peer=f"{connection.peer[0]}:{connection.peer[1]}")
+    ctx.link_changed(slot)
+    return events
+
+
+def _rejected(ctx: PortContext, kind: str, peer: tuple[str, int],
+              error: TransportError) -> None:
+    ctx.log.info("websocket client rejected", peer=f"{peer[0]}:{peer[1]}", stage=error.stage,
+                 error=str(error))
+    reason = {"tls": TLS_FAILED, "timeout": TLS_TIMEOUT}.get(error.stage)
+    slot_id = server(ctx).free_slot()
+    if kind == "wss" and reason is not None and slot_id is not None:
+        ctx.unsolicited(b"[$][WSSRV][EVENT]:linkid:%d, disconnected, reason:%d\r\n"
+                        % (slot_id, reason))
+
+
+# -- sending ---------------------------------------------------------------------------
+
+
+def _connected(ctx: PortContext, link_id: int, code: int) -> ClientSlot:
+    slot = server(ctx).slots.get(link_id)
+    if slot is None or slot.status not in (CONNECTED, AWAITING_PONG):
+        raise AtError(code, why=f"link {link_id} is not connected")
+    return slot
+
+
+async def _send(slot: ClientSlot, payload: bytes, opcode: int, fin: bool) -> None:
+    try:
+        await slot.connection.send(payload, opcode=opcode, fin=fin)
+    except TransportError as exc:
+        slot.reason = SEND_FAILED
+        slot.connection.abort()
+        raise AtError(1, why=f"send failed: {exc}") from None
+    if opcode < Opcode.CLOSE:
+        slot.touch()
+    slot.bytes_out += len(payload)
+
+
+async def wssrvsend(ctx: PortContext, link_id: int, length: int, opcode: int,
+                    data: bytes | None) -> None:
+    slot = _connected(ctx, link_id, 1)
+    tx_size = (server(ctx).started or server(ctx).config).tx_size
+    data = data or b""
+    if not 0 <= length <= tx_size or length > len(data) or (length == 0 and data):
+        raise AtError(1, why=f"length {length}: 1..{tx_size}, at most the data given")
+    await _send(slot, data[:length], opcode, True)
+
+
+async def wssrvsendraw(ctx: PortContext, link_id: int, length: int, opcode: int) -> None:
+    if length < 1:
+        raise AtError(1, why="length must be at least 1")
+    slot = _connected(ctx, link_id, 1)
+    tx_size = (server(ctx).started or server(ctx).config).tx_size
+    chunk = length if opcode >= Opcode.CLOSE else tx_size  # control frames are not split
+    stream = ctx.read_raw_stream(length, TT_PROMPT, chunk=chunk, abort=b"<",
+                                 watermarks=WATERMARKS if length >= TT_RING else None)
+    sent = 0
+    try:
+        async for piece in stream:
+            first = sent == 0
+            sent += len(piece)
+            await _send(slot, piece, opcode if first else Opcode.CONTINUATION, sent >= length)
+    except RawAborted as aborted:
+        if aborted.received == 0:
+            raise AtError(3, why="transparent transmission aborted before any data") from None
+        await _send(slot, b"", Opcode.CONTINUATION, True)  # end the message begun
+
+
+# -- closing and query ---------------------------------------------------------------------
+
+
+async def wssrvdisconn(ctx: PortContext, link_id: int) -> None:
+    slot = _connected(ctx, link_id, 2)
+    slot.reason = SERVER_CLOSED
+    slot.status = CLOSING
+    ctx.spawn(_close(slot))
+
+
+async def wssrvstop(ctx: PortContext) -> None:
+    state = server(ctx)
+
+    async def stop() -> None:
+        await state.stop()
+        ctx.unsolicited(b"[$][WSSRV][EVENT]:stop\r\n")
+
+    if state.listener is not None:
+        ctx.log.info("websocket server stopping", clients=len(state.slots))
+        ctx.spawn(stop())
+
+
+async def wssrvstop_set(ctx: PortContext, _args: bytes) -> None:
+    await wssrvstop(ctx)
+
+
+async def wssrvquery(ctx: PortContext) -> None:
+    state = server(ctx)
+    c = state.config
+    lines = [f"port: {state.port}", f"max_conn: {c.max_conn}",
+             f"ping_interval: {c.ping_interval}", f"idle_timeout: {c.idle_timeout}",
+             f"tx_size: {c.tx_size}", f"rx_size: {c.rx_size}"]
+    for slot_id in sorted(state.slots):
+        slot = state.slots[slot_id]
+        lines += [f"link_id: {slot_id}", f"status: {slot.status}",
+                  f"ip: {slot.connection.peer[0]}"]
+    ctx.write("".join(f"{line}\r\n" for line in lines).encode())
+
+
+async def wssrvquery_set(ctx: PortContext, _args: bytes) -> None:
+    await wssrvquery(ctx)
+
+
+# -- table -------------------------------------------------------------------------------------
+
+_SLOT = Int("link_id", lo=0, hi=MAX_SLOTS - 1)
+_U31 = 2**31 - 1
+
+COMMANDS = (
+    CommandSpec("+WSSRVCFG", "WebSocket server settings", section=SECTION,
+                set=Setter(wssrvcfg, (
+                    Int("max_conn", default=3, lo=1, hi=MAX_SLOTS),
+                    Int("ping_interval", default=30, lo=1, hi=7200),
+                    Int("idle_timeout", default=0, lo=0, hi=7200),
+                    Int("tx_size", default=4096, lo=1, hi=16384),
+                    Int("rx_size", default=4096, lo=1, hi=16384)))),
+    CommandSpec("+WSSRVSTART", "start the WebSocket server", section=SECTION,
+                set=Setter(wssrvstart, (
+                    Int("port", default=0, lo=0, hi=65535), Int("conn_type", lo=1, hi=3),
+                    Int("cert_index", default=0, lo=0, hi=_U31)))),
+    CommandSpec("+WSSRVDISCONN", "close one client (close frame)", section=SECTION,
+                set=Setter(wssrvdisconn, (_SLOT,))),
+    CommandSpec("+WSSRVSTOP", "close every client and stop the server", section=SECTION,
+                execute=wssrvstop,
+                set=Setter(wssrvstop_set, (Raw("args", default=b""),), max_params=64)),
+    CommandSpec("+WSSRVSEND", "send a frame with escaped data", section=SECTION,
+                set=Setter(wssrvsend, (
+                    _SLOT, Int("length", lo=-(2**31), hi=_U31),
+                    Int("opcode", default=1, lo=0, hi=15), Raw("data", default=None)),
+                    escaped=True)),
+    CommandSpec("+WSSRVSENDRAW", "send raw data through >>>", section=SECTION,
+                set=Setter(wssrvsendraw, (
+                    _SLOT, Int("length", lo=-(2**31), hi=_U31),
+                    Int("opcode", default=1, lo=0, hi=15)), escaped=True)),
+    CommandSpec("+WSSRVQUERY", "server settings and clients", section=SECTION,
+                execute=wssrvquery,
+                set=Setter(wssrvquery_set, (Raw("args", default=b""),), max_params=64)),
+)
