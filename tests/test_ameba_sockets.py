@@ -24,6 +24,8 @@ import hashlib
 import os
 import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -544,6 +546,51 @@ async def test_domain_name_and_ipv6(tmp_path):
         state = await mcu.read_until(OK)
         assert b"link_id:1,client,tcp,src_address:0.0.0.0,src_port:0,dst_address:::1," \
                b"dst_port:%d,socket_fd:1\r\n" % port6 in state
+
+
+#: Run in a mount namespace whose /etc/hosts maps a name to ::1 only.
+V6_ONLY_NAME = "v6only.gatewayd.test"
+V6_SCRIPT = """
+import asyncio, socket, sys
+from pathlib import Path
+from gatewayd.testing import running_gateway
+
+NAME = sys.argv[2]
+OK = b"\\r\\nOK\\r\\n"
+
+
+async def main(tmp):
+    assert {info[0] for info in socket.getaddrinfo(NAME, 80)} == {socket.AF_INET6}
+
+    async def echo(reader, writer):
+        while data := await reader.read(100):
+            writer.write(data)
+
+    server = await asyncio.start_server(echo, "::1", 0)
+    port = server.sockets[0].getsockname()[1]
+    text = '[[port]]\\nname = "mcu"\\ndevice = "pty:ttyAT0"\\ndialect = "ameba"\\n'
+    async with running_gateway(Path(tmp), config_text=text) as (_, mcu):
+        await mcu.command(b"AT+SKTCLIENT=0,1,,%s,%d,,1" % (NAME.encode(), port), OK)
+        await mcu.command(b"AT+SKTSEND=0,2,,,v6", OK)
+        await mcu.expect(b"[$][SKT][DATA][0][2]:v6\\r\\n")
+    print("resolved to IPv6 only and connected")
+
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_name_that_resolves_only_to_ipv6(tmp_path):
+    hosts = tmp_path / "hosts"
+    hosts.write_text(Path("/etc/hosts").read_text() + f"\n::1 {V6_ONLY_NAME}\n")
+    script = tmp_path / "v6.py"
+    script.write_text(V6_SCRIPT)
+    result = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"',
+         str(hosts), sys.executable, str(script), str(tmp_path), V6_ONLY_NAME],
+        capture_output=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")[-3000:]
+    assert b"resolved to IPv6 only and connected" in result.stdout
 
 
 # -- AT+SKTSEND / AT+SKTSENDRAW / AT+SKTREAD ----------------------------------------

@@ -495,3 +495,18 @@ async def test_required_client_certificate_from_config(tmp_path, tls_files):
         await mcu.expect(disconnected(0, 5))
         async with connect(f"wss://127.0.0.1:{port}/", ssl=client_tls(tls_files)):
             await mcu.expect(connected(0))
+
+
+async def test_restart_stops_the_server_silently(tmp_path):
+    port = free_port()
+    async with gateway(tmp_path) as (_, mcu):
+        await started(mcu, port)
+        async with connect(f"ws://127.0.0.1:{port}/") as ws:
+            await mcu.expect(connected(0))
+            await mcu.command(b"AT+RST", OK + b"ATCMD READY\r\n")
+            with pytest.raises(ConnectionClosed):
+                async with asyncio.timeout(WAIT):
+                    await ws.recv()
+        await mcu.expect_silence(0.2)
+        await mcu.command(b"AT+WSSRVQUERY", query(0))
+        await started(mcu, port)

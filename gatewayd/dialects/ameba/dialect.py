@@ -137,7 +137,7 @@ class AmebaDialect(Dialect):
     async def shutdown(self, state: AmebaState) -> None:
         await state.ws.close_all()
         await state.sockets.close_all()
-        await state.wsserver.stop()
+        await state.wsserver.stop(restart=True)
 
     def links(self, state: AmebaState) -> list[Any]:
         ws = [slot.link for _, slot in sorted(state.ws.slots.items()) if slot.link is not None]

@@ -81,6 +81,7 @@ class ClientSlot:
     state: WsServerState
     status: int = CONNECTED
     reason: int | None = None  # set when gatewayd ends the connection
+    silent: bool = False  # ended by a restart: the MCU hears nothing more
     last_activity: float = 0.0
     keeper: asyncio.Task[None] | None = None
     bytes_in: int = 0
@@ -110,15 +111,17 @@ class WsServerState:
         limit = (self.started or self.config).max_conn
         return next((i for i in range(limit) if i not in self.slots), None)
 
-    async def stop(self) -> None:
+    async def stop(self, *, restart: bool = False) -> None:
+        """Stop listening and close every client (reason 4; unreported on a restart)."""
         listener, self.listener = self.listener, None
+        self.started = None
         if listener is not None:
             await listener.close()
         for slot in list(self.slots.values()):
             slot.reason = SERVER_CLOSED
             slot.status = CLOSING
+            slot.silent = restart
         await asyncio.gather(*(_close(slot) for slot in list(self.slots.values())))
-        self.started = None
 
 
 def server(ctx: PortContext) -> WsServerState:
@@ -168,9 +171,11 @@ class SlotEvents:
             reason = READ_FAILED
         self.ctx.log.info("websocket server client gone", link=slot.id, reason=reason,
                           code=code, error=repr(error) if error else None)
+        self.ctx.link_changed(slot)
+        if slot.silent:
+            return
         self.ctx.unsolicited(b"[$][WSSRV][EVENT]:linkid:%d, disconnected, reason:%d\r\n"
                              % (slot.id, reason))
-        self.ctx.link_changed(slot)
 
 
 async def _keep_alive(ctx: PortContext, slot: ClientSlot) -> None:
