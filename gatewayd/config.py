@@ -214,7 +214,7 @@ class PortConfig(_Section):
         description=(
             "Ameba WebSocket server: demand a client certificate signed by the `ca` of the"
             " server suite the MCU names, whatever its conn_type (2 behaves as 3); a plain"
-            " `ws` server (conn_type 1) then fails to start with `ERROR:6`. Default: as the"
+            " `ws` server (conn_type 1) then fails to start with `ERROR: 6`. Default: as the"
             " MCU asks."
         ),
     )

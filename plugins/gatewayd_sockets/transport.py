@@ -627,6 +627,8 @@ class SocketTransport(Transport):
             server = await loop.create_server(
                 lambda: _StreamProtocol(on_made=accepted), host, port,
                 ssl=context if request.kind == "tls" else None,
+                ssl_handshake_timeout=request.handshake_timeout if request.kind == "tls"
+                else None,
                 backlog=request.backlog, reuse_address=True)
             for sock in server.sockets:
                 apply_socket_options(sock, options, stream=True)

@@ -80,6 +80,12 @@ def _wsserver_state() -> WsServerState:
     return WsServerState()
 
 
+def exact(run: Any, params: tuple[Any, ...], *, escaped: bool = False) -> Setter:
+    """A setter that refuses fields beyond its parameters with ``ERROR: 1``
+    (the socket and WebSocket server handlers check their field count)."""
+    return Setter(run, params, escaped=escaped, max_params=len(params))
+
+
 class AmebaDialect(Dialect):
     name = "ameba"
     summary = "Realtek Ameba ATCMD 2.x (Host Control Mode)"
@@ -105,8 +111,9 @@ class AmebaDialect(Dialect):
             fields = ameba_split_escaped(args) if setter.escaped else ameba_split(args)
         except GrammarError as exc:
             raise AtError(1, why=str(exc)) from None
-        limit = len(setter.params) if setter.max_params is None else setter.max_params
-        if len(fields) > limit:
+        # Extra fields are ignored unless the table limits them (the socket and
+        # server commands check their field count, as the firmware does).
+        if setter.max_params is not None and len(fields) > setter.max_params:
             raise AtError(1, why="too many parameters")
         return tuple(
             _bind_one(param, fields[i] if i < len(fields) else None)

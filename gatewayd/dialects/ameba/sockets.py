@@ -19,10 +19,11 @@ Receiving, limits and defaults:
   AT+SKTREAD waits :data:`READ_WAIT` s for data (the firmware's select), and
   prints every byte it reports, NULs included (the firmware's ``%s`` stops at
   the first NUL; an MCU cannot want that).
-- A peer that closes is logged; as on the firmware the id stays taken (its
-  socket shown as ``-1``) until AT+SKTDEL, later sends fail with ``ERROR: 1``,
-  and with ``auto_rcv=0`` the buffered data stays readable, then AT+SKTREAD
-  answers ``ERROR: 4`` once.
+- A peer that closes is logged; as on the firmware the id stays taken until
+  AT+SKTDEL. With ``auto_rcv=1`` the socket closes at once (shown as ``-1``;
+  later sends and reads give ``ERROR: 1``). With ``auto_rcv=0`` the buffered
+  data stays readable, then AT+SKTREAD answers ``ERROR: 4`` once and the
+  socket closes; a send before that fails with ``ERROR: 2``.
 
 Beyond the firmware: IPv6 literals and names that resolve only to IPv6;
 servers bind where the port's ``server_bind`` says and admit only
@@ -42,7 +43,7 @@ from typing import Any
 
 from gatewayd import certs as cert_contexts
 from gatewayd import hostnet
-from gatewayd.dialects.ameba.dialect import TT_PROMPT, TT_RING, WATERMARKS
+from gatewayd.dialects.ameba.dialect import TT_PROMPT, TT_RING, WATERMARKS, exact
 from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, Setter, Str
 from gatewayd.rawblock import RawAborted
 from gatewayd.transport import (
@@ -644,7 +645,7 @@ _U31 = 2**31 - 1
 
 COMMANDS = (
     CommandSpec("+SKTCFG", "global socket options for sockets created afterwards",
-                section=SECTION, set=Setter(sktcfg, (
+                section=SECTION, set=exact(sktcfg, (
                     Int("so_sndtimeo", default=0, lo=0, hi=_U31),
                     Int("so_rcvtimeo", default=0, lo=0, hi=_U31),
                     Int("tcp_nodelay", default=0, lo=0, hi=1),
@@ -653,30 +654,29 @@ COMMANDS = (
                     Int("tcp_keepintvl", default=0, lo=0, hi=75),
                     Int("tcp_keepcnt", default=0, lo=0, hi=10)))),
     CommandSpec("+SKTQUERY", "show the global socket options", section=SECTION,
-                execute=sktquery, set=Setter(sktquery_set, (Raw("args", default=b""),),
-                                             max_params=64)),
+                execute=sktquery, set=Setter(sktquery_set, (Raw("args", default=b""),))),
     CommandSpec("+SKTSERVER", "start a UDP, TCP or TLS server", section=SECTION,
-                set=Setter(sktserver, (
+                set=exact(sktserver, (
                     _LINK, Int("conn_type", lo=0, hi=3), Int("cert_index", default=0, lo=0,
                                                              hi=_U31),
                     Int("src_port", lo=1, hi=65535), Int("auto_rcv", lo=0, hi=1)))),
     CommandSpec("+SKTCLIENT", "open a UDP, TCP or TLS client link", section=SECTION,
-                set=Setter(sktclient, (
+                set=exact(sktclient, (
                     _LINK, Int("conn_type", lo=0, hi=5),
                     Int("cert_index", default=0, lo=0, hi=_U31), Str("dst_host", default=""),
                     _PORT, Int("src_port", default=0, lo=0, hi=65535),
                     Int("auto_rcv", lo=0, hi=1)))),
-    CommandSpec("+SKTSEND", "send escaped data", section=SECTION, set=Setter(sktsend, (
+    CommandSpec("+SKTSEND", "send escaped data", section=SECTION, set=exact(sktsend, (
         _LINK, Int("data_size", lo=0, hi=_U31), Str("dst_ip", default=""),
         Int("dst_port", default=0, lo=0, hi=65535), Raw("data", default=None)), escaped=True)),
-    CommandSpec("+SKTREAD", "read buffered data", section=SECTION, set=Setter(sktread, (
+    CommandSpec("+SKTREAD", "read buffered data", section=SECTION, set=exact(sktread, (
         _LINK, Int("data_size", lo=-(2**31), hi=_U31)))),
     CommandSpec("+SKTSENDRAW", "send raw data through >>>", section=SECTION,
-                set=Setter(sktsendraw, (
+                set=exact(sktsendraw, (
                     _LINK, Int("data_size", lo=-(2**31), hi=_U31), Str("dst_ip", default=""),
                     Int("dst_port", default=0, lo=0, hi=65535)), escaped=True)),
     CommandSpec("+SKTSTATE", "list every link", section=SECTION, execute=sktstate,
-                set=Setter(sktstate_set, (Raw("args", default=b""),), max_params=64)),
+                set=Setter(sktstate_set, (Raw("args", default=b""),))),
     CommandSpec("+SKTDEL", "close and free a link (a server with its seeds)",
-                section=SECTION, set=Setter(sktdel, (_LINK,))),
+                section=SECTION, set=exact(sktdel, (_LINK,))),
 )

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gatewayd import certs as cert_contexts
-from gatewayd.dialects.ameba.dialect import TT_PROMPT, TT_RING, WATERMARKS
+from gatewayd.dialects.ameba.dialect import TT_PROMPT, TT_RING, WATERMARKS, exact
 from gatewayd.dialects.ameba.sockets import bind_address
 from gatewayd.dialects.ameba.websocket import SECTION
 from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, Setter
@@ -403,31 +403,31 @@ _U31 = 2**31 - 1
 
 COMMANDS = (
     CommandSpec("+WSSRVCFG", "WebSocket server settings", section=SECTION,
-                set=Setter(wssrvcfg, (
+                set=exact(wssrvcfg, (
                     Int("max_conn", default=3, lo=1, hi=MAX_SLOTS),
                     Int("ping_interval", default=30, lo=1, hi=7200),
                     Int("idle_timeout", default=0, lo=0, hi=7200),
                     Int("tx_size", default=4096, lo=1, hi=16384),
                     Int("rx_size", default=4096, lo=1, hi=16384)))),
     CommandSpec("+WSSRVSTART", "start the WebSocket server", section=SECTION,
-                set=Setter(wssrvstart, (
+                set=exact(wssrvstart, (
                     Int("port", default=0, lo=0, hi=65535), Int("conn_type", lo=1, hi=3),
                     Int("cert_index", default=0, lo=0, hi=_U31)))),
     CommandSpec("+WSSRVDISCONN", "close one client (close frame)", section=SECTION,
-                set=Setter(wssrvdisconn, (_SLOT,))),
+                set=exact(wssrvdisconn, (_SLOT,))),
     CommandSpec("+WSSRVSTOP", "close every client and stop the server", section=SECTION,
                 execute=wssrvstop,
-                set=Setter(wssrvstop_set, (Raw("args", default=b""),), max_params=64)),
+                set=Setter(wssrvstop_set, (Raw("args", default=b""),))),
     CommandSpec("+WSSRVSEND", "send a frame with escaped data", section=SECTION,
-                set=Setter(wssrvsend, (
+                set=exact(wssrvsend, (
                     _SLOT, Int("length", lo=-(2**31), hi=_U31),
                     Int("opcode", default=1, lo=0, hi=15), Raw("data", default=None)),
                     escaped=True)),
     CommandSpec("+WSSRVSENDRAW", "send raw data through >>>", section=SECTION,
-                set=Setter(wssrvsendraw, (
+                set=exact(wssrvsendraw, (
                     _SLOT, Int("length", lo=-(2**31), hi=_U31),
                     Int("opcode", default=1, lo=0, hi=15)), escaped=True)),
     CommandSpec("+WSSRVQUERY", "server settings and clients", section=SECTION,
                 execute=wssrvquery,
-                set=Setter(wssrvquery_set, (Raw("args", default=b""),), max_params=64)),
+                set=Setter(wssrvquery_set, (Raw("args", default=b""),))),
 )
