@@ -510,3 +510,55 @@ async def test_restart_stops_the_server_silently(tmp_path):
         await mcu.expect_silence(0.2)
         await mcu.command(b"AT+WSSRVQUERY", query(0))
         await started(mcu, port)
+
+
+def _unit_ambient_capabilities() -> str:
+    unit = Path(__file__).parent.parent / "packaging/systemd/gatewayd.service"
+    for line in unit.read_text().splitlines():
+        if line.startswith("AmbientCapabilities="):
+            return line.partition("=")[2].strip()
+    raise AssertionError("the unit grants no ambient capability")
+
+
+@pytest.mark.parametrize("with_capability", [True, False])
+async def test_port_80_without_root_given_the_units_capability(with_capability):
+    """As the systemd unit runs it: an unprivileged user holding only the
+    unit's ambient capability starts a ws server on port 80 (conn_type 1,
+    port 0). Without the capability the same user gets ERROR: 6."""
+    import shutil
+    import sys
+    import tempfile
+
+    caps = _unit_ambient_capabilities().lower().replace("cap_", "+")
+    assert caps == "+net_bind_service"
+    capability = [f"--inh-caps={caps}", f"--ambient-caps={caps}"] if with_capability else []
+    workdir = Path(tempfile.mkdtemp(prefix="gwd-nobody-"))
+    workdir.chmod(0o777)
+    (workdir / "gatewayd.toml").write_text(
+        '[[port]]\nname = "mcu"\ndevice = "pty:ttyAT0"\ndialect = "ameba"\n'
+        'server_bind = "127.0.0.1"\n')
+    proc = await asyncio.create_subprocess_exec(
+        "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *capability,
+        sys.executable, "-m", "gatewayd", "run", "-c", str(workdir / "gatewayd.toml"),
+        cwd=workdir, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    from gatewayd.testing import VirtualMcu
+
+    try:
+        mcu = await VirtualMcu.open(workdir / "ttyAT0", timeout=WAIT)
+        try:
+            await mcu.expect(b"ATCMD READY\r\n")
+            if not with_capability:
+                await mcu.command(b"AT+WSSRVSTART=0,1", error(6))
+                return
+            await mcu.command(b"AT+WSSRVSTART=0,1", START)
+            async with connect("ws://127.0.0.1:80/") as ws:
+                await mcu.expect(connected(0))
+                await ws.send("unprivileged")
+                await mcu.expect(data(0, 1, b"unprivileged"))
+        finally:
+            await mcu.close()
+    finally:
+        proc.terminate()
+        async with asyncio.timeout(WAIT):
+            await proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
