@@ -562,3 +562,44 @@ async def test_port_80_without_root_given_the_units_capability(with_capability):
         async with asyncio.timeout(WAIT):
             await proc.wait()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def test_stop_then_start_at_once_keeps_the_order(tmp_path):
+    port = free_port()
+    async with gateway(tmp_path) as (_, mcu):
+        await started(mcu, port)
+        async with connect(f"ws://127.0.0.1:{port}/"):
+            await mcu.expect(connected(0))
+            await mcu.send(b"AT+WSSRVSTOP\r\nAT+WSSRVSTART=%d,1\r\n" % port)
+            await mcu.expect(OK + disconnected(0, 4) + b"[$][WSSRV][EVENT]:stop\r\n" + START)
+        async with connect(f"ws://127.0.0.1:{port}/"):
+            await mcu.expect(connected(0))
+
+
+async def test_sendraw_control_frames_are_single_and_small(tmp_path):
+    port = free_port()
+    async with gateway(tmp_path) as (_, mcu):
+        await started(mcu, port)
+        async with aiohttp.ClientSession() as session, \
+                session.ws_connect(f"ws://127.0.0.1:{port}/", autoping=False) as ws:
+            await mcu.expect(connected(0))
+            await mcu.command(b"AT+WSSRVSENDRAW=0,126,9", error(1))
+            await mcu.command(b"AT+WSSRVSENDRAW=0,5,9", TT)
+            await mcu.send(b"ab")
+            await asyncio.sleep(0.05)
+            await mcu.send(b"cde")
+            await mcu.expect(OK)
+            ping = await ws.receive(timeout=WAIT)
+            assert (ping.type, ping.data) == (aiohttp.WSMsgType.PING, b"abcde")
+
+
+async def test_no_data_from_old_clients_after_a_restart(tmp_path):
+    port = free_port()
+    async with gateway(tmp_path) as (_, mcu):
+        await started(mcu, port)
+        async with aiohttp.ClientSession() as session, \
+                session.ws_connect(f"ws://127.0.0.1:{port}/", autoclose=False) as ws:
+            await mcu.expect(connected(0))
+            await mcu.command(b"AT+RST", OK + b"ATCMD READY\r\n")
+            await ws.send_str("old data")
+            await mcu.expect_silence(0.3)

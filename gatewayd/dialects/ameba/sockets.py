@@ -254,13 +254,19 @@ class SocketEvents:
 
     def __init__(self, ctx: PortContext, link: SocketLink) -> None:
         self.ctx, self.link = ctx, link
+        self.state = sockets(ctx)  # the module's state this link belongs to
         self.live = True
         link.events = self
+
+    @property
+    def stale(self) -> bool:
+        """Deleted, or left over from before a restart: the MCU hears nothing."""
+        return not self.live or sockets(self.ctx) is not self.state
 
     async def data(self, payload: bytes, *, opcode: Opcode = Opcode.BINARY, fin: bool = True,
                    peer: Address | None = None) -> None:
         link = self.link
-        if not self.live:
+        if self.stale:
             return
         link.bytes_in += len(payload)
         if link.inbox is not None:
@@ -274,6 +280,8 @@ class SocketEvents:
                     link.id, len(piece), sender[0].encode(), sender[1])
             else:
                 head = b"[$][SKT][DATA][%d][%d]:" % (link.id, len(piece))
+            if self.stale:  # deleted while the UART was busy
+                return
             await self.ctx.deliver(head + piece + b"\r\n")
 
     def pong(self, payload: bytes) -> None:
@@ -293,7 +301,7 @@ class SocketEvents:
             link.inbox.end()  # what arrived stays readable; then ERROR: 4
         else:
             link.connection = None
-            sockets(self.ctx).release(link)
+            self.state.release(link)
         self.ctx.link_changed(link)
 
 

@@ -133,6 +133,8 @@ class AmebaWsObserver:
         self.ctx, self.slot = ctx, slot
 
     async def data(self, link: ClientLink, payload: bytes, opcode: Opcode, fin: bool) -> None:
+        if ws(self.ctx).slots.get(link.id) is not self.slot:
+            return  # left over from before a restart
         if len(payload) > self.slot.config.buffer_size:
             self.slot.discarded_messages += 1
             link.log.warning("message larger than the link's buffer discarded",

@@ -54,6 +54,7 @@ __all__ = ["COMMANDS", "WsServerState"]
 #: Largest message accepted from a client.
 MAX_MESSAGE = 4 * 1024 * 1024
 MAX_SLOTS = 3
+MAX_CONTROL_PAYLOAD = 125
 
 CLIENT_CLOSED, SERVER_CLOSED, TLS_FAILED, TLS_TIMEOUT = 3, 4, 5, 6
 READ_FAILED, SEND_FAILED, NO_PONG, IDLE = 10, 11, 13, 14
@@ -143,9 +144,17 @@ class SlotEvents:
     def __init__(self, ctx: PortContext, slot: ClientSlot) -> None:
         self.ctx, self.slot = ctx, slot
 
+    @property
+    def stale(self) -> bool:
+        """The MCU must hear nothing more of this client (restart, or a state
+        that is no longer the port's)."""
+        return self.slot.silent or server(self.ctx) is not self.slot.state
+
     async def data(self, payload: bytes, *, opcode: Opcode = Opcode.BINARY, fin: bool = True,
                    peer: tuple[str, int] | None = None) -> None:
         slot = self.slot
+        if self.stale:
+            return
         slot.touch()
         slot.bytes_in += len(payload)
         await self.ctx.deliver(b"[$][WSSRV][DATA][%d][%d][%d]:" % (slot.id, int(opcode),
@@ -172,7 +181,7 @@ class SlotEvents:
         self.ctx.log.info("websocket server client gone", link=slot.id, reason=reason,
                           code=code, error=repr(error) if error else None)
         self.ctx.link_changed(slot)
-        if slot.silent:
+        if self.stale:
             return
         self.ctx.unsolicited(b"[$][WSSRV][EVENT]:linkid:%d, disconnected, reason:%d\r\n"
                              % (slot.id, reason))
@@ -182,9 +191,9 @@ async def _keep_alive(ctx: PortContext, slot: ClientSlot) -> None:
     """Ping every ping_interval; drop a client whose pong has not come by the
     next one (13), or that sent and received no data for idle_timeout (14)."""
     loop = asyncio.get_running_loop()
-    next_ping = loop.time() + server(ctx).config.ping_interval
+    next_ping = loop.time() + slot.state.config.ping_interval
     while slot.status in (CONNECTED, AWAITING_PONG):
-        config = server(ctx).config
+        config = slot.state.config
         now = loop.time()
         idle_due = slot.last_activity + config.idle_timeout if config.idle_timeout else None
         if idle_due is not None and now >= idle_due:
@@ -253,11 +262,19 @@ async def wssrvstart(ctx: PortContext, port: int, conn_type: int, cert_index: in
     except AtError as exc:
         raise AtError(6, why=exc.why) from None
 
+    def current() -> bool:
+        # Handshakes under way when the server stopped, or the module
+        # restarted, must not reach the MCU.
+        return state.listener is not None and server(ctx) is state
+
     def accept(connection: Connection) -> SlotEvents:
-        return _accept(ctx, connection)
+        if not current():
+            raise Refused("the server has stopped", status=503)
+        return _accept(ctx, state, connection)
 
     def rejected(peer: tuple[str, int], error: TransportError) -> None:
-        _rejected(ctx, kind, peer, error)
+        if current():
+            _rejected(ctx, state, kind, peer, error)
 
     request = ListenRequest(kind=kind, host=host, port=port, tls=tls,
                             allow=ctx.config.allowed_networks, token=ctx.config.wssrv_token,
@@ -271,8 +288,7 @@ async def wssrvstart(ctx: PortContext, port: int, conn_type: int, cert_index: in
     return b"[WSSRV][EVENT]:start\r\n\r\nOK\r\n"
 
 
-def _accept(ctx: PortContext, connection: Connection) -> SlotEvents:
-    state = server(ctx)
+def _accept(ctx: PortContext, state: WsServerState, connection: Connection) -> SlotEvents:
     slot_id = state.free_slot()
     if slot_id is None:
         ctx.log.info("websocket client refused: every slot is taken",
@@ -290,12 +306,12 @@ def _accept(ctx: PortContext, connection: Connection) -> SlotEvents:
     return events
 
 
-def _rejected(ctx: PortContext, kind: str, peer: tuple[str, int],
+def _rejected(ctx: PortContext, state: WsServerState, kind: str, peer: tuple[str, int],
               error: TransportError) -> None:
     ctx.log.info("websocket client rejected", peer=f"{peer[0]}:{peer[1]}", stage=error.stage,
                  error=str(error))
     reason = {"tls": TLS_FAILED, "timeout": TLS_TIMEOUT}.get(error.stage)
-    slot_id = server(ctx).free_slot()
+    slot_id = state.free_slot()
     if kind == "wss" and reason is not None and slot_id is not None:
         ctx.unsolicited(b"[$][WSSRV][EVENT]:linkid:%d, disconnected, reason:%d\r\n"
                         % (slot_id, reason))
@@ -337,9 +353,11 @@ async def wssrvsendraw(ctx: PortContext, link_id: int, length: int, opcode: int)
     if length < 1:
         raise AtError(1, why="length must be at least 1")
     slot = _connected(ctx, link_id, 1)
+    if opcode >= Opcode.CLOSE:
+        await _send_control_raw(ctx, slot, length, opcode)
+        return
     tx_size = (server(ctx).started or server(ctx).config).tx_size
-    chunk = length if opcode >= Opcode.CLOSE else tx_size  # control frames are not split
-    stream = ctx.read_raw_stream(length, TT_PROMPT, chunk=chunk, abort=b"<",
+    stream = ctx.read_raw_stream(length, TT_PROMPT, chunk=tx_size, abort=b"<",
                                  watermarks=WATERMARKS if length >= TT_RING else None)
     sent = 0
     try:
@@ -351,6 +369,20 @@ async def wssrvsendraw(ctx: PortContext, link_id: int, length: int, opcode: int)
         if aborted.received == 0:
             raise AtError(3, why="transparent transmission aborted before any data") from None
         await _send(slot, b"", Opcode.CONTINUATION, True)  # end the message begun
+
+
+async def _send_control_raw(ctx: PortContext, slot: ClientSlot, length: int,
+                            opcode: int) -> None:
+    """A control frame (opcode 8..15) is one frame of at most 125 bytes (RFC 6455)."""
+    if length > MAX_CONTROL_PAYLOAD:
+        raise AtError(1, why=f"a control frame carries at most {MAX_CONTROL_PAYLOAD} bytes")
+    try:
+        payload = await ctx.read_raw(length, TT_PROMPT, abort=b"<")
+    except RawAborted as aborted:
+        if not aborted.data:
+            raise AtError(3, why="transparent transmission aborted before any data") from None
+        payload = aborted.data
+    await _send(slot, payload, opcode, True)
 
 
 # -- closing and query ---------------------------------------------------------------------
@@ -366,13 +398,14 @@ async def wssrvdisconn(ctx: PortContext, link_id: int) -> None:
 async def wssrvstop(ctx: PortContext) -> None:
     state = server(ctx)
 
-    async def stop() -> None:
-        await state.stop()
-        ctx.unsolicited(b"[$][WSSRV][EVENT]:stop\r\n")
-
-    if state.listener is not None:
-        ctx.log.info("websocket server stopping", clients=len(state.slots))
-        ctx.spawn(stop())
+    if state.listener is None:
+        return
+    ctx.log.info("websocket server stopping", clients=len(state.slots))
+    # Closing (at most 2 s per client, all at once) finishes before OK, so a
+    # following AT+WSSRVSTART finds the port free; the disconnect and stop
+    # messages wait behind the OK, as unsolicited messages do.
+    await state.stop()
+    ctx.unsolicited(b"[$][WSSRV][EVENT]:stop\r\n")
 
 
 async def wssrvstop_set(ctx: PortContext, _args: bytes) -> None:
