@@ -603,3 +603,13 @@ async def test_no_data_from_old_clients_after_a_restart(tmp_path):
             await mcu.command(b"AT+RST", OK + b"ATCMD READY\r\n")
             await ws.send_str("old data")
             await mcu.expect_silence(0.3)
+
+
+async def test_idle_timeout_set_later_applies_at_once(tmp_path):
+    port = free_port()
+    async with gateway(tmp_path) as (_, mcu):
+        await started(mcu, port)  # ping every 30 s, no idle timeout
+        async with connect(f"ws://127.0.0.1:{port}/"):
+            await mcu.expect(connected(0))
+            await mcu.command(b"AT+WSSRVCFG=3,30,1", OK)
+            await mcu.expect(disconnected(0, 14), timeout=3)

@@ -85,6 +85,8 @@ class ClientSlot:
     silent: bool = False  # ended by a restart: the MCU hears nothing more
     last_activity: float = 0.0
     keeper: asyncio.Task[None] | None = None
+    #: Set by AT+WSSRVCFG: the keeper recomputes its deadlines.
+    settings_changed: asyncio.Event = field(default_factory=asyncio.Event)
     bytes_in: int = 0
     bytes_out: int = 0
 
@@ -191,9 +193,10 @@ async def _keep_alive(ctx: PortContext, slot: ClientSlot) -> None:
     """Ping every ping_interval; drop a client whose pong has not come by the
     next one (13), or that sent and received no data for idle_timeout (14)."""
     loop = asyncio.get_running_loop()
-    next_ping = loop.time() + slot.state.config.ping_interval
+    last_ping = loop.time()
     while slot.status in (CONNECTED, AWAITING_PONG):
-        config = slot.state.config
+        config = slot.state.config  # AT+WSSRVCFG applies at once: re-read each round
+        next_ping = last_ping + config.ping_interval
         now = loop.time()
         idle_due = slot.last_activity + config.idle_timeout if config.idle_timeout else None
         if idle_due is not None and now >= idle_due:
@@ -204,14 +207,15 @@ async def _keep_alive(ctx: PortContext, slot: ClientSlot) -> None:
                 await _drop(ctx, slot, NO_PONG, "no pong by the next ping")
                 return
             slot.status = AWAITING_PONG
-            next_ping = now + config.ping_interval
-            try:
+            last_ping = now
+            with contextlib.suppress(TransportError, TimeoutError):  # then no pong comes
                 async with asyncio.timeout(config.ping_interval):
                     await slot.connection.send(b"", opcode=Opcode.PING)
-            except (TransportError, TimeoutError):
-                continue  # the next round sees no pong
+            continue
         due = next_ping if idle_due is None else min(next_ping, idle_due)
-        await asyncio.sleep(max(0.0, due - loop.time()))
+        slot.settings_changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(slot.settings_changed.wait(), max(0.0, due - loop.time()))
 
 
 async def _drop(ctx: PortContext, slot: ClientSlot, reason: int, why: str) -> None:
@@ -225,7 +229,10 @@ async def _drop(ctx: PortContext, slot: ClientSlot, reason: int, why: str) -> No
 
 
 async def wssrvcfg(ctx: PortContext, *values: int) -> None:
-    server(ctx).config = ServerConfig(*values)
+    state = server(ctx)
+    state.config = ServerConfig(*values)
+    for slot in state.slots.values():
+        slot.settings_changed.set()
 
 
 def _server_tls(ctx: PortContext, conn_type: int, cert_index: int) -> ssl.SSLContext | None:
