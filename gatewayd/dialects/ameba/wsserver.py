@@ -19,7 +19,8 @@ Limits and defaults: ping every ``ping_interval`` s (30) and idle timeout
 (0 = off) apply at once; max_conn (3), tx_size and rx_size (4096) at the next
 AT+WSSRVSTART. AT+WSSRVSEND sends at most tx_size bytes; AT+WSSRVSENDRAW
 streams any length from the UART in tx_size frames (first frame with the
-opcode, then continuations). Messages from clients are delivered whole up to
+opcode, then continuations; a control opcode 8..15 as one frame of at most
+125 bytes). Messages from clients are delivered whole up to
 :data:`MAX_MESSAGE` (rx_size is reported, not enforced: the firmware
 reassembles into a growing buffer); a slow UART slows the client through TCP
 flow control. Beyond the firmware: ``AT+WSSRVSEND=<id>,0,<opcode>,`` sends an
