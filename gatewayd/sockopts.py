@@ -2,19 +2,22 @@
 
 :func:`apply_socket_options` puts a :class:`~gatewayd.transport.SocketOptions`
 on a real socket; :func:`address` turns what ``getsockname``/``getpeername``
-return into ``(host, port)``.
+return into ``(host, port)``; :func:`serve_everywhere` and
+:class:`ServerListener` are the listening side of stream servers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gatewayd.logs import get_logger
-from gatewayd.transport import SocketOptions
+from gatewayd.transport import Listener, SocketOptions
 
-__all__ = ["address", "apply_socket_options"]
+__all__ = ["ServerListener", "address", "apply_socket_options", "serve_everywhere"]
 
 _log = get_logger()
 
@@ -59,3 +62,36 @@ def address(value: Any) -> tuple[str, int]:
     if isinstance(value, tuple) and len(value) >= 2:
         return str(value[0]), int(value[1])
     return ("", 0)
+
+
+async def serve_everywhere(serve: Callable[[str, int], Awaitable[asyncio.Server]],
+                           host: str, port: int) -> list[asyncio.Server]:
+    """Start ``serve(host, port)``; for host ``""`` on every interface: IPv4
+    first, then IPv6 (v6-only) on the same port, so that port 0 gives one port
+    and the first server reports the IPv4 side. A host without IPv6 keeps the
+    IPv4 server alone."""
+    host = host.strip("[]")
+    if host:
+        return [await serve(host, port)]
+    servers = [await serve("0.0.0.0", port)]
+    if socket.has_ipv6:
+        try:
+            servers.append(await serve("::", servers[0].sockets[0].getsockname()[1]))
+        except OSError as exc:
+            _log.debug("no IPv6 listener", error=str(exc))
+    return servers
+
+
+class ServerListener(Listener):
+    """Stream servers from :func:`serve_everywhere`. Closing stops accepting;
+    accepted links stay open."""
+
+    def __init__(self, servers: list[asyncio.Server]) -> None:
+        self.servers = servers
+        sockets = servers[0].sockets
+        self.local = address(sockets[0].getsockname()) if sockets else ("", 0)
+
+    async def close(self) -> None:
+        # Not wait_closed(): on newer Pythons it waits for accepted links too.
+        for server in self.servers:
+            server.close()

@@ -18,7 +18,7 @@ import ssl
 from typing import Any
 
 from gatewayd.logs import get_logger
-from gatewayd.sockopts import address, apply_socket_options
+from gatewayd.sockopts import ServerListener, address, apply_socket_options, serve_everywhere
 from gatewayd.transport import (
     Accept,
     ClientRequest,
@@ -483,18 +483,8 @@ class DatagramConnection(_LinkBase):
 # -- listeners -----------------------------------------------------------------
 
 
-class StreamListener(Listener):
+class StreamListener(ServerListener):
     """A TCP or TLS server. Closing it stops accepting; accepted links stay open."""
-
-    def __init__(self, servers: list[asyncio.Server]) -> None:
-        self.servers = servers
-        sockets = servers[0].sockets
-        self.local = address(sockets[0].getsockname()) if sockets else ("", 0)
-
-    async def close(self) -> None:
-        # Not wait_closed(): on newer Pythons it waits for accepted links too.
-        for server in self.servers:
-            server.close()
 
 
 class DatagramListener(Listener):
@@ -634,18 +624,7 @@ class SocketTransport(Transport):
                 apply_socket_options(sock, options, stream=True)
             return server
 
-        host = _host(request.host)
-        if host:
-            return StreamListener([await serve(host, request.port)])
-        # Every interface: IPv4 first, then IPv6 (v6-only) on the same port, so
-        # that port 0 gives one port and local reports the IPv4 side.
-        servers = [await serve("0.0.0.0", request.port)]
-        if socket.has_ipv6:
-            try:
-                servers.append(await serve("::", servers[0].sockets[0].getsockname()[1]))
-            except OSError as exc:
-                _log.debug("no IPv6 listener", error=str(exc))
-        return StreamListener(servers)
+        return StreamListener(await serve_everywhere(serve, request.host, request.port))
 
     async def _listen_udp(self, request: ListenRequest, accept: Accept) -> DatagramListener:
         loop = asyncio.get_running_loop()

@@ -87,13 +87,12 @@ from aiohttp import WSMsgType, web
 from aiohttp.http import WebSocketError, WSCloseCode
 
 from gatewayd.logs import get_logger
-from gatewayd.sockopts import address, apply_socket_options
+from gatewayd.sockopts import ServerListener, address, apply_socket_options, serve_everywhere
 from gatewayd.transport import (
     Accept,
     ClientRequest,
     Connection,
     LinkEvents,
-    Listener,
     ListenRequest,
     Opcode,
     Refused,
@@ -712,19 +711,9 @@ class WsServerConnection(Connection):
 # -- the listener and the transport --------------------------------------------
 
 
-class WsListener(Listener):
+class WsListener(ServerListener):
     """A ws/wss server. Closing it stops accepting; links (and handshakes under
     way) stay open."""
-
-    def __init__(self, servers: list[asyncio.Server]) -> None:
-        self.servers = servers
-        sockets = servers[0].sockets
-        self.local = _peer_address(sockets[0].getsockname()) if sockets else ("", 0)
-
-    async def close(self) -> None:
-        # Not wait_closed(): on newer Pythons it waits for accepted links too.
-        for server in self.servers:
-            server.close()
 
 
 class WsServerTransport(Transport):
@@ -766,15 +755,4 @@ class WsServerTransport(Transport):
                 apply_socket_options(sock, request.options, stream=True)
             return server
 
-        host = request.host.strip("[]")
-        if host:
-            return WsListener([await serve(host, request.port)])
-        # Every interface: IPv4 first, then IPv6 (v6-only) on the same port, so
-        # that port 0 gives one port and local reports the IPv4 side.
-        servers = [await serve("0.0.0.0", request.port)]
-        if socket.has_ipv6:
-            try:
-                servers.append(await serve("::", servers[0].sockets[0].getsockname()[1]))
-            except OSError as exc:
-                _log.debug("no IPv6 listener", error=str(exc))
-        return WsListener(servers)
+        return WsListener(await serve_everywhere(serve, request.host, request.port))
