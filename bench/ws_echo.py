@@ -150,40 +150,26 @@ def ws_roundtrip(mcu: Pty, block: bytes) -> None:
         got += size
 
 
-_AMEBA_DATA = re.compile(rb"\[\$\]\[WS\]\[DATA\]\[0\]\[(\d+)\]:")
+def ameba_roundtrip(command: bytes, data_urc: bytes):
+    """A round trip for an Ameba raw send: *command* (``%d`` = length), ``>>>``,
+    the block, ``OK``, then the echo as ``<data_urc>[<len>]:`` messages."""
+    header_re = re.compile(re.escape(data_urc) + rb"\[(\d+)\]:")
 
+    def roundtrip(mcu: Pty, block: bytes) -> None:
+        mcu.write(command % len(block) + b"\r\n")
+        mcu.read_until(b">>>\r\n")
+        mcu.write(block)
+        mcu.read_until(b"\r\nOK\r\n")
+        got = 0
+        while got < len(block):
+            header = mcu.read_until(b"]:")
+            match = header_re.fullmatch(header)
+            assert match, header
+            size = int(match.group(1))
+            mcu.read_exactly(size + 2)
+            got += size
 
-def ameba_roundtrip(mcu: Pty, block: bytes) -> None:
-    mcu.write(b"AT+WSSENDRAW=0,%d,1,2\r\n" % len(block))
-    mcu.read_until(b">>>\r\n")
-    mcu.write(block)
-    mcu.read_until(b"\r\nOK\r\n")
-    got = 0
-    while got < len(block):
-        header = mcu.read_until(b"]:")
-        match = _AMEBA_DATA.fullmatch(header)
-        assert match, header
-        size = int(match.group(1))
-        mcu.read_exactly(size + 2)
-        got += size
-
-
-_SKT_DATA = re.compile(rb"\[\$\]\[SKT\]\[DATA\]\[0\]\[(\d+)\]:")
-
-
-def skt_roundtrip(mcu: Pty, block: bytes) -> None:
-    mcu.write(b"AT+SKTSENDRAW=0,%d\r\n" % len(block))
-    mcu.read_until(b">>>\r\n")
-    mcu.write(block)
-    mcu.read_until(b"\r\nOK\r\n")
-    got = 0
-    while got < len(block):
-        header = mcu.read_until(b"]:")
-        match = _SKT_DATA.fullmatch(header)
-        assert match, header
-        size = int(match.group(1))
-        mcu.read_exactly(size + 2)
-        got += size
+    return roundtrip
 
 
 def raw_roundtrip(mcu: Pty, block: bytes) -> None:
@@ -241,14 +227,14 @@ def run_gatewayd(workdir: Path, ports: tuple[int, int, int], args) -> dict[str, 
             mcu.read_until(b"\r\nOK\r\n")
             mcu.write(b"AT+SKTCLIENT=0,1,,127.0.0.1,%d,,1\r\n" % ports[2])
             mcu.read_until(b"\r\nOK\r\n")
-            roundtrip = skt_roundtrip
+            roundtrip = ameba_roundtrip(b"AT+SKTSENDRAW=0,%d", b"[$][SKT][DATA][0]")
         elif args.dialect == "ameba":
             mcu.read_until(b"ATCMD READY\r\n")
             mcu.write(b"AT+WSCFG=0,60,120,%d,50\r\n" % AMEBA_BUFFER)
             mcu.read_until(b"\r\nOK\r\n")
             mcu.write(b"AT+WSCONN=0,127.0.0.1,,%d,1\r\n" % ports[1])
             mcu.read_until(b"connected\r\n\r\nOK\r\n")
-            roundtrip = ameba_roundtrip
+            roundtrip = ameba_roundtrip(b"AT+WSSENDRAW=0,%d,1,2", b"[$][WS][DATA][0]")
         else:
             mcu.read_until(b"\r\nready\r\n")
             mcu.write(b"ATE0\r\n")
