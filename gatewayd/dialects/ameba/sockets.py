@@ -44,6 +44,7 @@ from typing import Any
 from gatewayd import certs as cert_contexts
 from gatewayd import hostnet
 from gatewayd.dialects.ameba.dialect import TT_PROMPT, TT_RING, WATERMARKS, exact
+from gatewayd.dialects.ameba.suites import client_context, client_suite
 from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, Setter, Str
 from gatewayd.rawblock import RawAborted
 from gatewayd.transport import (
@@ -367,18 +368,9 @@ def _server_tls(ctx: PortContext, conn_type: int, cert_index: int) -> ssl.SSLCon
 
 
 def _client_tls(ctx: PortContext, conn_type: int, cert_index: int) -> ssl.SSLContext:
-    needs = {2: (), 3: ("ca",), 4: ("cert", "key"), 5: ("ca", "cert", "key")}[conn_type]
-    suite = _suite(ctx, "client", cert_index, needs) if needs else None
+    suite = client_suite(ctx, conn_type, cert_index, missing=1)
     try:
-        if conn_type in (3, 5):
-            return cert_contexts.client_context(
-                suite if conn_type == 5 else None, verify=True, check_hostname=True,
-                ca_from=suite)
-        # 2 and 4 do not verify the server on the module; gatewayd does unless
-        # the port trusts any server certificate.
-        verify = not ctx.config.trust_any_server_cert
-        return cert_contexts.client_context(suite, verify=verify, check_hostname=verify,
-                                            ca_from=None)
+        return client_context(ctx, conn_type, suite)
     except (OSError, ssl.SSLError, ValueError) as exc:
         raise _load_failure(suite, exc) from None
 

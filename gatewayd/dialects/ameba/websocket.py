@@ -24,9 +24,9 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
-from gatewayd import certs as cert_contexts
 from gatewayd.at.grammar import ameba_atoi
 from gatewayd.dialects.ameba.dialect import TT_PROMPT, TT_RING, WATERMARKS
+from gatewayd.dialects.ameba.suites import client_context, client_suite
 from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, Setter, Str
 from gatewayd.links import ClientLink, LinkState, PingPolicy
 from gatewayd.rawblock import RawAborted
@@ -272,21 +272,9 @@ async def wsquery_set(ctx: PortContext, link_id: bytes) -> None:
 def _tls(ctx: PortContext, conn_type: int, cert_index: int) -> ssl.SSLContext | None:
     if conn_type == 1:
         return None
-    suite = None
-    if conn_type >= 3:
-        if not 1 <= cert_index <= 10:
-            raise AtError(1, why=f"conn_type {conn_type} needs cert_index 1..10")
-        suite = ctx.certs.client.get(cert_index)
-        needs = {3: ("ca",), 4: ("cert", "key"), 5: ("ca", "cert", "key")}[conn_type]
-        if suite is None or any(getattr(suite, name) is None for name in needs):
-            raise AtError(4, why=f"certs.client.{cert_index} lacks {', '.join(needs)}")
+    suite = client_suite(ctx, conn_type, cert_index, missing=4)
     try:
-        own = suite if conn_type in (4, 5) else None
-        if conn_type in (3, 5):
-            return cert_contexts.client_context(own, verify=True, check_hostname=True,
-                                                ca_from=suite)
-        verify = not ctx.config.trust_any_server_cert
-        return cert_contexts.client_context(own, verify=verify, check_hostname=verify)
+        return client_context(ctx, conn_type, suite)
     except (OSError, ssl.SSLError, ValueError) as exc:
         raise AtError(4, why=f"certificate loading failed: {exc}") from None
 
