@@ -36,6 +36,7 @@ __all__ = [
     "Transport",
     "TransportError",
     "admitted",
+    "plain_ip",
 ]
 
 
@@ -197,17 +198,23 @@ class Listener(ABC):
 Accept = Callable[[Connection], LinkEvents]
 
 
+def plain_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """*host* as an address, an IPv4-mapped IPv6 one as IPv4; ``None`` for a name."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
 def admitted(peer: tuple[str, int], allow: tuple[Network, ...]) -> bool:
     """Is *peer* inside one of the *allow* networks (or is *allow* empty)?"""
     if not allow:
         return True
-    try:
-        ip = ipaddress.ip_address(peer[0].split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip in network for network in allow)
+    ip = plain_ip(peer[0])
+    return ip is not None and any(ip in network for network in allow)
 
 
 class Transport(ABC):

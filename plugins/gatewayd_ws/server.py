@@ -78,7 +78,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import ipaddress
 import socket
 import struct
 from typing import Any
@@ -99,6 +98,7 @@ from gatewayd.transport import (
     Transport,
     TransportError,
     admitted,
+    plain_ip,
 )
 from gatewayd_ws import KINDS, NAME, SUMMARY
 from gatewayd_ws.frames import FrameWriter
@@ -131,13 +131,8 @@ Address = tuple[str, int]
 def _peer_address(value: Any) -> Address:
     """:func:`~gatewayd.sockopts.address`, with IPv4-mapped IPv6 shown as IPv4."""
     host, port = address(value)
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host, port
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped), port
-    return host, port
+    ip = plain_ip(host)
+    return (str(ip) if ip is not None and ip.version == 4 else host), port
 
 
 def _answer(status: int, text: str) -> web.Response:
