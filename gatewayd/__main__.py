@@ -1,3 +1,3 @@
-from gatewayd.cli import main
+from gatewayd.service.cli import main
 
 raise SystemExit(main())

@@ -107,7 +107,10 @@ import sys, tomllib
 with open(sys.argv[1], "rb") as f:
     print(tomllib.load(f)["project"]["optional-dependencies"]["systemd"][0])' "$work/src/pyproject.toml")"
     say "building $req"
-    if ! "${pip[@]}" install --no-compile --use-pep517 "$req"; then
+    # Built here, against $PYTHON: a wheel cached from another interpreter
+    # (a pyenv build, say) would carry that interpreter's RUNPATH.
+    if ! "${pip[@]}" install --no-compile --use-pep517 --no-cache-dir \
+            --no-binary systemd-python "$req"; then
         [ "$systemd_python" = yes ] && die "$req failed to build"
         say "$req failed to build: not bundled"
     fi

@@ -11,13 +11,13 @@ import pytest
 import trustme
 from cryptography.hazmat.primitives import serialization
 
-from gatewayd.certs import (
+from gatewayd.config import CertSuite
+from gatewayd.links.tls import (
     check_suite,
     client_context,
     key_permission_warning,
     server_context,
 )
-from gatewayd.config import CertSuite
 
 
 @dataclass

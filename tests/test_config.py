@@ -15,12 +15,12 @@ from gatewayd.config import (
     ConfigError,
     PortConfig,
     Problem,
-    check_config,
-    config_reference,
     default_config,
     load_config,
     resolve_device,
 )
+from gatewayd.config.reference import config_reference
+from gatewayd.service.checkconfig import check_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,7 +113,7 @@ format = "json"
         115200,
         "esp-at",
     )
-    assert config.port_named("second") is second
+    assert [port.name for port in config.ports] == ["mcu", "second"]
     assert config.certs.client == {
         0: CertSuite(
             ca=cert_folder / "ca.pem",

@@ -8,7 +8,7 @@ import sys
 
 from conftest import port_of
 
-from gatewayd.ctl import render
+from gatewayd.service.control_client import render
 from gatewayd.testing import GatewaydProcess, VirtualMcu
 
 OK = b"\r\nOK\r\n"

@@ -28,9 +28,7 @@ from gatewayd.at.engine import (
     State,
 )
 from gatewayd.dialects.ameba.dialect import FRAMING as AMEBA
-from gatewayd.dialects.ameba.dialect import TT_PROMPT
 from gatewayd.dialects.esp_at.dialect import FRAMING as ESP
-from gatewayd.dialects.esp_at.dialect import PROMPT as ESP_PROMPT
 
 OK = b"\r\nOK\r\n"
 ERROR = b"\r\nERROR\r\n"
@@ -403,7 +401,7 @@ RAW = b"12\r\n5,\\7\n89"  # 12 bytes with CR, LF, a comma and a backslash
 
 @pytest.mark.parametrize(
     ("make", "prompt", "command"),
-    [(esp, ESP_PROMPT, b"AT+WSSEND=0,12"), (ameba, TT_PROMPT, b"AT+WSSENDRAW=0,12")],
+    [(esp, b"\r\nOK\r\n\r\n>", b"AT+WSSEND=0,12"), (ameba, b">>>\r\n", b"AT+WSSENDRAW=0,12")],
     ids=["esp-at", "ameba"],
 )
 @pytest.mark.parametrize(
@@ -429,7 +427,7 @@ def test_raw_block_is_exactly_n_bytes_unechoed(make, prompt, command, pieces):
 
 def test_raw_remaining_counts_down():
     e = running(esp(), b"AT+WSSEND=0,5")
-    e.expect_raw(5, ESP_PROMPT)
+    e.expect_raw(5, b"\r\nOK\r\n\r\n>")
     assert e.raw_remaining == 5
     e.receive_data(b"ab")
     assert e.raw_remaining == 3
@@ -437,13 +435,13 @@ def test_raw_remaining_counts_down():
 
 def test_esp_raw_block_may_contain_at_rst():
     e = running(esp(), b"AT+WSSEND=0,8")
-    e.expect_raw(8, ESP_PROMPT)
+    e.expect_raw(8, b"\r\nOK\r\n\r\n>")
     assert e.receive_data(b"AT+RST\r\n") == [RawData(b"AT+RST\r\n")]
 
 
 def test_esp_bytes_beyond_the_raw_block_are_busy():
     e = running(esp(), b"AT+WSSEND=0,4")
-    e.expect_raw(4, ESP_PROMPT)
+    e.expect_raw(4, b"\r\nOK\r\n\r\n>")
     e.data_to_send()
     assert e.receive_data(b"abcdAT\r\n") == [RawData(b"abcd"), Busy(b"AT\r\n")]
     e.finish(SEND_OK)
@@ -453,7 +451,7 @@ def test_esp_bytes_beyond_the_raw_block_are_busy():
 
 def test_ameba_bytes_beyond_the_raw_block_are_discarded():
     e = running(ameba(), b"AT+WSSENDRAW=0,4")
-    e.expect_raw(4, TT_PROMPT)
+    e.expect_raw(4, b">>>\r\n")
     events = e.receive_data(b"abcdAT+GMR\r\n")
     assert len(events) == 2
     assert events[0] == RawData(b"abcd")
@@ -467,10 +465,10 @@ def test_ameba_bytes_beyond_the_raw_block_are_discarded():
 def test_expect_raw_needs_a_running_command_and_a_length():
     e = esp()
     with pytest.raises(RuntimeError):
-        e.expect_raw(1, ESP_PROMPT)
+        e.expect_raw(1, b"\r\nOK\r\n\r\n>")
     running(e, b"AT+WSSEND=0,0")
     with pytest.raises(ValueError):
-        e.expect_raw(0, ESP_PROMPT)
+        e.expect_raw(0, b"\r\nOK\r\n\r\n>")
 
 
 def test_line_editing_and_split_overflow_go_together():
@@ -521,7 +519,7 @@ def test_unsolicited_waits_for_the_final_result(make):
 
 
 @pytest.mark.parametrize(
-    ("make", "prompt"), [(esp, ESP_PROMPT), (ameba, TT_PROMPT)], ids=["esp-at", "ameba"]
+    ("make", "prompt"), [(esp, b"\r\nOK\r\n\r\n>"), (ameba, b">>>\r\n")], ids=["esp-at", "ameba"]
 )
 def test_unsolicited_waits_through_a_raw_block(make, prompt):
     e = running(make(), b"AT+WSSEND=0,3")
@@ -564,7 +562,7 @@ def test_reset_restores_echo_and_forgets_a_partial_line():
 def test_reset_while_running_forgets_queued_unsolicited_and_raw_state():
     e = running(esp(), b"AT+WSSEND=0,10")
     e.unsolicited(URC1)
-    e.expect_raw(10, ESP_PROMPT)
+    e.expect_raw(10, b"\r\nOK\r\n\r\n>")
     e.receive_data(b"abc")
     e.reset()
     assert e.state is State.READY

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 
-from gatewayd import hostnet
+from gatewayd.links import hostnet
 from gatewayd.testing import running_gateway
 
 OK = b"\r\nOK\r\n"

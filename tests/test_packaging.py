@@ -220,7 +220,7 @@ def test_deb_venv_is_rewritten_for_opt(unpacked: Path) -> None:
     leftovers = [p for p in venv.rglob("*")
                  if p.is_file() and not p.is_symlink() and b"gatewayd-deb." in p.read_bytes()]
     assert leftovers == []
-    pycs = list(venv.glob("lib/python3.*/site-packages/gatewayd/__pycache__/cli.*.pyc"))
+    pycs = list(venv.glob("lib/python3.*/site-packages/gatewayd/service/__pycache__/cli.*.pyc"))
     assert len(pycs) == 1
     code = marshal.loads(pycs[0].read_bytes()[16:])
     assert code.co_filename.startswith(f"{PREFIX}/lib/python3.")
@@ -239,7 +239,7 @@ def test_deb_bundled_code_runs_on_debian_python(unpacked: Path) -> None:
         "import sys; sys.path[:0] = [sys.argv[1]]\n"
         "import gatewayd, aiohttp, pydantic_core, serial\n"
         "assert gatewayd.__file__.startswith(sys.argv[1]), gatewayd.__file__\n"
-        "from gatewayd.cli import main\n"
+        "from gatewayd.service.cli import main\n"
         "sys.exit(main(sys.argv[2:]))\n"
     )
     config = unpacked / "etc/gatewayd/gatewayd.toml"

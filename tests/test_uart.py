@@ -9,10 +9,10 @@ import subprocess
 from pathlib import Path
 
 from gatewayd.config import Config, PortConfig
-from gatewayd.daemon import Daemon
 from gatewayd.dialects.ameba.core import DOWNSTREAM_PATTERN
 from gatewayd.logs import get_logger
 from gatewayd.plugin.manager import load_plugins
+from gatewayd.service.daemon import Daemon
 from gatewayd.testing import GatewaydProcess, VirtualMcu
 
 OK = b"\r\nOK\r\n"

@@ -20,8 +20,8 @@ from gatewayd_ws.client import USER_AGENT, WsClientTransport, request_url
 from gatewayd_ws.frames import encode_frame, mask_payload
 from websockets.asyncio.server import serve
 
-from gatewayd.certs import client_context
 from gatewayd.config import CertSuite
+from gatewayd.links.tls import client_context
 from gatewayd.plugin.manager import load_plugins
 from gatewayd.transport import ClientRequest, Opcode, SocketOptions, TransportError
 

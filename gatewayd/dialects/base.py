@@ -36,9 +36,11 @@ __all__ = [
     "Param",
     "PortContext",
     "Raw",
+    "RawAborted",
     "Setter",
     "Str",
     "Unknown",
+    "Watermarks",
 ]
 
 
@@ -62,6 +64,27 @@ class AtError(Exception):
         self.code = code
         self.err_code = err_code
         self.why = why
+
+
+class RawAborted(Exception):
+    """The MCU aborted a raw block. ``received`` is what arrived before."""
+
+    def __init__(self, received: int) -> None:
+        super().__init__(f"raw block aborted after {received} bytes")
+        self.received = received
+        self.data = b""  # filled in by PortContext.read_raw
+
+
+@dataclass(frozen=True, slots=True)
+class Watermarks:
+    """Flow-control messages written while a raw block is read (Ameba TT):
+    ``high`` once ``high_at`` bytes wait unconsumed, ``low`` once they fall
+    below ``low_at`` again."""
+
+    high_at: int
+    low_at: int
+    high: bytes
+    low: bytes
 
 
 class Form(enum.Enum):
@@ -174,7 +197,7 @@ class PortContext(Protocol):
 
     def read_raw_stream(self, length: int, prompt: bytes, *, chunk: int | None = None,
                         abort: bytes | None = None, watermarks: Any = None) -> Any:
-        """Async iterator over the raw block's pieces (see gatewayd.rawblock.RawStream)."""
+        """Async iterator over the raw block's pieces (see gatewayd.session.rawblock.RawStream)."""
 
     def spawn(self, coro: Any) -> None: ...
 

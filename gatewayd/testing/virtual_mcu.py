@@ -169,9 +169,9 @@ async def running_gateway(
     """Run gatewayd in this event loop on a pty under *tmp_path*; yield
     ``(daemon, mcu)`` with the banner already read."""
     from gatewayd.config import load_config
-    from gatewayd.daemon import Daemon
     from gatewayd.logs import get_logger
     from gatewayd.plugin.manager import load_plugins
+    from gatewayd.service.daemon import Daemon
 
     config_file = tmp_path / "gatewayd.toml"
     config_file.write_text(config_text or (

@@ -18,7 +18,6 @@ import ssl
 from typing import Any
 
 from gatewayd.logs import get_logger
-from gatewayd.sockopts import ServerListener, address, apply_socket_options, serve_everywhere
 from gatewayd.transport import (
     Accept,
     ClientRequest,
@@ -32,6 +31,12 @@ from gatewayd.transport import (
     Transport,
     TransportError,
     admitted,
+)
+from gatewayd.transport.sockopts import (
+    ServerListener,
+    address,
+    apply_socket_options,
+    serve_everywhere,
 )
 from gatewayd_sockets import KINDS, NAME, SUMMARY
 

@@ -16,7 +16,6 @@ import aiohttp
 from yarl import URL
 
 from gatewayd.logs import get_logger
-from gatewayd.sockopts import address, apply_socket_options
 from gatewayd.transport import (
     ClientRequest,
     Connection,
@@ -25,6 +24,7 @@ from gatewayd.transport import (
     Transport,
     TransportError,
 )
+from gatewayd.transport.sockopts import address, apply_socket_options
 from gatewayd_ws import KINDS, NAME, SUMMARY
 from gatewayd_ws.frames import FrameWriter
 

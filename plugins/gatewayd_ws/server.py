@@ -86,7 +86,6 @@ from aiohttp import WSMsgType, web
 from aiohttp.http import WebSocketError, WSCloseCode
 
 from gatewayd.logs import get_logger
-from gatewayd.sockopts import ServerListener, address, apply_socket_options, serve_everywhere
 from gatewayd.transport import (
     Accept,
     ClientRequest,
@@ -99,6 +98,12 @@ from gatewayd.transport import (
     TransportError,
     admitted,
     plain_ip,
+)
+from gatewayd.transport.sockopts import (
+    ServerListener,
+    address,
+    apply_socket_options,
+    serve_everywhere,
 )
 from gatewayd_ws import KINDS, NAME, SUMMARY
 from gatewayd_ws.frames import FrameWriter
@@ -129,7 +134,7 @@ Address = tuple[str, int]
 
 
 def _peer_address(value: Any) -> Address:
-    """:func:`~gatewayd.sockopts.address`, with IPv4-mapped IPv6 shown as IPv4."""
+    """:func:`~gatewayd.transport.sockopts.address`, with IPv4-mapped IPv6 shown as IPv4."""
     host, port = address(value)
     ip = plain_ip(host)
     return (str(ip) if ip is not None and ip.version == 4 else host), port

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from gatewayd import BUILD_DATE, BUILD_TIME, __version__
 from gatewayd.at.grammar import ameba_atoi
-from gatewayd.dialects.ameba.dialect import TT_PROMPT
-from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, Setter
-from gatewayd.rawblock import RawAborted
+from gatewayd.dialects.ameba.tt import TT_PROMPT
+from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, RawAborted, Setter
 
 COMMON = "Common AT Command:"
 

@@ -9,11 +9,11 @@ on the AT port for a line that names no command: the firmware writes
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gatewayd.at.engine import Framing, Overflow
 from gatewayd.at.grammar import GrammarError, ameba_atoi, ameba_split, ameba_split_escaped
+from gatewayd.dialects.ameba.state import AmebaState
 from gatewayd.dialects.base import (
     REQUIRED,
     AtError,
@@ -26,23 +26,9 @@ from gatewayd.dialects.base import (
     Str,
     Unknown,
 )
-from gatewayd.rawblock import Watermarks
-
-if TYPE_CHECKING:
-    from gatewayd.dialects.ameba.sockets import SocketState
-    from gatewayd.dialects.ameba.websocket import AmebaWsState
-    from gatewayd.dialects.ameba.wsserver import WsServerState
 
 OK = b"\r\nOK\r\n"
 READY = b"ATCMD READY\r\n"
-TT_PROMPT = b">>>\r\n"
-TT_HIGH_WATERMARK = b"[$][TT]:High Watermark\r\n"
-TT_LOW_WATERMARK = b"[$][TT]:Low Watermark\r\n"
-#: Raw blocks this large get watermark messages (the firmware's TT ring size).
-TT_RING = 80 * 1024
-WATERMARKS = Watermarks(high_at=TT_RING * 7 // 10, low_at=TT_RING * 2 // 10,
-                        high=TT_HIGH_WATERMARK, low=TT_LOW_WATERMARK)
-
 FRAMING = Framing(
     max_line=2000,
     echo=False,
@@ -50,40 +36,6 @@ FRAMING = Framing(
     line_editing=True,
     overflow=Overflow.SPLIT,
 )
-
-
-@dataclass
-class AmebaState:
-    """Per-port state that a restart resets."""
-
-    ws: AmebaWsState = field(default_factory=lambda: _ws_state())
-    sockets: SocketState = field(default_factory=lambda: _socket_state())
-    wsserver: WsServerState = field(default_factory=lambda: _wsserver_state())
-
-
-# The command modules import this one; their state classes are imported late.
-def _ws_state() -> AmebaWsState:
-    from gatewayd.dialects.ameba.websocket import AmebaWsState
-
-    return AmebaWsState()
-
-
-def _socket_state() -> SocketState:
-    from gatewayd.dialects.ameba.sockets import SocketState
-
-    return SocketState()
-
-
-def _wsserver_state() -> WsServerState:
-    from gatewayd.dialects.ameba.wsserver import WsServerState
-
-    return WsServerState()
-
-
-def exact(run: Any, params: tuple[Any, ...], *, escaped: bool = False) -> Setter:
-    """A setter that refuses fields beyond its parameters with ``ERROR: 1``
-    (the socket and WebSocket server handlers check their field count)."""
-    return Setter(run, params, escaped=escaped, max_params=len(params))
 
 
 class AmebaDialect(Dialect):

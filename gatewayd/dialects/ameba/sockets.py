@@ -41,12 +41,20 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from gatewayd import certs as cert_contexts
-from gatewayd import hostnet
-from gatewayd.dialects.ameba.dialect import TT_PROMPT, TT_RING, WATERMARKS, exact
 from gatewayd.dialects.ameba.suites import client_context, client_suite
-from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, Setter, Str
-from gatewayd.rawblock import RawAborted
+from gatewayd.dialects.ameba.tt import TT_PROMPT, TT_RING, WATERMARKS, exact
+from gatewayd.dialects.base import (
+    AtError,
+    CommandSpec,
+    Int,
+    PortContext,
+    Raw,
+    RawAborted,
+    Setter,
+    Str,
+)
+from gatewayd.links import hostnet
+from gatewayd.links import tls as cert_contexts
 from gatewayd.transport import (
     ClientRequest,
     Connection,

@@ -12,8 +12,8 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
-from gatewayd import certs as cert_contexts
 from gatewayd.dialects.base import AtError, PortContext
+from gatewayd.links import tls as cert_contexts
 
 __all__ = ["CLIENT_NEEDS", "client_context", "client_suite"]
 

@@ -25,11 +25,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gatewayd.at.grammar import ameba_atoi
-from gatewayd.dialects.ameba.dialect import TT_PROMPT, TT_RING, WATERMARKS
 from gatewayd.dialects.ameba.suites import client_context, client_suite
-from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, Setter, Str
+from gatewayd.dialects.ameba.tt import TT_PROMPT, TT_RING, WATERMARKS
+from gatewayd.dialects.base import (
+    AtError,
+    CommandSpec,
+    Int,
+    PortContext,
+    Raw,
+    RawAborted,
+    Setter,
+    Str,
+)
 from gatewayd.links import ClientLink, LinkState, PingPolicy
-from gatewayd.rawblock import RawAborted
 from gatewayd.transport import ClientRequest, Opcode, SocketOptions, TransportError
 
 SECTION = "WEBSOCKET AT command:"

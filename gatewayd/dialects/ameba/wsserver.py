@@ -35,12 +35,11 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
-from gatewayd import certs as cert_contexts
-from gatewayd.dialects.ameba.dialect import TT_PROMPT, TT_RING, WATERMARKS, exact
 from gatewayd.dialects.ameba.sockets import bind_address
+from gatewayd.dialects.ameba.tt import TT_PROMPT, TT_RING, WATERMARKS, exact
 from gatewayd.dialects.ameba.websocket import SECTION
-from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, Setter
-from gatewayd.rawblock import RawAborted
+from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, RawAborted, Setter
+from gatewayd.links import tls as cert_contexts
 from gatewayd.transport import (
     Connection,
     Listener,

@@ -21,11 +21,11 @@ import ssl
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from gatewayd import certs as cert_contexts
 from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Setter, Str
 from gatewayd.dialects.esp_at.dialect import PROMPT, SEND_OK
 from gatewayd.dialects.esp_at.state import WsConfig, WsLinkInfo, WsState
 from gatewayd.links import ClientLink, LinkState, PingPolicy, ReconnectPolicy
+from gatewayd.links import tls as cert_contexts
 from gatewayd.transport import ClientRequest, Opcode, TransportError
 
 LINK_IDS = range(3)

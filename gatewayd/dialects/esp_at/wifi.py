@@ -2,7 +2,7 @@
 (seed 003 steps 1-4): AT+CWMODE, AT+CWJAP, AT+CWQAP, AT+CIPSNTPCFG,
 AT+CIPSNTPTIME?, AT+CIFSR, AT+CIPSTA?.
 
-They answer from the host's own network and clock (:mod:`gatewayd.hostnet`)
+They answer from the host's own network and clock (:mod:`gatewayd.links.hostnet`)
 and never change either: "joining" succeeds when the host has an IPv4
 address on the port's ``wifi_interface`` (default: the default route's
 interface). The password is accepted and ignored (and redacted from logs).
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import time
 
-from gatewayd import hostnet
 from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Setter, Str
+from gatewayd.links import hostnet
 
 #: AT+CWJAP failure code: "cannot find the target AP".
 CWJAP_NO_AP = 3

@@ -9,7 +9,7 @@ dialect one at a time. The dialect decides what the MCU sees, through a
 
 Backpressure: :meth:`LinkObserver.data` is awaited before the transport reads
 the next message, and the dialect's implementation awaits the UART
-(:meth:`gatewayd.port.PortSession.deliver`). A server that sends faster than
+(:meth:`gatewayd.session.port.PortSession.deliver`). A server that sends faster than
 the UART drains is therefore slowed by TCP flow control; nothing is dropped.
 """
 

@@ -1,6 +1,6 @@
 """``gatewayd status`` and ``gatewayd trace``: clients of the control socket.
 
-The socket is found as the daemon finds it (:func:`gatewayd.control.
+The socket is found as the daemon finds it (:func:`gatewayd.service.control_server.
 control_socket_path`), falling back to the systemd unit's
 ``/run/gatewayd/gatewayd.sock``. ``trace`` prints one line per UART chunk
 with a timestamp and the direction (``>`` from the MCU, ``<`` to it): text
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gatewayd.config import ConfigError, default_config, load_config
-from gatewayd.control import SYSTEMD_SOCKET, control_socket_path
+from gatewayd.service.control_server import SYSTEMD_SOCKET, control_socket_path
 
 EXIT_UNREACHABLE = 3
 _PRINTABLE = set(range(0x20, 0x7F)) | {0x0D, 0x0A, 0x09}

@@ -7,23 +7,20 @@ file's folder at load time, so a loaded `Config` holds absolute paths only; mode
 in Python resolve against the current directory. `socket://` and other pyserial URLs are
 kept as written. Values keep their TOML types: `baudrate = "115200"` is an error, not 115200.
 
-`check_config` also loads every certificate suite through `gatewayd.certs`.
-`config_reference` renders docs/config.md from the models
-(`python -m gatewayd.config --reference`).
+Checks that need more than the models (loading certificate suites) live in
+`gatewayd.service.checkconfig`; docs/config.md is rendered from the models by
+`gatewayd.config.reference` (`python -m gatewayd.config --reference`).
 """
 
 from __future__ import annotations
 
-import inspect
 import ipaddress
 import os
 import re
-import sys
 import tomllib
-import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -39,9 +36,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticUndefined
-
-from gatewayd import certs
 
 __all__ = [
     "CertSuite",
@@ -53,8 +47,6 @@ __all__ = [
     "MetricsConfig",
     "PortConfig",
     "Problem",
-    "check_config",
-    "config_reference",
     "default_config",
     "load_config",
     "resolve_device",
@@ -339,7 +331,7 @@ class MetricsConfig(_Section):
     """The optional Prometheus endpoint, `GET /metrics` (off unless `listen` is set).
 
     Per-port and per-link byte counters, command counts, UART and link state;
-    see `gatewayd/metrics.py`. Bind it to a loopback address unless a firewall
+    see `gatewayd/service/metrics.py`. Bind it to a loopback address unless a firewall
     guards the port: the figures name the MCU's peers.
     """
 
@@ -382,13 +374,6 @@ class Config(_Section):
                     )
                 first_index[value] = index
         return ports
-
-    def port_named(self, name: str) -> PortConfig:
-        """The port called `name`; KeyError if there is none."""
-        for port in self.ports:
-            if port.name == name:
-                return port
-        raise KeyError(name)
 
 
 @dataclass(frozen=True)
@@ -488,166 +473,3 @@ def default_config(base: str | os.PathLike[str]) -> Config:
     """The built-in config: one ESP-AT port named "mcu" on `pty:<base>/ttyAT0`."""
     device = PTY_PREFIX + str(resolve_path("ttyAT0", base))
     return Config(ports=(PortConfig(name="mcu", device=device),))
-
-
-def check_config(path: str | os.PathLike[str]) -> tuple[list[Problem], list[Problem]]:
-    """(errors, warnings) for config file `path`; valid when errors is empty.
-
-    Beyond `load_config`, loads every certificate suite (PEM parses, key matches cert)
-    and warns about key files that others may read.
-    """
-    file = os.fspath(path)
-    try:
-        config = load_config(file)
-    except ConfigError as error:
-        return error.problems, []
-    errors: list[Problem] = []
-    warnings: list[Problem] = []
-    for role in ("client", "server"):
-        for index, suite in getattr(config.certs, role).items():
-            key_path = f"certs.{role}.{index}"
-            for field, message in certs.suite_problems(suite):
-                errors.append(Problem(file, f"{key_path}.{field}", message))
-            if suite.key is not None:
-                warning = certs.key_permission_warning(suite.key)
-                if warning:
-                    warnings.append(Problem(file, f"{key_path}.key", warning))
-    return errors, warnings
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f'"{value}"'
-    return str(value)
-
-
-def _type_name(annotation: Any, metadata: list[Any]) -> str:
-    origin = get_origin(annotation)
-    if origin is Annotated:
-        inner, *extra = get_args(annotation)
-        return _type_name(inner, [*extra, *metadata])
-    if origin is Literal:
-        return " \\| ".join(f"`{_toml_value(choice)}`" for choice in get_args(annotation))
-    if origin in (Union, types.UnionType):
-        return " \\| ".join(
-            _type_name(arg, []) for arg in get_args(annotation) if arg is not type(None)
-        )
-    names = {str: "string", int: "integer", bool: "boolean", float: "float", Path: "path"}
-    name = names.get(annotation, getattr(annotation, "__name__", str(annotation)))
-    for constraint in metadata:
-        for attribute, symbol in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤")):
-            bound = getattr(constraint, attribute, None)
-            if bound is not None:
-                name += f" {symbol} {bound}"
-    return name
-
-
-def _fields_table(model: type[BaseModel]) -> list[str]:
-    lines = ["| Key | Type | Default | Description |", "|---|---|---|---|"]
-    for name, field in model.model_fields.items():
-        if field.default is PydanticUndefined and field.default_factory is None:
-            default = "required"
-        elif field.default is None:
-            default = "unset"
-        else:
-            default = f"`{_toml_value(field.default)}`"
-        type_name = _type_name(field.annotation, field.metadata)
-        lines.append(f"| `{name}` | {type_name} | {default} | {field.description} |")
-    return lines
-
-
-def config_reference() -> str:
-    """Markdown reference of the config file, generated from the models (docs/config.md)."""
-    lines = [
-        "# Configuration reference",
-        "",
-        "<!-- Generated by `python -m gatewayd.config --reference`; do not edit. -->",
-        "",
-        "gatewayd reads one TOML file (`gatewayd run -c FILE`; check it with",
-        "`gatewayd check-config FILE`). Unknown keys are errors. Values keep their TOML",
-        'types: `baudrate = "115200"` is an error. Relative paths (certificate files,',
-        "device paths, `pty:PATH`) resolve against the folder of the config file;",
-        "`socket://` URLs are kept as written. `--device` on the command line replaces the",
-        "ports of the file and resolves against the current directory.",
-        "",
-        "```toml",
-        "[[port]]",
-        'name = "mcu"',
-        'device = "/dev/serial0"',
-        "baudrate = 115200",
-        'dialect = "esp-at"',
-        "",
-        "[certs.client.1]",
-        'ca = "certs/ca.pem"',
-        'cert = "certs/client.pem"',
-        'key = "certs/client.key"',
-        "",
-        "[log]",
-        'level = "info"',
-        "```",
-        "",
-        "## `[[port]]`",
-        "",
-        inspect.cleandoc(PortConfig.__doc__ or ""),
-        "",
-        *_fields_table(PortConfig),
-        "",
-        "## `[certs.client.N]` and `[certs.server.N]`",
-        "",
-        inspect.cleandoc(CertSuite.__doc__ or ""),
-        "",
-        "N is an integer ≥ 0. `certs.client.N` serves client links (the MCU connects",
-        "out); `certs.server.N` serves servers the MCU opens.",
-        "",
-        "- Ameba: `<cert_index>` N selects `certs.client.N` for client links and",
-        "  `certs.server.N` for servers, as the firmware selects its `client_*_N` /",
-        "  `server_*_N` files.",
-        "- ESP-AT: `<pki_number>` P selects the cert and key of `certs.client.P`, and",
-        "  `<ca_number>` C selects the CA of `certs.client.C` (numbers start at 0).",
-        "",
-        "Every file must exist when the config loads. `gatewayd check-config` also parses",
-        "them, checks that each key matches its cert, and warns when others may read a key.",
-        "",
-        *_fields_table(CertSuite),
-        "",
-        "## `[log]`",
-        "",
-        inspect.cleandoc(LogConfig.__doc__ or ""),
-        "",
-        *_fields_table(LogConfig),
-        "",
-        "## `[control]`",
-        "",
-        inspect.cleandoc(ControlConfig.__doc__ or ""),
-        "",
-        *_fields_table(ControlConfig),
-        "",
-        "## `[metrics]`",
-        "",
-        inspect.cleandoc(MetricsConfig.__doc__ or ""),
-        "",
-        *_fields_table(MetricsConfig),
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _main(argv: list[str]) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m gatewayd.config")
-    parser.add_argument(
-        "--reference", action="store_true", help="print the Markdown config reference"
-    )
-    arguments = parser.parse_args(argv)
-    if not arguments.reference:
-        parser.print_usage()
-        return 2
-    sys.stdout.write(config_reference())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main(sys.argv[1:]))

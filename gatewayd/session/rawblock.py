@@ -4,7 +4,8 @@
 holds the MCU back when the handler is slower (the UART stops being read past
 :data:`RAW_BUFFER_LIMIT` bytes), writes Ameba's watermark messages, and
 recognises Ameba's ``<<<`` abort. The engine does the byte counting; this is
-the I/O side of it, owned by :class:`gatewayd.port.PortSession`.
+the I/O side of it. Its owner (the port session) is seen only through
+:class:`RawHost`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from gatewayd.port import PortSession
+from gatewayd.dialects.base import RawAborted, Watermarks
 
-__all__ = ["ABORT_SILENCE", "RAW_BUFFER_LIMIT", "RawAborted", "RawStream", "Watermarks"]
+__all__ = ["ABORT_SILENCE", "RAW_BUFFER_LIMIT", "RawHost", "RawStream"]
 
 
 #: The MCU's abort sequence ends with this much silence (Ameba TT mode).
@@ -27,25 +26,22 @@ ABORT_SILENCE = 0.03
 RAW_BUFFER_LIMIT = 80 * 1024
 
 
-class RawAborted(Exception):
-    """The MCU aborted a raw block. ``received`` is what arrived before."""
+class RawHost(Protocol):
+    """What a raw block needs of the port that reads it."""
 
-    def __init__(self, received: int) -> None:
-        super().__init__(f"raw block aborted after {received} bytes")
-        self.received = received
-        self.data = b""  # filled in by PortSession.read_raw
+    log: Any
 
+    def write(self, data: bytes) -> None:
+        """Send bytes to the MCU (watermark messages)."""
 
-@dataclass(frozen=True, slots=True)
-class Watermarks:
-    """Flow-control messages written while a raw block is read (Ameba TT):
-    ``high`` once ``high_at`` bytes wait unconsumed, ``low`` once they fall
-    below ``low_at`` again."""
+    def pause_reading(self, paused: bool) -> None:
+        """Stop or resume reading the UART."""
 
-    high_at: int
-    low_at: int
-    high: bytes
-    low: bytes
+    def abort_raw(self) -> bytes:
+        """End the block in the engine; the bytes it had not handed out yet."""
+
+    def raw_finished(self, stream: RawStream) -> None:
+        """*stream* is done; the port no longer routes bytes to it."""
 
 
 class RawStream:
@@ -59,9 +55,9 @@ class RawStream:
     iterator then yields what arrived (without those bytes) and raises
     :class:`RawAborted`."""
 
-    def __init__(self, session: PortSession, length: int, chunk: int | None,
+    def __init__(self, host: RawHost, length: int, chunk: int | None,
                  abort: bytes | None, watermarks: Watermarks | None) -> None:
-        self.session = session
+        self.host = host
         self.length = length
         self.abort = abort
         self.watermarks = watermarks
@@ -76,6 +72,7 @@ class RawStream:
         self._abort_count = 0
         self._abort_timer: asyncio.TimerHandle | None = None
         self._discarding = False
+        self._finished = False
 
     async def discard_rest(self) -> None:
         """Read the rest of the block (or up to an abort) and drop it."""
@@ -103,14 +100,14 @@ class RawStream:
         if marks is not None:
             if not self._high and self._waiting >= marks.high_at:
                 self._high = True
-                self.session.write(marks.high)
+                self.host.write(marks.high)
             elif self._high and self._waiting < marks.low_at:
                 self._high = False
-                self.session.write(marks.low)
+                self.host.write(marks.low)
         should_pause = self._waiting >= RAW_BUFFER_LIMIT and not self._final
         if should_pause != self._paused:
             self._paused = should_pause
-            self.session.uart.pause_reading(should_pause)
+            self.host.pause_reading(should_pause)
 
     def watch_for_abort(self, data: bytes) -> None:
         if self._abort_timer is not None:
@@ -125,9 +122,9 @@ class RawStream:
             self._abort_timer = loop.call_later(ABORT_SILENCE, self._abort_now)
 
     def _abort_now(self) -> None:
-        if self._final or self.session._raw is not self:
+        if self._final or self._finished:
             return
-        rest = self.session.engine.abort_raw()
+        rest = self.host.abort_raw()
         marker = self.abort * 3  # type: ignore[operator]
         self._aborted = True
         rest = rest.removesuffix(marker)
@@ -136,7 +133,7 @@ class RawStream:
         else:
             self._final = True
             self._arrived.set()
-        self.session.log.info("raw block aborted by the MCU", received=self.received,
+        self.host.log.info("raw block aborted by the MCU", received=self.received,
                               expected=self.length)
 
     def __aiter__(self) -> RawStream:
@@ -145,7 +142,7 @@ class RawStream:
     async def __anext__(self) -> bytes:
         while not self._pieces:
             if self._final:
-                self._finish()
+                self.finish()
                 if self._aborted:
                     raise RawAborted(self.received)
                 raise StopAsyncIteration
@@ -156,9 +153,11 @@ class RawStream:
         self._check_levels()
         return piece
 
-    def _finish(self) -> None:
-        if self.session._raw is self:
-            self.session._raw = None
+    def finish(self) -> None:
+        """Stop taking bytes and let the UART be read again (idempotent)."""
+        if not self._finished:
+            self._finished = True
+            self.host.raw_finished(self)
         if self._paused:
             self._paused = False
-            self.session.uart.pause_reading(False)
+            self.host.pause_reading(False)

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from gatewayd.config import Config, ConfigError, PortConfig, Problem, load_config
-from gatewayd.control import ControlServer, control_socket_path
 from gatewayd.plugin.manager import Plugins
-from gatewayd.port import PortSession
-from gatewayd.systemd import Notifier
+from gatewayd.service.control_server import ControlServer, control_socket_path
+from gatewayd.service.systemd import Notifier
+from gatewayd.session.port import PortSession
 
 __all__ = ["Daemon", "release_startup_memory"]
 
@@ -96,7 +96,7 @@ class Daemon:
                 self.control = ControlServer(self, socket_path, self.log)
                 await self.control.start()
             if self.config.metrics.listen is not None:
-                from gatewayd.metrics import MetricsServer
+                from gatewayd.service.metrics import MetricsServer
 
                 host, _, port = self.config.metrics.listen.rpartition(":")
                 self.metrics = MetricsServer(self, host.strip("[]"), int(port), self.log)

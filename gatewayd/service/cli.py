@@ -4,7 +4,7 @@
 * ``gatewayd check-config FILE``
 * ``gatewayd plugins``
 * ``gatewayd status [-c FILE] [--json]`` and ``gatewayd trace PORT [-c FILE]``
-  (through the control socket, see :mod:`gatewayd.control`)
+  (through the control socket, see :mod:`gatewayd.service.control_server`)
 
 Without ``-c`` the daemon runs on the built-in config: one ESP-AT port on
 ``pty:./ttyAT0`` in the current directory. ``--device`` (with ``--dialect``
@@ -27,13 +27,13 @@ from gatewayd.config import (
     ConfigError,
     PortConfig,
     Problem,
-    check_config,
     default_config,
     load_config,
     resolve_device,
 )
 from gatewayd.logs import configure_logging, get_logger
 from gatewayd.plugin.manager import PluginError, load_plugins
+from gatewayd.service.checkconfig import check_config
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "plugins":
         return _plugins()
     if args.command in ("status", "trace"):
-        from gatewayd import ctl
+        from gatewayd.service import control_client as ctl
 
         return ctl.main(args)
     return _run(args)
@@ -154,7 +154,7 @@ def _run(args: argparse.Namespace) -> int:
         log.error("plugins failed to load", error=str(exc))
         return EXIT_RUNTIME
 
-    from gatewayd.daemon import Daemon
+    from gatewayd.service.daemon import Daemon
 
     daemon = Daemon(config, plugins, log, reload_source=args.config,
                     override_ports=config.ports if args.device is not None else None)

@@ -196,10 +196,6 @@ class Uart:
             else:
                 self._read.resume_reading()  # type: ignore[attr-defined]
 
-    @property
-    def write_buffer_size(self) -> int:
-        return self._write.get_write_buffer_size() if self._write is not None else 0
-
     def _lost(self, exc: BaseException | None) -> None:
         if self._closing or not self.opened.is_set():
             return

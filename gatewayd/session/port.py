@@ -29,9 +29,17 @@ from gatewayd.at.engine import (
     RawData,
 )
 from gatewayd.config import CertsConfig, PortConfig
-from gatewayd.dialects.base import AtError, Dialect, Invocation, Setter, Unknown
-from gatewayd.rawblock import RawAborted, RawStream, Watermarks
-from gatewayd.uart import Uart, UartSettings
+from gatewayd.dialects.base import (
+    AtError,
+    Dialect,
+    Invocation,
+    RawAborted,
+    Setter,
+    Unknown,
+    Watermarks,
+)
+from gatewayd.session.rawblock import RawStream
+from gatewayd.session.uart import Uart, UartSettings
 
 __all__ = ["PortSession"]
 
@@ -106,7 +114,7 @@ class PortSession:
         # A (re)opened device starts clean: nothing is running, nothing held,
         # and a write pause of the lost device no longer applies.
         if self._raw is not None:
-            self._raw._finish()
+            self._raw.finish()
         self.engine.reset()
         self._writable.set()
         self._nothing_held.set()
@@ -188,7 +196,7 @@ class PortSession:
         except asyncio.CancelledError:
             self._running = None
             if self._raw is not None:
-                self._raw._finish()
+                self._raw.finish()
             raise
         except Exception:
             self.log.exception("handler crashed", command=f"AT{spec.name}")
@@ -201,7 +209,7 @@ class PortSession:
             await self._raw.discard_rest()
         self._running = None
         if self._raw is not None:
-            self._raw._finish()
+            self._raw.finish()
         self.commands_run += 1
         self._finish(final)
         self._flush()
@@ -235,6 +243,18 @@ class PortSession:
             for tracer in self.tracers:
                 tracer("out", data)
             self.uart.write(data)
+
+    # -- RawHost (what raw blocks use) -----------------------------------
+
+    def pause_reading(self, paused: bool) -> None:
+        self.uart.pause_reading(paused)
+
+    def abort_raw(self) -> bytes:
+        return self.engine.abort_raw()
+
+    def raw_finished(self, stream: RawStream) -> None:
+        if self._raw is stream:
+            self._raw = None
 
     # -- PortContext (what handlers use) ---------------------------------
 

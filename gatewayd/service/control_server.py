@@ -4,7 +4,7 @@ A unix stream socket (mode 0660: the daemon's user and group only). A client
 sends one JSON line and gets JSON lines back:
 
 * ``{"command": "status"}`` → one line: ``{"ports": [port, …]}`` as
-  :meth:`gatewayd.port.PortSession.describe` gives them.
+  :meth:`gatewayd.session.port.PortSession.describe` gives them.
 * ``{"command": "trace", "port": NAME}`` → one line per UART chunk,
   ``{"t": unix time, "port": NAME, "dir": "in"|"out", "data": base64}``,
   until the client disconnects. A trace client that cannot keep up is
