@@ -1,11 +1,12 @@
 # `make run`: the daemon on the built-in config (a pty at ./ttyAT0, no hardware).
-# `make test`: the whole test suite. Both create .venv on first use.
+# `make test`: the whole test suite. Both create .venv on first use; `make test`
+# first installs the Debian tools the suite drives (tools/system-deps.sh).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench docs clean
+.PHONY: run test system-deps lint bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +23,14 @@ $(STAMP): $(BIN)/python pyproject.toml
 run: $(STAMP)
 	$(BIN)/gatewayd run -c config/gatewayd.toml
 
-test: $(STAMP)
+# system-deps comes first: systemd-python builds against what it installs.
+test: system-deps $(STAMP)
+	$(BIN)/python -c 'import systemd.journal' 2>/dev/null \
+		|| $(BIN)/python -m pip install --quiet -e ".[systemd]"
 	$(BIN)/python -m pytest
+
+system-deps:
+	bash tools/system-deps.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
