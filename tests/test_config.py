@@ -400,3 +400,49 @@ def test_reference_from_the_command_line() -> None:
     assert result.stdout == config_reference()
     assert "`[certs.client.N]`" in result.stdout
     assert "<pki_number>" in result.stdout
+
+
+@pytest.mark.parametrize("listen, message", [
+    ("0.0.0.0:99999", "port '99999' of '0.0.0.0:99999' is not in 1..65535"),
+    ("127.0.0.1:0", "port '0' of '127.0.0.1:0' is not in 1..65535"),
+    ("127.0.0.1", "'127.0.0.1' should be host:port (127.0.0.1:9464, [::1]:9464)"),
+    (":9464", "':9464' should be host:port (127.0.0.1:9464, [::1]:9464)"),
+    ("::1:9464", "IPv6 address '::1' needs brackets: [::1]:9464"),
+    ("[::g]:9464", "[::g] is not an IPv6 address"),
+    ("300.1.1.1:9464", "'300.1.1.1' is not an IPv4 address"),
+    ("bad_host:9464", "'bad_host' is not a host name or address"),
+    ("127.0.0.1:94x", "port '94x' of '127.0.0.1:94x' is not in 1..65535"),
+])
+def test_metrics_listen_is_checked(tmp_path: Path, listen: str, message: str) -> None:
+    path = write_config(tmp_path, PORT + f'[metrics]\nlisten = "{listen}"\n')
+    assert problems_of(path) == [f"{path}: metrics.listen: {message}"]
+
+
+@pytest.mark.parametrize("listen, address", [
+    ("127.0.0.1:9464", ("127.0.0.1", 9464)), ("[::1]:1", ("::1", 1)),
+    ("localhost:65535", ("localhost", 65535)), ("metrics.lan.:80", ("metrics.lan.", 80)),
+])
+def test_metrics_listen_accepted(tmp_path: Path, listen: str, address: tuple[str, int]) -> None:
+    path = write_config(tmp_path, PORT + f'[metrics]\nlisten = "{listen}"\n')
+    assert load_config(path).metrics.address == address
+
+
+@pytest.mark.parametrize("bind, message", [
+    ("192.168.1.300", "'192.168.1.300' is not an IP address"),
+    ("fe80::1%", "'fe80::1%' is not an IP address"),
+    ("::g", "'::g' is not an IP address"),
+    ("eth0 ", "'eth0 ' is neither an IP address nor an interface name (at most 15"
+              " characters, no spaces, '/', ':' or '%')"),
+    ("a-very-long-interface", "'a-very-long-interface' is neither an IP address nor an"
+                              " interface name (at most 15 characters, no spaces, '/', ':'"
+                              " or '%')"),
+])
+def test_server_bind_is_checked(tmp_path: Path, bind: str, message: str) -> None:
+    path = write_config(tmp_path, PORT + f'server_bind = "{bind}"\n')
+    assert problems_of(path) == [f"{path}: port[0].server_bind: {message}"]
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1", "::1", "fe80::1%eth0", "eth0", "wlan0", "br-lan"])
+def test_server_bind_accepted(tmp_path: Path, bind: str) -> None:
+    path = write_config(tmp_path, PORT + f'server_bind = "{bind}"\n')
+    assert load_config(path).ports[0].server_bind == bind

@@ -18,6 +18,7 @@ from gatewayd.config.model import (
     load_config,
     resolve_device,
     resolve_path,
+    split_host_port,
 )
 
 __all__ = [
@@ -34,4 +35,5 @@ __all__ = [
     "load_config",
     "resolve_device",
     "resolve_path",
+    "split_host_port",
 ]

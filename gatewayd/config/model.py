@@ -51,6 +51,7 @@ __all__ = [
     "load_config",
     "resolve_device",
     "resolve_path",
+    "split_host_port",
 ]
 
 PTY_PREFIX = "pty:"
@@ -74,6 +75,52 @@ def resolve_device(device: str, base: str | os.PathLike[str]) -> str:
     if device.startswith(PTY_PREFIX):
         return PTY_PREFIX + str(resolve_path(device.removeprefix(PTY_PREFIX), base))
     return str(resolve_path(device, base))
+
+
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+_INTERFACE = re.compile(r"[^\s/:%]{1,15}")
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` into (host, port); ValueError says what is wrong.
+
+    The host is an IPv4 address, a bracketed IPv6 address or a DNS name; the
+    port is 1..65535.
+    """
+    host, colon, port_text = value.rpartition(":")
+    if not colon or not host:
+        raise ValueError(f"{value!r} should be host:port (127.0.0.1:9464, [::1]:9464)")
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"port {port_text!r} of {value!r} is not in 1..65535")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(f"{host} is not an IPv6 address") from None
+        return host[1:-1], int(port_text)
+    if ":" in host:
+        raise ValueError(f"IPv6 address {host!r} needs brackets: [{host}]:{port_text}")
+    if host.replace(".", "").isdigit():
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv4 address") from None
+    elif not _HOSTNAME.fullmatch(host):
+        raise ValueError(f"{host!r} is not a host name or address")
+    return host, int(port_text)
+
+
+def _check_bind(value: str) -> str:
+    """An IP address (IPv6 with an optional %zone) or an interface name."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if "%" in value or ":" in value or value.replace(".", "").isdigit():
+            raise ValueError(f"{value!r} is not an IP address") from None
+        if not _INTERFACE.fullmatch(value):
+            raise ValueError(f"{value!r} is neither an IP address nor an interface name"
+                             " (at most 15 characters, no spaces, '/', ':' or '%')") from None
+    return value
 
 
 def _base_folder(info: ValidationInfo) -> Path:
@@ -138,6 +185,17 @@ class PortConfig(_Section):
         description=(
             "AT command set the MCU expects: `esp-at` or `ameba` (built in), or a dialect"
             " a plugin registers (`gatewayd plugins` lists them)."
+        ),
+    )
+
+    boot_time: float | None = Field(
+        default=None, ge=0, le=10,
+        description=(
+            "Seconds the port stays silent after `AT+RST`/`AT+RESTORE` (after their OK) and at"
+            " start-up before the banner (`ready`, `ATCMD READY`), as a rebooting module does;"
+            " bytes the MCU sends meanwhile are dropped. Hosts that flush their receive buffer"
+            " after the OK rely on it. Default: the dialect's (esp-at 0.3, ameba 0); 0 sends"
+            " the banner at once."
         ),
     )
 
@@ -210,6 +268,11 @@ class PortConfig(_Section):
             " MCU asks."
         ),
     )
+
+    @field_validator("server_bind")
+    @classmethod
+    def _check_server_bind(cls, bind: str | None) -> str | None:
+        return None if bind is None else _check_bind(bind)
 
     @field_validator("server_allow")
     @classmethod
@@ -337,9 +400,23 @@ class MetricsConfig(_Section):
 
     listen: StrictStr | None = Field(
         default=None,
-        pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$",
-        description="`host:port` to serve metrics on, e.g. `127.0.0.1:9464`; unset: off.",
+        description=(
+            "`host:port` to serve metrics on, e.g. `127.0.0.1:9464` or `[::1]:9464`"
+            " (port 1..65535); unset: off."
+        ),
     )
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, listen: str | None) -> str | None:
+        if listen is not None:
+            split_host_port(listen)
+        return listen
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """:attr:`listen` as (host, port), brackets removed; None when off."""
+        return None if self.listen is None else split_host_port(self.listen)
 
 
 class Config(_Section):
