@@ -15,11 +15,13 @@ import logging
 import os
 import re
 import sys
+import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["configure_logging", "get_logger", "redact_secrets"]
+__all__ = ["RateLimit", "configure_logging", "get_logger", "redact_secrets"]
 
 REDACTED = "<redacted>"
 _SECRET_KEYS = re.compile(r"(?i)^(password|passwd|pwd|auth|authorization|cookie|token|secret|"
@@ -104,3 +106,44 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
 
 def get_logger(**context: Any) -> Any:
     return structlog.get_logger("gatewayd").bind(**context)
+
+
+class RateLimit:
+    """At most *burst* events of one kind per *window* seconds; the rest are
+    counted, and the next event let through carries ``suppressed=<count>``.
+
+    For events a peer or the MCU can cause at will (unknown commands, overlong
+    lines): a flood costs a few lines per window, never a disk. Memory is one
+    small entry per kind of event. *clock* is ``time.monotonic`` unless given.
+    """
+
+    def __init__(self, burst: int = 10, window: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.burst = burst
+        self.window = window
+        self._clock = clock
+        self._kinds: dict[str, list[float | int]] = {}  # kind: [window start, seen, suppressed]
+
+    def allow(self, kind: str) -> int | None:
+        """None: drop this event. Otherwise log it, with the returned number of
+        events of this kind suppressed since the last one logged (0 for none)."""
+        now = self._clock()
+        entry = self._kinds.get(kind)
+        if entry is None or now - entry[0] >= self.window:
+            suppressed = int(entry[2]) if entry is not None else 0
+            self._kinds[kind] = [now, 1, 0]
+            return suppressed
+        if entry[1] < self.burst:
+            entry[1] += 1
+            return 0
+        entry[2] += 1
+        return None
+
+    def log(self, logger: Any, level: str, event: str, **fields: Any) -> None:
+        """``logger.<level>(event, **fields)`` if :meth:`allow` lets it through."""
+        suppressed = self.allow(event)
+        if suppressed is None:
+            return
+        if suppressed:
+            fields["suppressed"] = suppressed
+        getattr(logger, level)(event, **fields)

@@ -7,9 +7,21 @@ from __future__ import annotations
 
 import pytest
 
-from gatewayd.dialects.ameba.core import DOWNSTREAM_PATTERN, GMR_LINES
+from gatewayd import __version__
 
 OK = b"\r\nOK\r\n"
+#: AT+GMR of gatewayd (reference ameba-at-behaviour.md: the first line ends in LF only).
+GMR_LINES = (
+    b"AMEBA-RTOS SDK VERSION: 1.1.0\n"
+    b"ATCMD VERSION: 2.0.0\r\n"
+    b"IMAGE VERSION: 1.0\r\n"
+    b"amebadplus: 6761746577\r\n"
+    b"COMPILE TIME: Nov 22 2026 00:00:00\r\n"
+    b"COMPILE USER: gatewayd@gatewayd-%s\r\n"
+    b"COMPILE ENV : gatewayd\r\n" % __version__.encode()
+)
+#: AT+TEST=2 downstream data: this pattern, repeated.
+DOWNSTREAM_PATTERN = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 async def test_banner_then_test_ok(ameba_mcu):
@@ -151,3 +163,10 @@ async def test_test_upload_abort(ameba_mcu):
     await ameba_mcu.expect(b">>>\r\n")
     await ameba_mcu.send(b"<<<")
     await ameba_mcu.expect(OK)
+
+
+async def test_a_burst_of_unknown_lines_leaves_the_port_answering(ameba_mcu):
+    """Thousands of unknown lines in one write are logged only (as the firmware
+    sends them to its log UART); the next command is still answered."""
+    await ameba_mcu.send(b"AT+NOSUCH=1\r\n" * 3000)
+    await ameba_mcu.command(b"AT+TEST", OK, timeout=20)

@@ -7,10 +7,17 @@ from __future__ import annotations
 
 import pytest
 
-from gatewayd.dialects.esp_at.core import GMR_LINES
+from gatewayd import __version__
 
 OK = b"\r\nOK\r\n"
 ERROR = b"\r\nERROR\r\n"
+#: AT+GMR of gatewayd, in the four-line form of an ESP-AT 4.1.1 build.
+GMR_LINES = (
+    b"AT version:4.1.1.0(gatewayd-%s - ESP32 - Nov 22 2026 00:00:00)\r\n"
+    b"SDK version:v5.0.8-gatewayd\r\n"
+    b"compile time(gatewayd):Nov 22 2026 00:00:00\r\n"
+    b"Bin version:4.1.1(gatewayd)\r\n" % __version__.encode()
+)
 
 
 async def test_at_is_echoed_then_ok(esp_at_mcu):
@@ -137,4 +144,20 @@ async def test_garbage_bytes_then_at_still_answers(esp_at_mcu):
     await esp_at_mcu.send(bytes(range(256)) * 4 + b"\r\n")
     reply = await esp_at_mcu.read_until(ERROR)
     assert reply == ERROR
+    await esp_at_mcu.command(b"AT", OK)
+
+
+async def test_a_burst_of_bad_lines_leaves_the_port_answering(esp_at_mcu):
+    """Thousands of bad lines in one write: the first line of each chunk gatewayd
+    reads gets its ERROR and the rest of the chunk busy p..., as on the module;
+    then the port answers as before."""
+    import asyncio
+    import re
+
+    await esp_at_mcu.command(b"ATE0", b"ATE0\r\n" + OK)
+    await esp_at_mcu.send(b"AT+NOSUCH\r\n" * 3000)
+    await asyncio.sleep(1)
+    replies = esp_at_mcu.flush_input()
+    assert replies.startswith(ERROR)
+    assert re.fullmatch(rb"(\r\nERROR\r\n|\r\nbusy p\.\.\.\r\n)+", replies), replies[:200]
     await esp_at_mcu.command(b"AT", OK)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd.logs import configure_logging, get_logger
+from gatewayd.logs import RateLimit, configure_logging, get_logger
 
 
 @pytest.fixture
@@ -124,7 +124,8 @@ async def test_journald_gets_structured_fields(tmp_path):
                                    cwd=tmp_path, env=env) as proc:
             await proc.wait_for("READY=1")
             mcu = await VirtualMcu.open(link)
-            await mcu.command(b"AT", b"\r\nready\r\nAT\r\n\r\nOK\r\n")
+            await mcu.expect(b"\r\nready\r\n")  # input sent while it boots is dropped
+            await mcu.command(b"AT", b"AT\r\n\r\nOK\r\n")
             await mcu.close()
             assert (await proc.stop())[0] == 0
         loop = asyncio.get_running_loop()
@@ -138,3 +139,23 @@ async def test_journald_gets_structured_fields(tmp_path):
     [at_in] = [m for m in messages if m.get("MESSAGE") == "at in"]
     assert at_in["PORT"] == "mcu" and at_in["DIALECT"] == "esp-at" and at_in["LINE"] == "AT"
     assert at_in["PRIORITY"] == "7" and at_in["SYSLOG_IDENTIFIER"] == "gatewayd"
+
+
+def test_rate_limit_counts_what_it_suppresses():
+    now = [0.0]
+    limit = RateLimit(burst=3, window=10.0, clock=lambda: now[0])
+    assert [limit.allow("x") for _ in range(5)] == [0, 0, 0, None, None]
+    assert limit.allow("y") == 0  # kinds are counted apart
+    now[0] = 10.0
+    assert limit.allow("x") == 2  # the first one of a new window reports the gap
+    assert limit.allow("x") == 0
+
+
+async def test_a_flood_of_unknown_commands_logs_a_few_lines(gateway, json_log):
+    """A confused MCU repeating a command gatewayd lacks costs a few log lines
+    per window, not one per line, and the port still answers."""
+    async with gateway(dialect="ameba") as (_, mcu):
+        await mcu.send(b"AT+NOSUCH=1\r\n" * 500)
+        await mcu.command(b"AT+TEST", b"\r\nOK\r\n", timeout=10)
+    unknown = [e for e in events(json_log) if e["event"] == "at unknown command"]
+    assert len(unknown) == 10

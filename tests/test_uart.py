@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 from gatewayd.config import Config, PortConfig
-from gatewayd.dialects.ameba.core import DOWNSTREAM_PATTERN
 from gatewayd.logs import get_logger
 from gatewayd.plugin.manager import load_plugins
 from gatewayd.service.daemon import Daemon
@@ -18,6 +17,9 @@ from gatewayd.testing import GatewaydProcess, VirtualMcu
 OK = b"\r\nOK\r\n"
 READY = b"\r\nready\r\n"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+#: AT+TEST=2 downstream data: this pattern, repeated.
+DOWNSTREAM_PATTERN = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
 def cpu_seconds(pid: int) -> float:

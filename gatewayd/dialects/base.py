@@ -231,6 +231,8 @@ class Dialect(ABC):
     framing: Framing
     #: Written when the port opens and after every restart.
     banner: bytes
+    #: Seconds of silence before the banner (the port's ``boot_time`` overrides it).
+    boot_time: float = 0.0
     commands: Mapping[str, CommandSpec]
 
     def __init__(self, commands: Iterable[CommandSpec]) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -38,6 +39,7 @@ from gatewayd.dialects.base import (
     Unknown,
     Watermarks,
 )
+from gatewayd.logs import RateLimit
 from gatewayd.session.rawblock import RawStream
 from gatewayd.session.uart import Uart, UartSettings
 
@@ -66,12 +68,18 @@ class PortSession:
         self.plugins = plugins
         self.certs = certs if certs is not None else CertsConfig()
         self.log = log.bind(port=config.name, dialect=dialect.name)
+        #: Events the MCU can cause at will: a few lines per window, then a count.
+        self._noisy = RateLimit()
         self.engine = AtEngine(dialect.framing)
         self.state = dialect.new_state()
         self.uart = Uart(config.device, UartSettings(
             baudrate=config.baudrate, bytesize=config.bytesize, parity=config.parity,
             stopbits=config.stopbits, rtscts=config.rtscts), self, self.log)
         self._running: asyncio.Task[None] | None = None
+        self._events: deque[Event] = deque()
+        self._handling = False
+        #: Set while the emulated module boots: input is dropped, the banner waits.
+        self._boot_timer: asyncio.TimerHandle | None = None
         self._raw: RawStream | None = None
         self._restart_requested = False
         self._writable = asyncio.Event()
@@ -103,6 +111,7 @@ class PortSession:
                 await self._running
         for task in list(self._background):
             task.cancel()
+        self._cancel_boot()
         await self.dialect.shutdown(self.state)
         await self.uart.drain(timeout=1.0)
         await self.uart.close()
@@ -116,21 +125,26 @@ class PortSession:
         if self._raw is not None:
             self._raw.finish()
         self.engine.reset()
+        self._events.clear()
         self._writable.set()
         self._nothing_held.set()
-        self.engine.send(self.dialect.banner)
-        self._flush()
+        self._boot()
 
     def uart_data(self, data: bytes) -> None:
         self.bytes_in += len(data)
         for tracer in self.tracers:
             tracer("in", data)
+        if self.booting:
+            self.log.debug("at input dropped while booting", length=len(data),
+                           data=preview(data))
+            return
         if self._raw is not None and self._raw.abort is not None:
             self._raw.watch_for_abort(data)
         self._handle(self.engine.receive_data(data))
         self._flush()
 
     def uart_lost(self, exc: BaseException | None) -> None:
+        self._cancel_boot()
         if self._running is not None:
             self._running.cancel()
 
@@ -143,29 +157,46 @@ class PortSession:
     # -- engine events ---------------------------------------------------
 
     def _handle(self, events: list[Event]) -> None:
-        for event in events:
-            if isinstance(event, Command):
-                self._dispatch(event)
-            elif isinstance(event, RawData):
-                self.log.debug("at raw in", length=len(event.data), data=preview(event.data))
-                if self._raw is not None:
-                    self._raw.put(event.data, final=event.final)
-            elif isinstance(event, Busy):
-                self.log.debug("at busy", data=preview(event.data))
-                self.engine.send(self.dialect.busy(self.state))
-            elif isinstance(event, ForcedRestart):
-                self.log.info("at forced restart")
-                self.engine.send(self.dialect.forced_restart())
-                if self._running is not None:
-                    self._running.cancel()
-                self._restart()
-            elif isinstance(event, LineTooLong):
-                self.log.warning("at line too long", length=event.length,
-                                 limit=self.dialect.framing.max_line)
-                self._finish(self.dialect.line_too_long(self.state))
-            elif isinstance(event, Discarded):
-                self.log.warning("at input discarded", reason=event.reason,
-                                 length=len(event.data))
+        """Act on engine events in order. Events that acting produces (the next
+        queued line once a command finishes at once) join the same queue, so a
+        burst of a thousand bad lines is a loop, never a recursion."""
+        self._events.extend(events)
+        if self._handling:
+            return
+        self._handling = True
+        try:
+            while self._events:
+                if self.booting:  # a forced restart: what followed it is lost
+                    self.log.debug("at input dropped while booting", events=len(self._events))
+                    self._events.clear()
+                    return
+                self._act(self._events.popleft())
+        finally:
+            self._handling = False
+
+    def _act(self, event: Event) -> None:
+        if isinstance(event, Command):
+            self._dispatch(event)
+        elif isinstance(event, RawData):
+            self.log.debug("at raw in", length=len(event.data), data=preview(event.data))
+            if self._raw is not None:
+                self._raw.put(event.data, final=event.final)
+        elif isinstance(event, Busy):
+            self.log.debug("at busy", data=preview(event.data))
+            self.engine.send(self.dialect.busy(self.state))
+        elif isinstance(event, ForcedRestart):
+            self.log.info("at forced restart")
+            self.engine.send(self.dialect.forced_restart())
+            if self._running is not None:
+                self._running.cancel()
+            self._restart()
+        elif isinstance(event, LineTooLong):
+            self._noisy.log(self.log, "warning", "at line too long", length=event.length,
+                            limit=self.dialect.framing.max_line)
+            self._finish(self.dialect.line_too_long(self.state))
+        elif isinstance(event, Discarded):
+            self._noisy.log(self.log, "warning", "at input discarded",
+                            reason=event.reason, length=len(event.data))
 
     def _dispatch(self, command: Command) -> None:
         self.log.debug("at in", line=preview(command.line), truncated=command.truncated)
@@ -173,7 +204,8 @@ class PortSession:
         if isinstance(parsed, Unknown):
             # Only the name: an unknown command's parameters may hold a secret.
             name = command.line.partition(b"=")[0][:40]
-            self.log.info("at unknown command", command=preview(name), reason=parsed.reason)
+            self._noisy.log(self.log, "info", "at unknown command", command=preview(name),
+                            reason=parsed.reason)
             self._finish(self.dialect.unknown(parsed, self.state))
             return
         self._running = asyncio.get_running_loop().create_task(self._run(parsed))
@@ -190,8 +222,8 @@ class PortSession:
             else:
                 result = await handler(self)
         except AtError as exc:
-            self.log.info("at error", command=f"AT{spec.name}", form=form.value,
-                          code=exc.code, reason=exc.why)
+            self._noisy.log(self.log, "info", "at error", command=f"AT{spec.name}",
+                            form=form.value, code=exc.code, reason=exc.why)
             final = self.dialect.error(exc, self.state)
         except asyncio.CancelledError:
             self._running = None
@@ -230,10 +262,44 @@ class PortSession:
             self.dialect.shutdown(old_state)))
         task.add_done_callback(self._shutdowns.discard)
         self.engine.reset()
+        self._events.clear()
         self._nothing_held.set()
         self.state = self.dialect.new_state()
-        self.engine.send(self.dialect.banner)
         self.log.info("module restarted")
+        self._boot()
+
+    # -- booting ---------------------------------------------------------
+
+    @property
+    def boot_time(self) -> float:
+        """Seconds of silence before the banner: the port's ``boot_time``,
+        else the dialect's."""
+        configured = self.config.boot_time
+        return self.dialect.boot_time if configured is None else configured
+
+    @property
+    def booting(self) -> bool:
+        return self._boot_timer is not None
+
+    def _boot(self) -> None:
+        """Write what is already queued (the OK of AT+RST), then stay silent and
+        deaf for :attr:`boot_time` before the banner, as a rebooting module."""
+        self._flush()
+        self._cancel_boot()
+        if self.boot_time <= 0:
+            self._booted()
+            return
+        self._boot_timer = asyncio.get_running_loop().call_later(self.boot_time, self._booted)
+
+    def _booted(self) -> None:
+        self._boot_timer = None
+        self.engine.send(self.dialect.banner)
+        self._flush()
+
+    def _cancel_boot(self) -> None:
+        if self._boot_timer is not None:
+            self._boot_timer.cancel()
+            self._boot_timer = None
 
     def _flush(self) -> None:
         data = self.engine.data_to_send()

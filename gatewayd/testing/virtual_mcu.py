@@ -130,6 +130,15 @@ class VirtualMcu:
         await asyncio.sleep(duration)
         assert not self._buffer, f"expected silence, got {bytes(self._buffer)!r}"
 
+    def flush_input(self) -> bytes:
+        """Discard what has arrived, in the tty's queue and here, as a host's
+        UART flush does (``tcflush(TCIFLUSH)``); returns what was discarded."""
+        assert self._fd is not None, "open() first"
+        termios.tcflush(self._fd, termios.TCIFLUSH)
+        dropped = bytes(self._buffer)
+        self._buffer.clear()
+        return dropped
+
     def pending(self) -> bytes:
         """What has arrived and was not read yet (without consuming it)."""
         return bytes(self._buffer)
@@ -164,10 +173,13 @@ async def _wait_for_path(path: Path, timeout: float) -> None:
 @asynccontextmanager
 async def running_gateway(
     tmp_path: Path, *, dialect: str = "esp-at", extra_plugins: Sequence[object] = (),
-    config_text: str | None = None,
+    config_text: str | None = None, boot_time: float | None = 0.0,
 ) -> AsyncIterator[tuple[Any, VirtualMcu]]:
     """Run gatewayd in this event loop on a pty under *tmp_path*; yield
-    ``(daemon, mcu)`` with the banner already read."""
+    ``(daemon, mcu)`` with the banner already read.
+
+    *boot_time* replaces every port's ``boot_time`` (default 0: no silence
+    before the banner, so tests run fast); ``None`` keeps the config's."""
     from gatewayd.config import load_config
     from gatewayd.logs import get_logger
     from gatewayd.plugin.manager import load_plugins
@@ -177,6 +189,9 @@ async def running_gateway(
     config_file.write_text(config_text or (
         f'[[port]]\nname = "mcu"\ndevice = "pty:ttyAT0"\ndialect = "{dialect}"\n'))
     config = load_config(config_file)
+    if boot_time is not None:
+        config = config.model_copy(update={"ports": tuple(
+            port.model_copy(update={"boot_time": boot_time}) for port in config.ports)})
     daemon = Daemon(config, load_plugins(*extra_plugins), get_logger())
     await daemon.start()
     mcu = await VirtualMcu.open(config.ports[0].device.removeprefix("pty:"))

@@ -1,9 +1,14 @@
-"""ESP-AT basic commands: AT, ATE0/ATE1, AT+RST, AT+GMR, AT+CMD?, AT+SYSLOG."""
+"""ESP-AT basic commands: AT, ATE0/ATE1, AT+RST, AT+RESTORE, AT+GMR, AT+CMD?,
+AT+SYSLOG, AT+RFPOWER.
+
+AT+RST and AT+RESTORE answer OK, then the port reboots: silent for its
+``boot_time``, then ``ready`` (:class:`gatewayd.session.port.PortSession`).
+"""
 
 from __future__ import annotations
 
 from gatewayd import BUILD_DATE, BUILD_TIME, __version__
-from gatewayd.dialects.base import CommandSpec, Int, PortContext, Setter
+from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Setter
 
 #: AT+GMR, modelled on an ESP-AT v4.1 build (the first with WSCFG auth modes).
 GMR_LINES = (
@@ -28,6 +33,28 @@ async def echo_on(ctx: PortContext) -> None:
 
 async def restart(ctx: PortContext) -> None:
     ctx.restart_after_reply()
+
+
+async def restore(ctx: PortContext) -> None:
+    """Factory reset: gatewayd keeps no ESP-AT setting beyond a restart yet,
+    so this restarts as AT+RST does; the host is never touched."""
+    ctx.restart_after_reply()
+
+
+#: AT+RFPOWER? reports the level an ESP32 applies for a set value (0.25 dBm units).
+_WIFI_POWER_LEVELS = ((78, 78), (72, 72), (66, 66), (60, 60), (56, 56), (52, 52), (44, 44),
+                      (40, 34))
+
+
+async def rfpower_set(ctx: PortContext, wifi_power: int, *ble: int | None) -> None:
+    if any(level is not None for level in ble):
+        # As on a module whose Bluetooth LE is not initialised (gatewayd has none).
+        raise AtError(why="Bluetooth LE is not initialised: no BLE power to set")
+    ctx.state.rf_power = next(got for floor, got in _WIFI_POWER_LEVELS if wifi_power >= floor)
+
+
+async def rfpower_query(ctx: PortContext) -> None:
+    ctx.write(b"+RFPOWER:%d,0,0,0\r\n" % ctx.state.rf_power)
 
 
 async def version(ctx: PortContext) -> None:
@@ -63,5 +90,16 @@ COMMANDS = (
         "print ERR CODE lines before ERROR",
         query=syslog_query,
         set=Setter(syslog_set, (Int("status", lo=0, hi=1),)),
+    ),
+    CommandSpec("+RESTORE", "factory reset (gatewayd's settings for the port), then restart",
+                execute=restore),
+    CommandSpec(
+        "+RFPOWER",
+        "RF TX power: stored and reported, the host's radio is never changed",
+        query=rfpower_query,
+        set=Setter(rfpower_set, (Int("wifi_power", lo=40, hi=84),
+                                 *(Int(name, default=None, lo=0, hi=7)
+                                   for name in ("ble_adv_power", "ble_scan_power",
+                                                "ble_conn_power")))),
     ),
 )

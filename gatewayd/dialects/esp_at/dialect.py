@@ -58,6 +58,9 @@ class EspAtDialect(Dialect):
     summary = "Espressif ESP-AT: AT core and WebSocket commands"
     framing = FRAMING
     banner = READY
+    #: An ESP32 reboots for a few hundred ms; hosts flush their UART after the
+    #: OK of AT+RST and lose a ``ready`` that comes within milliseconds.
+    boot_time = 0.3
 
     def parse(self, line: bytes) -> Invocation | Unknown:
         if line[:2].upper() != b"AT":

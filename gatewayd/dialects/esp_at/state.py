@@ -46,6 +46,11 @@ class WsState:
 class WifiState:
     mode: int = 1
     joined_ssid: str | None = None
+    dhcp: int = 3  #: AT+CWDHCP bits: 0 station, 1 SoftAP
+    #: AT+CWLAPOPT: print mask, RSSI filter, authmode mask (for AT+CWLAP).
+    lap_print_mask: int = 0x7FF
+    lap_rssi_filter: int = -100
+    lap_authmode_mask: int = 0xFFFF
     sntp_enabled: bool = False
     sntp_timezone: int = 0
     sntp_servers: tuple[str, ...] = ("cn.ntp.org.cn", "ntp.sjtu.edu.cn", "us.pool.ntp.org")
@@ -54,5 +59,6 @@ class WifiState:
 @dataclass
 class EspAtState:
     syslog: bool = False
+    rf_power: int = 78  #: AT+RFPOWER, 0.25 dBm units (an ESP32's factory maximum)
     ws: WsState = field(default_factory=WsState)
     wifi: WifiState = field(default_factory=WifiState)

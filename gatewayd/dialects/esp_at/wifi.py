@@ -1,11 +1,14 @@
 """The Wi-Fi and time commands an ESP-AT MCU sends before it opens links
-(seed 003 steps 1-4): AT+CWMODE, AT+CWJAP, AT+CWQAP, AT+CIPSNTPCFG,
-AT+CIPSNTPTIME?, AT+CIFSR, AT+CIPSTA?.
+(seed 003 steps 1-4, reference esp-at-tcpip.md §5 and §8.3): AT+CWMODE,
+AT+CWJAP, AT+CWQAP, AT+CWDHCP, AT+CWLAPOPT, AT+CIPSNTPCFG, AT+CIPSNTPTIME?,
+AT+CIFSR, AT+CIPSTA?, AT+CIPSTAMAC?, AT+CIPAP?, AT+CIPAPMAC?.
 
 They answer from the host's own network and clock (:mod:`gatewayd.links.hostnet`)
 and never change either: "joining" succeeds when the host has an IPv4
 address on the port's ``wifi_interface`` (default: the default route's
 interface). The password is accepted and ignored (and redacted from logs).
+The SoftAP of AT+CWMODE=2/3 is reported with the module's factory addresses
+(192.168.4.1/24) and never started on the host.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from gatewayd.links import hostnet
 
 #: AT+CWJAP failure code: "cannot find the target AP".
 CWJAP_NO_AP = 3
+#: What an ESP32's SoftAP uses out of the box (AT+CIPAP?).
+SOFTAP_ADDRESS = ("192.168.4.1", "192.168.4.1", "255.255.255.0")
+NO_MAC = "00:00:00:00:00:00"
 
 
 def _interface(ctx: PortContext) -> hostnet.Interface | None:
@@ -99,6 +105,55 @@ async def cifsr(ctx: PortContext) -> None:
     ctx.write(f'+CIFSR:STAIP,"{address}"\r\n+CIFSR:STAMAC,"{mac}"\r\n'.encode())
 
 
+def _station_mac(ctx: PortContext) -> str:
+    iface = _interface(ctx)
+    return iface.mac.lower() if iface is not None else NO_MAC
+
+
+def _softap_mac(station_mac: str) -> str:
+    """An ESP32 derives its SoftAP MAC from the station's: the last byte plus one."""
+    octets = [int(part, 16) for part in station_mac.split(":")]
+    octets[-1] = (octets[-1] + 1) % 256
+    return ":".join(f"{octet:02x}" for octet in octets)
+
+
+def _require_softap(ctx: PortContext) -> None:
+    if ctx.state.wifi.mode not in (2, 3):
+        raise AtError(why="the SoftAP is off (AT+CWMODE=2 or 3 reports one)")
+
+
+async def cipstamac_query(ctx: PortContext) -> None:
+    ctx.write(f'+CIPSTAMAC:"{_station_mac(ctx)}"\r\n'.encode())
+
+
+async def cipap_query(ctx: PortContext) -> None:
+    _require_softap(ctx)
+    ip, gw, mask = SOFTAP_ADDRESS
+    ctx.write(f'+CIPAP:ip:"{ip}"\r\n+CIPAP:gateway:"{gw}"\r\n'
+              f'+CIPAP:netmask:"{mask}"\r\n'.encode())
+
+
+async def cipapmac_query(ctx: PortContext) -> None:
+    _require_softap(ctx)
+    ctx.write(f'+CIPAPMAC:"{_softap_mac(_station_mac(ctx))}"\r\n'.encode())
+
+
+async def cwdhcp_set(ctx: PortContext, operate: int, mode: int) -> None:
+    wifi = ctx.state.wifi
+    wifi.dhcp = wifi.dhcp | mode if operate else wifi.dhcp & ~mode
+
+
+async def cwdhcp_query(ctx: PortContext) -> None:
+    ctx.write(b"+CWDHCP:%d\r\n" % ctx.state.wifi.dhcp)
+
+
+async def cwlapopt_set(ctx: PortContext, _reserved: int, print_mask: int, rssi_filter: int,
+                       authmode_mask: int) -> None:
+    wifi = ctx.state.wifi
+    wifi.lap_print_mask, wifi.lap_rssi_filter = print_mask, rssi_filter
+    wifi.lap_authmode_mask = authmode_mask
+
+
 async def cipsta_query(ctx: PortContext) -> None:
     iface = _interface(ctx) if ctx.state.wifi.joined_ssid is not None else None
     ip, gw, mask = (iface.address, iface.gateway, iface.netmask) if iface else ("0.0.0.0",) * 3
@@ -126,4 +181,17 @@ COMMANDS = (
     CommandSpec("+CIFSR", "station IP and MAC of the host interface", execute=cifsr),
     CommandSpec("+CIPSTA", "station IP, gateway and netmask of the host interface",
                 query=cipsta_query),
+    CommandSpec("+CIPSTAMAC", "station MAC: the host interface's", query=cipstamac_query),
+    CommandSpec("+CIPAP", "SoftAP IP, gateway and netmask (reported, never started)",
+                query=cipap_query),
+    CommandSpec("+CIPAPMAC", "SoftAP MAC (reported, never started)", query=cipapmac_query),
+    CommandSpec("+CWDHCP", "DHCP switches: stored and reported, the host is untouched",
+                query=cwdhcp_query,
+                set=Setter(cwdhcp_set, (Int("operate", lo=0, hi=1), Int("mode", lo=0, hi=3)))),
+    CommandSpec("+CWLAPOPT", "AT+CWLAP options: stored",
+                set=Setter(cwlapopt_set, (Int("reserved", default=0, lo=0, hi=1),
+                                          Int("print_mask", lo=0, hi=0x7FF),
+                                          Int("rssi_filter", default=-100, lo=-100, hi=40),
+                                          Int("authmode_mask", default=0xFFFF, lo=0,
+                                              hi=0xFFFF)))),
 )
