@@ -149,10 +149,14 @@ class PortSession:
             self._running.cancel()
 
     def uart_pause_writing(self) -> None:
+        # An MCU that stops reading stops being read: every reply (echo too)
+        # waits in a buffer of bounded size instead of growing without end.
         self._writable.clear()
+        self.uart.pause_reading(True, reason="write")
 
     def uart_resume_writing(self) -> None:
         self._writable.set()
+        self.uart.pause_reading(False, reason="write")
 
     # -- engine events ---------------------------------------------------
 
@@ -313,7 +317,7 @@ class PortSession:
     # -- RawHost (what raw blocks use) -----------------------------------
 
     def pause_reading(self, paused: bool) -> None:
-        self.uart.pause_reading(paused)
+        self.uart.pause_reading(paused, reason="raw")
 
     def abort_raw(self) -> bytes:
         return self.engine.abort_raw()

@@ -118,6 +118,8 @@ class Uart:
         self._published = False
         self._closing = False
         self._reopen: asyncio.Task[None] | None = None
+        #: Why reading is paused ("raw", "write", …); read while it is empty.
+        self._read_paused_by: set[str] = set()
         self.opened = asyncio.Event()
 
     @property
@@ -146,6 +148,7 @@ class Uart:
                 lambda: _Side(self, reads=False, writes=True), writer)
             write.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
             self._write = write
+        self._read_paused_by.clear()  # a new device is read from the start
         self.opened.set()
         self.consumer.uart_opened()
 
@@ -188,10 +191,18 @@ class Uart:
             return
         self._write.write(data)
 
-    def pause_reading(self, paused: bool) -> None:
-        """Stop (or resume) reading the device; its own buffers hold the MCU back."""
-        if self._read is not None and not self._read.is_closing():
-            if paused:
+    def pause_reading(self, paused: bool, reason: str = "consumer") -> None:
+        """Stop (or resume) reading the device for *reason*; it is read again
+        once no reason remains. The kernel's buffers (and RTS/CTS where wired)
+        then hold the MCU back, as a module's flow control would."""
+        was_paused = bool(self._read_paused_by)
+        if paused:
+            self._read_paused_by.add(reason)
+        else:
+            self._read_paused_by.discard(reason)
+        now_paused = bool(self._read_paused_by)
+        if now_paused != was_paused and self._read is not None and not self._read.is_closing():
+            if now_paused:
                 self._read.pause_reading()  # type: ignore[attr-defined]
             else:
                 self._read.resume_reading()  # type: ignore[attr-defined]
