@@ -16,7 +16,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -47,7 +47,8 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def redact_secrets(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+def redact_secrets(_logger: Any, _method: str,
+                   event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: hide secrets in keys and header-like text."""
     for key, value in event.items():
         if _SECRET_KEYS.match(key) and value not in (None, ""):
@@ -61,7 +62,7 @@ def _journal_renderer() -> Any | None:
     if "JOURNAL_STREAM" not in os.environ and "INVOCATION_ID" not in os.environ:
         return None
     try:
-        from systemd import journal  # type: ignore[import-not-found]
+        from systemd import journal
     except ImportError:
         return None
     priorities = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2, "exception": 3}

@@ -47,6 +47,7 @@ __all__ = [
     "MetricsConfig",
     "PortConfig",
     "Problem",
+    "UartSettings",
     "default_config",
     "load_config",
     "resolve_device",
@@ -175,7 +176,8 @@ class PortConfig(_Section):
     parity: Literal["N", "E", "O", "M", "S"] = Field(
         default="N", description="Parity: none, even, odd, mark or space."
     )
-    stopbits: Annotated[Literal[1, 1.5, 2], BeforeValidator(_reject_bool)] = Field(
+    # mypy allows no float in a Literal; pydantic checks it as written.
+    stopbits: Annotated[Literal[1, 1.5, 2], BeforeValidator(_reject_bool)] = Field(  # type: ignore[valid-type]
         default=1, description="Stop bits."
     )
     rtscts: StrictBool = Field(default=False, description="RTS/CTS hardware flow control.")
@@ -285,6 +287,12 @@ class PortConfig(_Section):
         return networks
 
     @property
+    def line(self) -> UartSettings:
+        """The line settings this port starts with."""
+        return UartSettings(baudrate=self.baudrate, bytesize=self.bytesize,
+                            parity=self.parity, stopbits=self.stopbits, rtscts=self.rtscts)
+
+    @property
     def allowed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         """:attr:`server_allow` parsed."""
         return tuple(ipaddress.ip_network(n, strict=False) for n in self.server_allow)
@@ -303,6 +311,19 @@ class PortConfig(_Section):
             if not url.hostname or port is None or port == 0:
                 raise ValueError(f"{device!r} should be socket://host:port")
         return resolve_device(device, _base_folder(info))
+
+
+@dataclass(frozen=True, slots=True)
+class UartSettings:
+    """A UART's line settings, as `[[port]]` gives them and AT+UART commands
+    change them. A ``pty:`` device carries them in the MCU end's termios
+    (where the MCU side can read them back); ``socket://`` ignores them."""
+
+    baudrate: int = 115200
+    bytesize: int = 8
+    parity: str = "N"
+    stopbits: float = 1
+    rtscts: bool = False
 
 
 class CertSuite(_Section):
@@ -507,12 +528,12 @@ def _message(error: Any) -> str:
     if error["type"] in _MESSAGES:
         return _MESSAGES[error["type"]]
     if error["type"] == "value_error":
-        return str(error["ctx"]["error"])
+        return f"{error['ctx']['error']}"
     value = error.get("input")
     if isinstance(value, str | int | float | bool):
         shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
         return f"{error['msg']} (got {shown})"
-    return error["msg"]
+    return f"{error['msg']}"
 
 
 def _problems_from(error: ValidationError, file: str) -> list[Problem]:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gatewayd.at.engine import Framing
 
 if TYPE_CHECKING:
-    from gatewayd.config import CertsConfig, PortConfig
+    from gatewayd.config import CertsConfig, PortConfig, UartSettings
 
 __all__ = [
     "REQUIRED",
@@ -204,6 +204,22 @@ class PortContext(Protocol):
     def link_changed(self, link: Any) -> None: ...
 
     def restart_after_reply(self) -> None: ...
+
+    #: What the module keeps in flash (gatewayd.session.store.PortStore).
+    store: Any
+
+    @property
+    def uart_settings(self) -> UartSettings:
+        """The line settings in force."""
+
+    @property
+    def boot_uart_settings(self) -> UartSettings:
+        """The line settings the module boots with (stored, else the config's)."""
+
+    def set_uart(self, settings: UartSettings, *, store: bool = False,
+                 before_reply: bool = False) -> None:
+        """Switch the line once the result has left (or at once, *before_reply*);
+        *store* makes them the settings the module boots with."""
 
     def set_echo(self, on: bool) -> None: ...
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections import deque
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from gatewayd.at.engine import (
@@ -41,6 +43,7 @@ from gatewayd.dialects.base import (
 )
 from gatewayd.logs import RateLimit
 from gatewayd.session.rawblock import RawStream
+from gatewayd.session.store import PortStore
 from gatewayd.session.uart import Uart, UartSettings
 
 __all__ = ["PortSession"]
@@ -62,7 +65,11 @@ class PortSession:
     """Runs one port. Create, then ``await start()``; ``await stop()`` to end."""
 
     def __init__(self, config: PortConfig, dialect: Dialect, log: Any,
-                 plugins: Any = None, certs: CertsConfig | None = None) -> None:
+                 plugins: Any = None, certs: CertsConfig | None = None,
+                 state_directory: Path | None = None) -> None:
+        """*state_directory* holds what the module would keep in flash
+        (:class:`~gatewayd.session.store.PortStore`); default: systemd's
+        ``$STATE_DIRECTORY``, else memory only."""
         self.config = config
         self.dialect = dialect
         self.plugins = plugins
@@ -72,9 +79,13 @@ class PortSession:
         self._noisy = RateLimit()
         self.engine = AtEngine(dialect.framing)
         self.state = dialect.new_state()
-        self.uart = Uart(config.device, UartSettings(
-            baudrate=config.baudrate, bytesize=config.bytesize, parity=config.parity,
-            stopbits=config.stopbits, rtscts=config.rtscts), self, self.log)
+        if state_directory is None and os.environ.get("STATE_DIRECTORY"):
+            state_directory = Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+        self.store = PortStore(
+            state_directory / f"{config.name}.json" if state_directory else None, self.log)
+        self.uart = Uart(config.device, self.boot_uart_settings, self, self.log)
+        #: Run once the current command's result has left for the MCU.
+        self._after_reply: list[Callable[[], None]] = []
         self._running: asyncio.Task[None] | None = None
         self._events: deque[Event] = deque()
         self._handling = False
@@ -226,6 +237,7 @@ class PortSession:
             else:
                 result = await handler(self)
         except AtError as exc:
+            self._after_reply.clear()  # a failed command changes nothing
             self._noisy.log(self.log, "info", "at error", command=f"AT{spec.name}",
                             form=form.value, code=exc.code, reason=exc.why)
             final = self.dialect.error(exc, self.state)
@@ -249,6 +261,14 @@ class PortSession:
         self.commands_run += 1
         self._finish(final)
         self._flush()
+        if self._after_reply:
+            actions, self._after_reply = self._after_reply, []
+            self.spawn(self._run_after_reply(actions))
+
+    async def _run_after_reply(self, actions: list[Callable[[], None]]) -> None:
+        await self.uart.drain(timeout=2.0)
+        for action in actions:
+            action()
 
     def _finish(self, final: bytes) -> None:
         events = self.engine.finish(final)
@@ -297,8 +317,44 @@ class PortSession:
 
     def _booted(self) -> None:
         self._boot_timer = None
+        # The module boots at its stored line settings (AT+UART_DEF).
+        if self.uart.settings != self.boot_uart_settings:
+            self.uart.reconfigure(self.boot_uart_settings)
+            self.log.info("uart settings at boot", **_settings_fields(self.uart.settings))
         self.engine.send(self.dialect.banner)
         self._flush()
+
+    # -- line settings ---------------------------------------------------
+
+    @property
+    def boot_uart_settings(self) -> UartSettings:
+        """What the module boots with: the stored default, else the config's."""
+        stored = self.store.get("uart")
+        if isinstance(stored, dict):
+            with contextlib.suppress(TypeError, ValueError):
+                return UartSettings(**stored)
+        return self.config.line
+
+    @property
+    def uart_settings(self) -> UartSettings:
+        return self.uart.settings
+
+    def set_uart(self, settings: UartSettings, *, store: bool = False,
+                 before_reply: bool = False) -> None:
+        """Switch the line to *settings*: once the command's result has left
+        (ESP-AT: OK at the old rate), or, with *before_reply*, at once (Ameba:
+        OK at the new rate). *store* keeps them as the boot default."""
+        if store:
+            self.store.set("uart", _settings_fields(settings))
+
+        def switch() -> None:
+            self.uart.reconfigure(settings)
+            self.log.info("uart settings changed", **_settings_fields(settings))
+
+        if before_reply:
+            switch()
+        else:
+            self._after_reply.append(switch)
 
     def _cancel_boot(self) -> None:
         if self._boot_timer is not None:
@@ -408,3 +464,9 @@ class PortSession:
             if self.engine.unsolicited_pending > UNSOLICITED_LIMIT:
                 await self._nothing_held.wait()
         self.unsolicited(message)
+
+
+def _settings_fields(settings: UartSettings) -> dict[str, Any]:
+    return {"baudrate": settings.baudrate, "bytesize": settings.bytesize,
+            "parity": settings.parity, "stopbits": settings.stopbits,
+            "rtscts": settings.rtscts}

@@ -125,9 +125,9 @@ class RawStream:
         if self._final or self._finished:
             return
         rest = self.host.abort_raw()
-        marker = self.abort * 3  # type: ignore[operator]
+        assert self.abort is not None  # only watched for with an abort byte
         self._aborted = True
-        rest = rest.removesuffix(marker)
+        rest = rest.removesuffix(self.abort * 3)
         if rest:
             self.put(rest, final=True)
         else:

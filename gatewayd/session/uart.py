@@ -28,11 +28,12 @@ import contextlib
 import os
 import termios
 import tty
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import serial
+
+from gatewayd.config import UartSettings
 
 __all__ = ["Uart", "UartConsumer", "UartSettings"]
 
@@ -47,17 +48,6 @@ REOPEN_MAX_DELAY = 10.0
 
 _PARITY = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD,
            "M": serial.PARITY_MARK, "S": serial.PARITY_SPACE}
-
-
-@dataclass(frozen=True, slots=True)
-class UartSettings:
-    """Line settings; ignored for ``pty:`` and ``socket://`` devices."""
-
-    baudrate: int = 115200
-    bytesize: int = 8
-    parity: str = "N"
-    stopbits: float = 1
-    rtscts: bool = False
 
 
 class UartConsumer(Protocol):
@@ -157,6 +147,7 @@ class Uart:
             gateway_fd, mcu_fd = os.openpty()
             for fd in (gateway_fd, mcu_fd):
                 tty.setraw(fd, termios.TCSANOW)
+            _set_termios(mcu_fd, self.settings)
             self._pty_fds = (gateway_fd, mcu_fd)
         return self._pty_fds[0]
 
@@ -166,7 +157,8 @@ class Uart:
             self.device, baudrate=s.baudrate, bytesize=s.bytesize,
             parity=_PARITY[s.parity], stopbits=s.stopbits, rtscts=s.rtscts,
             exclusive=True, timeout=0)
-        return self._serial.fileno()
+        fileno: int = self._serial.fileno()
+        return fileno
 
     def publish(self) -> None:
         """Create the ``pty:`` symlink: the port is ready for the MCU."""
@@ -241,11 +233,29 @@ class Uart:
 
     async def drain(self, timeout: float) -> None:
         """Wait (at most *timeout* s) until queued bytes have left the process."""
-        if self._write is None or not self._write.get_write_buffer_size():
+        write = self._write
+        if write is None or not write.get_write_buffer_size():
             return
-        self._write.set_write_buffer_limits(high=0, low=0)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._drained.wait(), timeout)
+        write.set_write_buffer_limits(high=0, low=0)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), timeout)
+        finally:
+            if not write.is_closing():
+                write.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
+
+    def reconfigure(self, settings: UartSettings) -> None:
+        """Switch the line to *settings* once the kernel has sent what it holds
+        (``TCSADRAIN``; call :meth:`drain` first for what asyncio holds).
+        A device that is away gets them when it is reopened."""
+        self.settings = settings
+        if self._serial is not None:
+            s = self._serial
+            s.baudrate, s.bytesize = settings.baudrate, settings.bytesize
+            s.parity, s.stopbits = _PARITY[settings.parity], settings.stopbits
+            s.rtscts = settings.rtscts
+        elif self._pty_fds is not None:
+            _set_termios(self._pty_fds[1], settings)
 
     async def close(self) -> None:
         """Close for good: stop reopening, remove the symlink, close descriptors."""
@@ -264,3 +274,27 @@ class Uart:
                 os.close(fd)
         self._pty_fds = None
         self.opened.clear()
+
+
+_CSIZE = {5: termios.CS5, 6: termios.CS6, 7: termios.CS7, 8: termios.CS8}
+
+
+def _set_termios(fd: int, settings: UartSettings) -> None:
+    """Line settings on a tty's termios (the pty's MCU end). Speeds termios
+    has no constant for are left as they are; mark/space parity is sent as
+    plain parity (termios has no CMSPAR constant in Python)."""
+    attrs = termios.tcgetattr(fd)
+    cflag = attrs[2] & ~(termios.CSIZE | termios.PARENB | termios.PARODD | termios.CSTOPB
+                         | termios.CRTSCTS)
+    cflag |= _CSIZE[settings.bytesize]
+    if settings.parity != "N":
+        cflag |= termios.PARENB | (termios.PARODD if settings.parity in "OM" else 0)
+    if settings.stopbits != 1:
+        cflag |= termios.CSTOPB
+    if settings.rtscts:
+        cflag |= termios.CRTSCTS
+    attrs[2] = cflag
+    speed = getattr(termios, f"B{settings.baudrate}", None)
+    if speed is not None:
+        attrs[4] = attrs[5] = speed
+    termios.tcsetattr(fd, termios.TCSADRAIN, attrs)

@@ -139,6 +139,11 @@ class VirtualMcu:
         self._buffer.clear()
         return dropped
 
+    def line_settings(self) -> list[Any]:
+        """``termios.tcgetattr`` of the MCU end: the line settings gatewayd set."""
+        assert self._fd is not None, "open() first"
+        return termios.tcgetattr(self._fd)
+
     def pending(self) -> bytes:
         """What has arrived and was not read yet (without consuming it)."""
         return bytes(self._buffer)

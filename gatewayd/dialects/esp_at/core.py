@@ -8,6 +8,7 @@ AT+RST and AT+RESTORE answer OK, then the port reboots: silent for its
 from __future__ import annotations
 
 from gatewayd import BUILD_DATE, BUILD_TIME, __version__
+from gatewayd.config import UartSettings
 from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Setter
 
 #: AT+GMR, modelled on an ESP-AT v4.1 build (the first with WSCFG auth modes).
@@ -36,9 +37,61 @@ async def restart(ctx: PortContext) -> None:
 
 
 async def restore(ctx: PortContext) -> None:
-    """Factory reset: gatewayd keeps no ESP-AT setting beyond a restart yet,
-    so this restarts as AT+RST does; the host is never touched."""
+    """Factory reset: what the port keeps in flash (AT+UART_DEF) is erased,
+    then a restart as AT+RST, at the config's line settings; the host is never
+    touched."""
+    ctx.store.clear()
     ctx.restart_after_reply()
+
+
+# -- AT+UART_CUR / AT+UART_DEF (AT+UART is AT+UART_DEF) --------------------
+
+_STOPBITS = {1: 1, 2: 1.5, 3: 2}
+_PARITY = {0: "N", 1: "O", 2: "E"}
+#: Flow control numbers: 0 none, 1 RTS, 2 CTS, 3 both. The host's serial
+#: driver has RTS/CTS only together: 3 switches it on, 1 and 2 are reported
+#: as set but leave it off.
+_FLOW_KEY = "esp_at_uart_flow"
+_UART_PARAMS = (Int("baudrate", lo=80, hi=5_000_000), Int("databits", lo=5, hi=8),
+                Int("stopbits", lo=1, hi=3), Int("parity", lo=0, hi=2),
+                Int("flow_control", lo=0, hi=3))
+
+
+def _uart_line(prefix: bytes, settings: UartSettings, flow: int | None) -> bytes:
+    stopbits = next(n for n, bits in _STOPBITS.items() if bits == settings.stopbits)
+    parity = next((n for n, p in _PARITY.items() if p == settings.parity), 0)
+    if flow is None:
+        flow = 3 if settings.rtscts else 0
+    return b"%s:%d,%d,%d,%d,%d\r\n" % (prefix, settings.baudrate, settings.bytesize, stopbits,
+                                         parity, flow)
+
+
+def _settings(baudrate: int, databits: int, stopbits: int, parity: int,
+              flow: int) -> UartSettings:
+    return UartSettings(baudrate=baudrate, bytesize=databits, parity=_PARITY[parity],
+                        stopbits=_STOPBITS[stopbits], rtscts=flow == 3)
+
+
+async def uart_cur_set(ctx: PortContext, *values: int) -> None:
+    ctx.state.uart_flow = values[4]
+    ctx.set_uart(_settings(*values))
+
+
+async def uart_cur_query(ctx: PortContext) -> None:
+    flow = ctx.state.uart_flow
+    if flow is None:  # since boot: the stored default's
+        flow = ctx.store.get(_FLOW_KEY)
+    ctx.write(_uart_line(b"+UART_CUR", ctx.uart_settings, flow))
+
+
+async def uart_def_set(ctx: PortContext, *values: int) -> None:
+    ctx.state.uart_flow = values[4]
+    ctx.set_uart(_settings(*values), store=True)
+    ctx.store.set(_FLOW_KEY, values[4])
+
+
+async def uart_def_query(ctx: PortContext) -> None:
+    ctx.write(_uart_line(b"+UART_DEF", ctx.boot_uart_settings, ctx.store.get(_FLOW_KEY)))
 
 
 #: AT+RFPOWER? reports the level an ESP32 applies for a set value (0.25 dBm units).
@@ -93,6 +146,11 @@ COMMANDS = (
     ),
     CommandSpec("+RESTORE", "factory reset (gatewayd's settings for the port), then restart",
                 execute=restore),
+    CommandSpec("+UART_CUR", "line settings now; the serial port switches after OK",
+                query=uart_cur_query, set=Setter(uart_cur_set, _UART_PARAMS)),
+    CommandSpec("+UART_DEF", "line settings now and at every boot (kept across restarts)",
+                query=uart_def_query, set=Setter(uart_def_set, _UART_PARAMS)),
+    CommandSpec("+UART", "AT+UART_DEF by its older name", set=Setter(uart_def_set, _UART_PARAMS)),
     CommandSpec(
         "+RFPOWER",
         "RF TX power: stored and reported, the host's radio is never changed",

@@ -60,5 +60,7 @@ class WifiState:
 class EspAtState:
     syslog: bool = False
     rf_power: int = 78  #: AT+RFPOWER, 0.25 dBm units (an ESP32's factory maximum)
+    #: AT+UART_CUR's flow-control number as set (None: from the line's RTS/CTS).
+    uart_flow: int | None = None
     ws: WsState = field(default_factory=WsState)
     wifi: WifiState = field(default_factory=WifiState)
