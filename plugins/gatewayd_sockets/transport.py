@@ -191,7 +191,7 @@ class _LinkBase(Connection):
     """The reader task and the once-only ``closed`` report shared by all links."""
 
     _proto: _WriteFlow
-    _transport: asyncio.BaseTransport
+    _transport: asyncio.Transport | asyncio.DatagramTransport
 
     def __init__(self, events: LinkEvents | None, *, local: Address, peer: Address) -> None:
         self.local = local
@@ -333,7 +333,7 @@ class _DatagramProtocol(_WriteFlow, asyncio.DatagramProtocol):
         self.dropped = 0
         self.refused = 0
         self.unreported_drops = 0
-        self.last_error: OSError | None = None
+        self.last_error: Exception | None = None
         self._queue: collections.deque[tuple[bytes, Address]] = collections.deque()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -355,7 +355,7 @@ class _DatagramProtocol(_WriteFlow, asyncio.DatagramProtocol):
         self._queue.append((data, sender))
         self._wake()
 
-    def error_received(self, exc: OSError) -> None:
+    def error_received(self, exc: Exception) -> None:
         # ICMP errors (port unreachable, …): UDP goes on regardless.
         self.last_error = exc
         _log.debug("UDP error", error=str(exc))
@@ -574,8 +574,8 @@ class SocketTransport(Transport):
             local_addr = (any_address(family), request.local_port)
         limit = self.max_queued_datagrams
         transport, proto = await loop.create_datagram_endpoint(
-            lambda: _DatagramProtocol(limit), remote_addr=remote[:2], local_addr=local_addr,
-            family=family)
+            lambda: _DatagramProtocol(limit), remote_addr=(str(remote[0]), int(remote[1])),
+            local_addr=local_addr, family=family)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             apply_socket_options(sock, request.options, stream=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from yarl import URL
@@ -153,7 +153,8 @@ class WsConnection(Connection):
     it ends (for whatever reason, cancellation included) :meth:`_reader_done`
     closes the transport, reports ``closed`` once and releases the session."""
 
-    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse,
+    def __init__(self, session: aiohttp.ClientSession,
+                 ws: aiohttp.ClientWebSocketResponse[Literal[False]],
                  writer: FrameWriter, events: LinkEvents, *,
                  local: tuple[str, int], peer: tuple[str, int]) -> None:
         self.local = local

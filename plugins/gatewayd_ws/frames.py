@@ -75,7 +75,7 @@ class FrameWriter:
     frames, or (``client=False``, for an upgraded ``web.WebSocketResponse``)
     unmasked server frames."""
 
-    def __init__(self, ws: ClientWebSocketResponse | WebSocketResponse, *,
+    def __init__(self, ws: ClientWebSocketResponse[bool] | WebSocketResponse[bool], *,
                  client: bool = True) -> None:
         # aiohttp's public API has no way to send a frame without FIN, nor to
         # reach the transport. Its WebSocketWriter (client and server alike)

@@ -79,7 +79,7 @@ import asyncio
 import contextlib
 import hmac
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import WSMsgType, web
 from aiohttp.http import WebSocketError, WSCloseCode
@@ -112,6 +112,9 @@ from gatewayd.transport.kit import (
 from gatewayd.transport.sockopts import ServerListener, apply_socket_options, serve_everywhere
 from gatewayd_ws import KINDS, NAME, SUMMARY
 from gatewayd_ws.frames import NO_STATUS_RCVD, FrameWriter
+
+if TYPE_CHECKING:
+    from aiohttp.http_websocket import WebSocketReader
 
 __all__ = [
     "CLOSE_WAIT",
@@ -178,7 +181,8 @@ class _MaskCheck:
             return True, b""
         bad = self._unmasked_at(data)
         if bad is None:
-            return self._parser.feed_data(data)
+            fed: tuple[bool, bytes] = self._parser.feed_data(data)
+            return fed
         self._failed = True
         if bad:  # the frames before the unmasked one are delivered first
             eof, tail = self._parser.feed_data(data[:bad])
@@ -359,7 +363,9 @@ class _Handler(web.RequestHandler):
 
     def set_parser(self, parser: Any, data_received_cb: Any = None) -> None:
         # Called by WebSocketResponse.prepare() once the upgrade is answered.
-        super().set_parser(_MaskCheck(parser, self._protocol_violation), data_received_cb)
+        # _MaskCheck stands in for the WebSocketReader it wraps (feed_data, feed_eof).
+        checked = cast("WebSocketReader", _MaskCheck(parser, self._protocol_violation))
+        super().set_parser(checked, data_received_cb)
 
     def _protocol_violation(self, error: WebSocketError) -> None:
         # As aiohttp's reader does with its own errors: the reading side then
