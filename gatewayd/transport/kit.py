@@ -22,19 +22,9 @@ import socket
 import ssl
 from collections.abc import Iterator
 
+from gatewayd import transport as api
 from gatewayd.logs import get_logger
-from gatewayd.transport import (
-    Accept,
-    ClientRequest,
-    Connection,
-    LinkEvents,
-    Listener,
-    ListenRequest,
-    Stage,
-    Transport,
-    TransportError,
-    plain_ip,
-)
+from gatewayd.transport import LinkEvents, ListenRequest, Stage, Transport, TransportError, plain_ip
 from gatewayd.transport.sockopts import address
 
 __all__ = [
@@ -263,8 +253,8 @@ class LazyTransport(Transport):
             impl = self._impls[spec] = made
         return impl
 
-    async def connect(self, request: ClientRequest, events: LinkEvents) -> Connection:
+    async def connect(self, request: api.ClientRequest, events: LinkEvents) -> api.Connection:
         return await self.implementation(self.connector).connect(request, events)
 
-    async def listen(self, request: ListenRequest, accept: Accept) -> Listener:
+    async def listen(self, request: ListenRequest, accept: api.Accept) -> api.Listener:
         return await self.implementation(self.listener or self.connector).listen(request, accept)

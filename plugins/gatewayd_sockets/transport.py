@@ -31,19 +31,7 @@ from gatewayd.transport import (
     Transport,
     TransportError,
     admitted,
-)
-from gatewayd.transport.kit import (
-    CLOSE_WAIT,
-    Address,
-    ClosedReport,
-    accept_tls,
-    any_address,
-    bare_host,
-    check_kind,
-    connect_failure,
-    is_ip,
-    listen_errors,
-    tell_rejected,
+    kit,
 )
 from gatewayd.transport.sockopts import (
     ServerListener,
@@ -63,6 +51,8 @@ __all__ = [
     "StreamListener",
 ]
 
+#: How long a local close waits (the rule every transport shares).
+CLOSE_WAIT = kit.CLOSE_WAIT
 #: Datagrams waiting for delivery on one UDP link; more are dropped and counted.
 MAX_QUEUED_DATAGRAMS = 64
 
@@ -193,12 +183,12 @@ class _LinkBase(Connection):
     _proto: _WriteFlow
     _transport: asyncio.Transport | asyncio.DatagramTransport
 
-    def __init__(self, events: LinkEvents | None, *, local: Address, peer: Address) -> None:
+    def __init__(self, events: LinkEvents | None, *, local: kit.Address, peer: kit.Address) -> None:
         self.local = local
         self.peer = peer
         self._events = events
         self._local_close = False
-        self._report = ClosedReport()
+        self._report = kit.ClosedReport()
         self._end_error: BaseException | None = None
         self._reader: asyncio.Task[None] | None = None
 
@@ -290,7 +280,7 @@ class StreamConnection(_LinkBase):
             proto.delivered()
 
     async def send(self, payload: bytes, *, opcode: int = Opcode.BINARY, fin: bool = True,
-                   peer: Address | None = None, masked: bool = True) -> None:
+                   peer: kit.Address | None = None, masked: bool = True) -> None:
         if self._local_close or self._transport.is_closing():
             raise TransportError("the link is closed", stage="send")
         if not payload:
@@ -334,7 +324,7 @@ class _DatagramProtocol(_WriteFlow, asyncio.DatagramProtocol):
         self.refused = 0
         self.unreported_drops = 0
         self.last_error: Exception | None = None
-        self._queue: collections.deque[tuple[bytes, Address]] = collections.deque()
+        self._queue: collections.deque[tuple[bytes, kit.Address]] = collections.deque()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -360,7 +350,7 @@ class _DatagramProtocol(_WriteFlow, asyncio.DatagramProtocol):
         self.last_error = exc
         _log.debug("UDP error", error=str(exc))
 
-    async def next_datagram(self) -> tuple[bytes, Address] | None:
+    async def next_datagram(self) -> tuple[bytes, kit.Address] | None:
         while not self._queue:
             if self.lost:
                 return None
@@ -408,16 +398,16 @@ class DatagramConnection(_LinkBase):
         finally:
             self._report_drops()
 
-    async def _destination(self, peer: Address | None) -> Any:
+    async def _destination(self, peer: kit.Address | None) -> Any:
         if self.connected:
-            if peer is not None and (bare_host(peer[0]), int(peer[1])) != self.peer:
+            if peer is not None and (kit.bare_host(peer[0]), int(peer[1])) != self.peer:
                 raise TransportError(
                     f"this UDP link sends to {self.peer[0]}:{self.peer[1]} only", stage="send")
             return None
         if peer is None:
             raise TransportError("a UDP server link needs a destination", stage="send")
-        host, port = bare_host(peer[0]), int(peer[1])
-        if is_ip(host):
+        host, port = kit.bare_host(peer[0]), int(peer[1])
+        if kit.is_ip(host):
             return (host, port)
         family = self._transport.get_extra_info("socket").family
         try:
@@ -428,7 +418,7 @@ class DatagramConnection(_LinkBase):
         return infos[0][4]
 
     async def send(self, payload: bytes, *, opcode: int = Opcode.BINARY, fin: bool = True,
-                   peer: Address | None = None, masked: bool = True) -> None:
+                   peer: kit.Address | None = None, masked: bool = True) -> None:
         if self._local_close or self._transport.is_closing():
             raise TransportError("the link is closed", stage="send")
         destination = await self._destination(peer)
@@ -477,18 +467,18 @@ class _TlsHandshake(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         pass  # only before start_tls takes over; it sees the loss itself
 
-    async def _handshake(self, transport: asyncio.Transport, peer: Address) -> None:
+    async def _handshake(self, transport: asyncio.Transport, peer: kit.Address) -> None:
         timeout = self._request.handshake_timeout
         try:
             async with asyncio.timeout(timeout):
-                wrapped, early = await accept_tls(transport, self._context,
+                wrapped, early = await kit.accept_tls(transport, self._context,
                                                   handshake_timeout=timeout)
         except TimeoutError:
-            tell_rejected(self._request, peer, TransportError(
+            kit.tell_rejected(self._request, peer, TransportError(
                 f"no TLS handshake within {timeout:g} s", stage="timeout"))
             return
         except TransportError as exc:
-            tell_rejected(self._request, peer, exc)
+            kit.tell_rejected(self._request, peer, exc)
             return
         proto = _StreamProtocol(on_made=self._made)
         wrapped.set_protocol(proto)
@@ -531,7 +521,7 @@ class SocketTransport(Transport):
         self.max_queued_datagrams = max_queued_datagrams
 
     async def connect(self, request: ClientRequest, events: LinkEvents) -> Connection:
-        check_kind(self, request.kind, stage="connect")
+        kit.check_kind(self, request.kind, stage="connect")
         tls = request.kind == "tls"
         try:
             async with asyncio.timeout(request.connect_timeout):
@@ -539,12 +529,12 @@ class SocketTransport(Transport):
                     return await self._connect_udp(request, events)
                 return await self._connect_stream(request, events)
         except Exception as exc:
-            raise connect_failure(exc, tls=tls) from exc
+            raise kit.connect_failure(exc, tls=tls) from exc
 
     async def _connect_stream(self, request: ClientRequest,
                               events: LinkEvents) -> StreamConnection:
         loop = asyncio.get_running_loop()
-        host = bare_host(request.host)
+        host = kit.bare_host(request.host)
         kwargs: dict[str, Any] = {}
         if request.kind == "tls":
             context = request.tls or ssl.create_default_context()
@@ -552,7 +542,7 @@ class SocketTransport(Transport):
             kwargs["server_hostname"] = request.server_hostname or host
         if request.local_port is not None:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            kwargs["local_addr"] = (any_address(family), request.local_port)
+            kwargs["local_addr"] = (kit.any_address(family), request.local_port)
         transport, proto = await loop.create_connection(_StreamProtocol, host, request.port,
                                                         **kwargs)
         # No await from here on: a cancelled connect cannot leak the connection.
@@ -566,12 +556,12 @@ class SocketTransport(Transport):
     async def _connect_udp(self, request: ClientRequest,
                            events: LinkEvents) -> DatagramConnection:
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(bare_host(request.host), request.port,
+        infos = await loop.getaddrinfo(kit.bare_host(request.host), request.port,
                                        type=socket.SOCK_DGRAM)
         family, _type, _proto, _name, remote = infos[0]
         local_addr = None
         if request.local_port is not None:
-            local_addr = (any_address(family), request.local_port)
+            local_addr = (kit.any_address(family), request.local_port)
         limit = self.max_queued_datagrams
         transport, proto = await loop.create_datagram_endpoint(
             lambda: _DatagramProtocol(limit), remote_addr=(str(remote[0]), int(remote[1])),
@@ -584,8 +574,8 @@ class SocketTransport(Transport):
         return connection
 
     async def listen(self, request: ListenRequest, accept: Accept) -> Listener:
-        check_kind(self, request.kind, stage="listen")
-        with listen_errors(request.host):
+        kit.check_kind(self, request.kind, stage="listen")
+        with kit.listen_errors(request.host):
             if request.kind == "udp":
                 return await self._listen_udp(request, accept)
             return await self._listen_stream(request, accept)
@@ -605,7 +595,7 @@ class SocketTransport(Transport):
             connection = StreamConnection(proto, None)
             if not admitted(connection.peer, request.allow):
                 proto.transport.abort()
-                tell_rejected(request, connection.peer, TransportError(
+                kit.tell_rejected(request, connection.peer, TransportError(
                     "client address not in the allowed networks", stage="refused"))
                 return
             try:
@@ -640,7 +630,7 @@ class SocketTransport(Transport):
 
     async def _listen_udp(self, request: ListenRequest, accept: Accept) -> DatagramListener:
         loop = asyncio.get_running_loop()
-        host = bare_host(request.host) or "0.0.0.0"
+        host = kit.bare_host(request.host) or "0.0.0.0"
         limit, allow = self.max_queued_datagrams, request.allow
         transport, proto = await loop.create_datagram_endpoint(
             lambda: _DatagramProtocol(limit, allow), local_addr=(host, request.port))

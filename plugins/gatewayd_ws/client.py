@@ -23,14 +23,7 @@ from gatewayd.transport import (
     Opcode,
     Transport,
     TransportError,
-)
-from gatewayd.transport.kit import (
-    CLOSE_WAIT,
-    ClosedReport,
-    any_address,
-    bare_host,
-    check_kind,
-    connect_failure,
+    kit,
 )
 from gatewayd.transport.sockopts import address, apply_socket_options
 from gatewayd_ws import KINDS, NAME, SUMMARY
@@ -45,6 +38,8 @@ __all__ = [
     "request_url",
 ]
 
+#: How long a local close waits (the rule every transport shares).
+CLOSE_WAIT = kit.CLOSE_WAIT
 #: What the ESP-AT module's engine (esp_websocket_client) sends.
 USER_AGENT = "ESP32 Websocket Client"
 #: Largest message accepted from a server (aiohttp reassembles a fragmented
@@ -61,7 +56,7 @@ def request_url(request: ClientRequest) -> URL:
     Percent-escapes already in the path are kept; characters not allowed in a
     request target are escaped."""
     scheme = "wss" if request.kind == "wss" else "ws"
-    host = bare_host(request.host)
+    host = kit.bare_host(request.host)
     if ":" in host:
         host = f"[{host}]"
     path = request.path or "/"
@@ -78,9 +73,9 @@ def _failure(exc: BaseException, *, tls: bool) -> TransportError:
     if isinstance(exc, aiohttp.ClientSSLError):  # certificate and other TLS errors
         return TransportError(f"TLS failed: {exc}", stage="tls")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return connect_failure(exc, tls=tls, cause=exc.os_error)
+        return kit.connect_failure(exc, tls=tls, cause=exc.os_error)
     if isinstance(exc, TimeoutError):  # also aiohttp's ServerTimeoutError
-        return connect_failure(exc, tls=tls)
+        return kit.connect_failure(exc, tls=tls)
     if isinstance(exc, aiohttp.InvalidURL):
         return TransportError(f"invalid URL: {exc}", stage="resolve")
     if isinstance(exc, aiohttp.WSServerHandshakeError):
@@ -97,7 +92,7 @@ class WsClientTransport(Transport):
     summary = SUMMARY
 
     async def connect(self, request: ClientRequest, events: LinkEvents) -> Connection:
-        check_kind(self, request.kind, stage="connect")
+        kit.check_kind(self, request.kind, stage="connect")
         try:
             url = request_url(request)
         except ValueError as exc:
@@ -107,7 +102,7 @@ class WsClientTransport(Transport):
             headers.append(("User-Agent", USER_AGENT))
         local_addr = None
         if request.local_port is not None:
-            local_addr = (any_address(request.host), request.local_port)
+            local_addr = (kit.any_address(request.host), request.local_port)
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=1, force_close=True, local_addr=local_addr),
             # The whole open is bounded by connect_timeout below; no read timeouts.
@@ -167,7 +162,7 @@ class WsConnection(Connection):
         self._local_close = False  # close() or abort() has begun
         self._end_code: int | None = None  # from the server's close frame
         self._end_error: BaseException | None = None
-        self._report_closed = ClosedReport()
+        self._report_closed = kit.ClosedReport()
         loop = asyncio.get_running_loop()
         self._released: asyncio.Future[None] = loop.create_future()
         self._release_task: asyncio.Future[None] | None = None

@@ -97,17 +97,7 @@ from gatewayd.transport import (
     Transport,
     TransportError,
     admitted,
-)
-from gatewayd.transport.kit import (
-    CLOSE_WAIT,
-    Address,
-    ClosedReport,
-    EarlyData,
-    accept_tls,
-    check_kind,
-    listen_errors,
-    shown_address,
-    tell_rejected,
+    kit,
 )
 from gatewayd.transport.sockopts import ServerListener, apply_socket_options, serve_everywhere
 from gatewayd_ws import KINDS, NAME, SUMMARY
@@ -124,6 +114,8 @@ __all__ = [
     "WsServerTransport",
 ]
 
+#: How long a local close waits (the rule every transport shares).
+CLOSE_WAIT = kit.CLOSE_WAIT
 #: The query parameter that may carry the token (``?token=…``).
 TOKEN_PARAMETER = "token"
 #: Close codes that must never appear in a close frame (RFC 6455 §7.4.1).
@@ -246,8 +238,8 @@ class _Incoming(asyncio.Protocol):
     def __init__(self, server: _Server) -> None:
         self._server = server
         self.transport: asyncio.Transport | None = None  # the TLS one, once wrapped
-        self.peer: Address = ("", 0)
-        self.local: Address = ("", 0)
+        self.peer: kit.Address = ("", 0)
+        self.local: kit.Address = ("", 0)
         self.settled = False
         self.handler: _Handler | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -259,8 +251,8 @@ class _Incoming(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         server = self._server
         self.transport = transport
-        self.peer = shown_address(transport.get_extra_info("peername"))
-        self.local = shown_address(transport.get_extra_info("sockname"))
+        self.peer = kit.shown_address(transport.get_extra_info("peername"))
+        self.local = kit.shown_address(transport.get_extra_info("sockname"))
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(server.request.handshake_timeout, self._expired)
         if server.tls is None:
@@ -279,7 +271,7 @@ class _Incoming(asyncio.Protocol):
         server = self._server
         assert server.tls is not None
         try:
-            wrapped, early = await accept_tls(transport, server.tls,
+            wrapped, early = await kit.accept_tls(transport, server.tls,
                                               handshake_timeout=server.request.handshake_timeout)
         except asyncio.CancelledError:
             if self._timed_out:  # our own deadline (_expired) came first
@@ -292,7 +284,7 @@ class _Incoming(asyncio.Protocol):
             return
         self._hand_over(wrapped, early)
 
-    def _hand_over(self, transport: asyncio.Transport, early: EarlyData | None) -> None:
+    def _hand_over(self, transport: asyncio.Transport, early: kit.EarlyData | None) -> None:
         """Give the (TLS) connection to an aiohttp request handler."""
         server = self._server
         handler = _Handler(server.web, loop=asyncio.get_running_loop(), incoming=self,
@@ -337,7 +329,7 @@ class _Incoming(asyncio.Protocol):
             return
         self.settled = True
         self.stop_clock()
-        tell_rejected(self._server.request, self.peer, TransportError(message, stage=stage))
+        kit.tell_rejected(self._server.request, self.peer, TransportError(message, stage=stage))
 
     def lost(self) -> None:
         """The connection ended (called by the handler)."""
@@ -499,7 +491,7 @@ class WsServerConnection(Connection):
         self._too_big = False  # we ended the link with 1009
         self._end_code: int | None = None  # from the client's close frame
         self._end_error: BaseException | None = None
-        self._report_closed = ClosedReport()
+        self._report_closed = kit.ClosedReport()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """The transport's extra info ("socket", "peercert", "cipher", …)."""
@@ -600,7 +592,7 @@ class WsServerConnection(Connection):
     # -- Connection --------------------------------------------------------
 
     async def send(self, payload: bytes, *, opcode: int = Opcode.BINARY, fin: bool = True,
-                   peer: Address | None = None, masked: bool = True) -> None:
+                   peer: kit.Address | None = None, masked: bool = True) -> None:
         """Write one frame, unmasked whatever *masked* says (a server never masks);
         waits for the 101 answer first."""
         if not self._ready.done():
@@ -677,11 +669,11 @@ class WsServerTransport(Transport):
                              "gatewayd_ws.client.WsClientTransport", stage="connect")
 
     async def listen(self, request: ListenRequest, accept: Accept) -> WsListener:
-        check_kind(self, request.kind, stage="listen")
+        kit.check_kind(self, request.kind, stage="listen")
         if request.kind == "wss" and request.tls is None:
             raise TransportError("a wss listener needs a certificate (SSLContext)",
                                  stage="tls")
-        with listen_errors(request.host):
+        with kit.listen_errors(request.host):
             return await self._listen(request, accept)
 
     async def _listen(self, request: ListenRequest, accept: Accept) -> WsListener:
