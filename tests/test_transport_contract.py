@@ -16,6 +16,10 @@ The cases (see docs/plugins.md, "The transport contract"):
   to ``on_rejected`` with stage ``"refused"`` and never reaches ``accept``.
 - ``reject_tls``: a TLS listener's peer that fails the handshake is told to
   ``on_rejected`` with stage ``"tls"``.
+- ``reject_slow``: a peer that does not finish its handshake (TLS, WebSocket
+  upgrade) within ``handshake_timeout`` is dropped and told with ``"timeout"``.
+- ``refused_by_core``: ``accept`` raising ``Refused`` turns the peer away, and
+  ``on_rejected`` is not told.
 - ``close_by_peer`` / ``close_local``: however a link ends, ``closed`` is
   reported exactly once, with ``by_peer`` saying who ended it.
 - ``backpressure``: while ``LinkEvents.data`` does not return, the transport
@@ -48,6 +52,7 @@ from gatewayd.transport import (
     Connection,
     ListenRequest,
     Opcode,
+    Refused,
     Transport,
     TransportError,
 )
@@ -73,6 +78,10 @@ NOT_APPLICABLE: dict[tuple[str, str], str] = {
     ("reject_tls", "tcp"): "plain TCP has no TLS handshake",
     ("reject_tls", "udp"): "UDP has no TLS",
     ("reject_tls", "ws"): "plain ws has no TLS handshake",
+    ("reject_slow", "tcp"): "plain TCP has no handshake to wait for",
+    ("reject_slow", "udp"): "UDP has no handshake to wait for",
+    ("refused_by_core", "udp"): "a UDP listener calls accept once, inside listen(): a "
+                                "refusal there fails listen() itself",
 }
 
 
@@ -235,9 +244,9 @@ class Peer(ABC):
                              connect_timeout=WAIT)
 
     def listen_request(self, **settings: Any) -> ListenRequest:
+        settings.setdefault("handshake_timeout", WAIT)
         return ListenRequest(self.kind, "127.0.0.1", 0,
-                             tls=self.server_context() if self.tls else None,
-                             handshake_timeout=WAIT, **settings)
+                             tls=self.server_context() if self.tls else None, **settings)
 
     @abstractmethod
     def serve(self) -> contextlib.AbstractAsyncContextManager[
@@ -366,7 +375,8 @@ def test_every_kind_has_a_peer_or_a_reason() -> None:
     assert {"tcp", "udp", "tls", "ws", "wss"} <= set(KINDS)
     for (case, kind), why in NOT_APPLICABLE.items():
         assert case in {"refuse_connect", "reject_peer", "close_by_peer", "backpressure",
-                        "reject_tls"} and kind in PEERS and why
+                        "reject_tls", "reject_slow", "refused_by_core"} \
+            and kind in PEERS and why
 
 
 @pytest.mark.parametrize("kind", kinds("connect"))
@@ -452,6 +462,49 @@ async def test_reject_tls(kind: str, transport: Transport, peer: Peer) -> None:
         [(where, error)] = accepted.rejected
         assert where[0] == "127.0.0.1" and error.stage == "tls"
         assert accepted.links == []
+    finally:
+        await listener.close()
+
+
+@pytest.mark.parametrize("kind", kinds("reject_slow"))
+async def test_reject_slow(kind: str, transport: Transport, peer: Peer) -> None:
+    accepted = Accepted()
+    listener = await transport.listen(
+        peer.listen_request(on_rejected=accepted.on_rejected, handshake_timeout=0.3), accepted)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.local[1])
+        await until(lambda: bool(accepted.rejected))  # we sent nothing at all
+        with contextlib.suppress(OSError):
+            assert await asyncio.wait_for(reader.read(), WAIT) == b""  # and were dropped
+        writer.close()
+        [(where, error)] = accepted.rejected
+        assert where[0] == "127.0.0.1" and error.stage == "timeout"
+        assert accepted.links == []
+    finally:
+        await listener.close()
+
+
+@pytest.mark.parametrize("kind", kinds("refused_by_core"))
+async def test_refused_by_core(kind: str, transport: Transport, peer: Peer) -> None:
+    """``accept`` raising ``Refused``: the peer is turned away, ``on_rejected``
+    is not told (the core refused it itself)."""
+    rejected: list[TransportError] = []
+    calls = 0
+
+    def accept(connection: Connection) -> Recorder:
+        nonlocal calls
+        calls += 1
+        raise Refused("no free link id", status=429)
+
+    listener = await transport.listen(
+        peer.listen_request(on_rejected=lambda _peer, error: rejected.append(error)), accept)
+    try:
+        with contextlib.suppress(Exception):  # a WebSocket client sees HTTP 429
+            side = await asyncio.wait_for(peer.dial(listener.local[1]), WAIT)
+            await asyncio.wait_for(side.ended(), WAIT)
+        await until(lambda: calls == 1)
+        await asyncio.sleep(0.05)
+        assert rejected == [] and calls == 1
     finally:
         await listener.close()
 
