@@ -371,6 +371,36 @@ class Accepted:
         self.rejected.append((peer, error))
 
 
+@contextlib.asynccontextmanager
+async def listening(transport: Transport, peer: Peer, accept: Accepted,
+                    **settings: Any) -> AsyncIterator[int]:
+    """A listener of *transport* on 127.0.0.1 that tells *accept* of rejections; its port."""
+    listener = await transport.listen(
+        peer.listen_request(on_rejected=accept.on_rejected, **settings), accept)
+    try:
+        yield listener.local[1]
+    finally:
+        await listener.close()
+
+
+async def the_rejection(accepted: Accepted) -> TransportError:
+    """The one rejection *accepted* was told of (a peer on 127.0.0.1, never accepted)."""
+    await until(lambda: bool(accepted.rejected))
+    await asyncio.sleep(0.05)  # nothing more follows
+    [(where, error)] = accepted.rejected
+    assert where[0] == "127.0.0.1" and accepted.links == []
+    return error
+
+
+async def raw_client(port: int, data: bytes) -> None:
+    """A plain TCP client that sends *data* and waits for the listener to drop it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    with contextlib.suppress(OSError):
+        assert await asyncio.wait_for(reader.read(), WAIT) == b""
+    writer.close()
+
+
 def test_every_kind_has_a_peer_or_a_reason() -> None:
     assert {"tcp", "udp", "tls", "ws", "wss"} <= set(KINDS)
     for (case, kind), why in NOT_APPLICABLE.items():
@@ -399,11 +429,9 @@ async def test_connect(kind: str, transport: Transport, peer: Peer) -> None:
 @pytest.mark.parametrize("kind", kinds("listen"))
 async def test_listen(kind: str, transport: Transport, peer: Peer) -> None:
     accepted = Accepted()
-    listener = await transport.listen(peer.listen_request(on_rejected=accepted.on_rejected),
-                                      accepted)
-    try:
-        assert listener.local[0] == "127.0.0.1" and listener.local[1] > 0
-        side = await asyncio.wait_for(peer.dial(listener.local[1]), WAIT)
+    async with listening(transport, peer, accepted) as port:
+        assert port > 0
+        side = await asyncio.wait_for(peer.dial(port), WAIT)
         await side.send(b"ping")
         await until(lambda: bool(accepted.links) and accepted.links[0][1].received == b"ping")
         connection, events = accepted.links[0]
@@ -412,8 +440,6 @@ async def test_listen(kind: str, transport: Transport, peer: Peer) -> None:
         await connection.close()
         assert events.closes and events.closes[0][0] is False
         await side.close()
-    finally:
-        await listener.close()
     assert accepted.rejected == []
 
 
@@ -431,82 +457,47 @@ async def test_refuse_connect(kind: str, transport: Transport, peer: Peer) -> No
 async def test_reject_peer(kind: str, transport: Transport, peer: Peer) -> None:
     accepted = Accepted()
     outside = (ipaddress.ip_network("192.0.2.0/24"),)
-    listener = await transport.listen(
-        peer.listen_request(allow=outside, on_rejected=accepted.on_rejected), accepted)
-    try:
+    async with listening(transport, peer, accepted, allow=outside) as port:
         with contextlib.suppress(Exception):  # a WebSocket client sees HTTP 403
-            side = await asyncio.wait_for(peer.dial(listener.local[1]), WAIT)
+            side = await asyncio.wait_for(peer.dial(port), WAIT)
             await asyncio.wait_for(side.ended(), WAIT)
-        await until(lambda: bool(accepted.rejected))
-        await asyncio.sleep(0.05)
-        [(where, error)] = accepted.rejected
-        assert where[0] == "127.0.0.1" and error.stage == "refused"
-        assert accepted.links == []
-    finally:
-        await listener.close()
+        assert (await the_rejection(accepted)).stage == "refused"
 
 
 @pytest.mark.parametrize("kind", kinds("reject_tls"))
 async def test_reject_tls(kind: str, transport: Transport, peer: Peer) -> None:
     accepted = Accepted()
-    listener = await transport.listen(peer.listen_request(on_rejected=accepted.on_rejected),
-                                      accepted)
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", listener.local[1])
-        writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # plain text, not TLS
-        with contextlib.suppress(OSError):
-            await asyncio.wait_for(reader.read(), WAIT)
-        writer.close()
-        await until(lambda: bool(accepted.rejected))
-        await asyncio.sleep(0.05)
-        [(where, error)] = accepted.rejected
-        assert where[0] == "127.0.0.1" and error.stage == "tls"
-        assert accepted.links == []
-    finally:
-        await listener.close()
+    async with listening(transport, peer, accepted) as port:
+        await raw_client(port, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # not TLS
+        assert (await the_rejection(accepted)).stage == "tls"
 
 
 @pytest.mark.parametrize("kind", kinds("reject_slow"))
 async def test_reject_slow(kind: str, transport: Transport, peer: Peer) -> None:
     accepted = Accepted()
-    listener = await transport.listen(
-        peer.listen_request(on_rejected=accepted.on_rejected, handshake_timeout=0.3), accepted)
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", listener.local[1])
-        await until(lambda: bool(accepted.rejected))  # we sent nothing at all
-        with contextlib.suppress(OSError):
-            assert await asyncio.wait_for(reader.read(), WAIT) == b""  # and were dropped
-        writer.close()
-        [(where, error)] = accepted.rejected
-        assert where[0] == "127.0.0.1" and error.stage == "timeout"
-        assert accepted.links == []
-    finally:
-        await listener.close()
+    async with listening(transport, peer, accepted, handshake_timeout=0.3) as port:
+        await raw_client(port, b"")  # sends nothing at all, and is dropped
+        assert (await the_rejection(accepted)).stage == "timeout"
 
 
 @pytest.mark.parametrize("kind", kinds("refused_by_core"))
 async def test_refused_by_core(kind: str, transport: Transport, peer: Peer) -> None:
     """``accept`` raising ``Refused``: the peer is turned away, ``on_rejected``
     is not told (the core refused it itself)."""
-    rejected: list[TransportError] = []
-    calls = 0
 
-    def accept(connection: Connection) -> Recorder:
-        nonlocal calls
-        calls += 1
-        raise Refused("no free link id", status=429)
+    class Refusing(Accepted):
+        def __call__(self, connection: Connection) -> Recorder:
+            super().__call__(connection)
+            raise Refused("no free link id", status=429)
 
-    listener = await transport.listen(
-        peer.listen_request(on_rejected=lambda _peer, error: rejected.append(error)), accept)
-    try:
+    accepted = Refusing()
+    async with listening(transport, peer, accepted) as port:
         with contextlib.suppress(Exception):  # a WebSocket client sees HTTP 429
-            side = await asyncio.wait_for(peer.dial(listener.local[1]), WAIT)
+            side = await asyncio.wait_for(peer.dial(port), WAIT)
             await asyncio.wait_for(side.ended(), WAIT)
-        await until(lambda: calls == 1)
+        await until(lambda: bool(accepted.links))
         await asyncio.sleep(0.05)
-        assert rejected == [] and calls == 1
-    finally:
-        await listener.close()
+        assert len(accepted.links) == 1 and accepted.rejected == []
 
 
 @pytest.mark.parametrize("kind", kinds("close_by_peer"))
