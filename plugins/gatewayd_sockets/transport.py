@@ -472,7 +472,7 @@ class _TlsHandshake(asyncio.Protocol):
         try:
             async with asyncio.timeout(timeout):
                 wrapped, early = await kit.accept_tls(transport, self._context,
-                                                  handshake_timeout=timeout)
+                                                      handshake_timeout=timeout)
         except TimeoutError:
             kit.tell_rejected(self._request, peer, TransportError(
                 f"no TLS handshake within {timeout:g} s", stage="timeout"))
@@ -557,7 +557,7 @@ class SocketTransport(Transport):
                            events: LinkEvents) -> DatagramConnection:
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(kit.bare_host(request.host), request.port,
-                                       type=socket.SOCK_DGRAM)
+                                           type=socket.SOCK_DGRAM)
         family, _type, _proto, _name, remote = infos[0]
         local_addr = None
         if request.local_port is not None:

@@ -271,8 +271,8 @@ class _Incoming(asyncio.Protocol):
         server = self._server
         assert server.tls is not None
         try:
-            wrapped, early = await kit.accept_tls(transport, server.tls,
-                                              handshake_timeout=server.request.handshake_timeout)
+            wrapped, early = await kit.accept_tls(
+                transport, server.tls, handshake_timeout=server.request.handshake_timeout)
         except asyncio.CancelledError:
             if self._timed_out:  # our own deadline (_expired) came first
                 self.reject("timeout", "no TLS handshake within "
