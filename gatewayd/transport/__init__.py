@@ -21,7 +21,7 @@ import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 __all__ = [
     "ClientRequest",
@@ -33,6 +33,7 @@ __all__ = [
     "Opcode",
     "Refused",
     "SocketOptions",
+    "Stage",
     "Transport",
     "TransportError",
     "admitted",
@@ -51,23 +52,45 @@ class Opcode(enum.IntEnum):
     PONG = 0xA
 
 
-class TransportError(Exception):
-    """A link could not be opened or used. ``stage`` says where it failed
-    ("resolve", "connect", "tls", "handshake", "send"), so dialects can map it
-    onto their error numbers."""
+#: Where a link failed; see :class:`TransportError`.
+Stage = Literal["resolve", "connect", "tls", "handshake", "timeout", "send", "listen",
+                "refused"]
 
-    def __init__(self, message: str, *, stage: str) -> None:
+
+class TransportError(Exception):
+    """A link could not be opened, used or admitted. ``stage`` says where it
+    failed, so dialects can map it onto their error numbers:
+
+    - ``"resolve"``: the host name did not resolve (or the URL was invalid).
+    - ``"connect"``: the TCP connection (or UDP socket) could not be made; also
+      a kind the transport does not serve.
+    - ``"tls"``: the TLS handshake failed (certificate, protocol, a peer that
+      dropped it), or a TLS listener was asked for without an ``SSLContext``.
+    - ``"handshake"``: the WebSocket upgrade failed (HTTP answer, bad request).
+    - ``"timeout"``: ``connect_timeout`` ran out while connecting, or a peer of
+      a listener did not finish TLS (and the upgrade) in ``handshake_timeout``.
+    - ``"send"``: the link is closed, or writing to it failed.
+    - ``"listen"``: a listener could not be started (port in use, say).
+    - ``"refused"``: a listener turned a peer away (:class:`Refused`, client
+      networks, a wrong token).
+
+    Listeners tell ``ListenRequest.on_rejected`` about peers with the stages
+    ``"tls"``, ``"timeout"``, ``"handshake"`` and ``"refused"``."""
+
+    def __init__(self, message: str, *, stage: Stage) -> None:
         super().__init__(message)
-        self.stage = stage
+        self.stage: Stage = stage
 
 
 class Refused(TransportError):
     """Raised by an :data:`Accept` callback to turn a peer away before the core
-    takes it (no free link id, say). A WebSocket listener answers the upgrade
-    request with HTTP ``status``; stream listeners just close the connection."""
+    takes it (no free link id, say); stage ``"refused"``. A WebSocket listener
+    answers the upgrade request with HTTP ``status``; stream listeners just close
+    the connection. Listeners do not tell ``on_rejected`` about these (the core
+    itself refused)."""
 
     def __init__(self, message: str, *, status: int = 503) -> None:
-        super().__init__(message, stage="accept")
+        super().__init__(message, stage="refused")
         self.status = status
 
 
@@ -121,9 +144,12 @@ class ListenRequest:
     - ``tls`` with ``verify_mode = CERT_REQUIRED`` demands a client certificate.
     - ``handshake_timeout``: seconds a peer has for TLS and the WebSocket
       upgrade together.
-    - ``on_rejected(peer, error)``: told about every peer that failed TLS
-      (``error.stage`` "tls" or "timeout") or the upgrade ("handshake"), or
-      was refused by a check above ("refused"), so a dialect can report it.
+    - ``on_rejected(peer, error)``: told (at most once per peer, and never once
+      ``accept`` was called) about every stream or WebSocket peer that failed
+      TLS (``error.stage`` "tls", or "timeout" when ``handshake_timeout`` ran
+      out), or the upgrade ("handshake"), or was refused by a check above
+      ("refused"), so a dialect can report it. Datagrams from outside ``allow``
+      are counted, not reported.
     - ``max_message`` (WebSocket): largest message accepted; a bigger one ends
       the link with close code 1009.
     """

@@ -41,11 +41,11 @@ def apply_socket_options(sock: Any, options: SocketOptions, *, stream: bool = Tr
             settings.append((socket.IPPROTO_TCP, socket.TCP_NODELAY, int(options.nodelay)))
         if options.keepalive is not None:
             settings.append((socket.SOL_SOCKET, socket.SO_KEEPALIVE, int(options.keepalive)))
-        for name, value in (("TCP_KEEPIDLE", options.keepalive_idle),
-                            ("TCP_KEEPINTVL", options.keepalive_interval),
-                            ("TCP_KEEPCNT", options.keepalive_count)):
-            if value and hasattr(socket, name):
-                settings.append((socket.IPPROTO_TCP, getattr(socket, name), int(value)))
+        for name, seconds in (("TCP_KEEPIDLE", options.keepalive_idle),
+                              ("TCP_KEEPINTVL", options.keepalive_interval),
+                              ("TCP_KEEPCNT", options.keepalive_count)):
+            if seconds and hasattr(socket, name):
+                settings.append((socket.IPPROTO_TCP, getattr(socket, name), int(seconds)))
     if options.send_timeout is not None:
         settings.append((socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(options.send_timeout)))
     if options.recv_timeout is not None:

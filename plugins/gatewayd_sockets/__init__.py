@@ -14,6 +14,10 @@ What it does, and its limits and defaults:
   accepted peer handed to ``accept`` for its ``LinkEvents``. Host ``""`` = every
   interface: ``0.0.0.0`` plus ``::`` (v6-only) on the same port; ``local`` reports the
   IPv4 side. A UDP server with host ``""`` binds ``0.0.0.0`` only.
+  TLS servers do the handshake per peer within ``handshake_timeout``; a peer that
+  fails it is told to ``on_rejected`` with stage ``"tls"``, one that runs out of
+  time with ``"timeout"``; a peer outside ``allow`` is closed at once and told
+  with ``"refused"`` (a ``Refused`` raised by ``accept`` is not told).
   A UDP "server" is one datagram endpoint bound to ``(host, port)``: ``accept`` is
   called once with its connection, which delivers every datagram with its sender's
   address and needs an explicit ``peer`` to send. Closing a listener stops accepting;

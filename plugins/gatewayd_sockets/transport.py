@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import ipaddress
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from gatewayd.logs import get_logger
@@ -31,6 +31,7 @@ from gatewayd.transport import (
     Transport,
     TransportError,
     admitted,
+    kit,
 )
 from gatewayd.transport.sockopts import (
     ServerListener,
@@ -50,57 +51,24 @@ __all__ = [
     "StreamListener",
 ]
 
+#: How long a local close waits (the rule every transport shares).
+CLOSE_WAIT = kit.CLOSE_WAIT
 #: Datagrams waiting for delivery on one UDP link; more are dropped and counted.
 MAX_QUEUED_DATAGRAMS = 64
-#: How long a local close waits for the write buffer to flush before aborting.
-CLOSE_WAIT = 1.0
 
 _log = get_logger(transport=NAME)
 
-Address = tuple[str, int]
 
-
-# -- helpers -------------------------------------------------------------------
-
-
-def _any_address(family: int) -> str:
-    return "::" if family == socket.AF_INET6 else "0.0.0.0"
-
-
-def _host(host: str) -> str:
-    return host.strip("[]")
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    return True
-
-
-def _connect_failure(exc: BaseException, *, tls: bool) -> TransportError:
-    """Map what opening a link raised onto a :class:`TransportError` stage."""
-    if isinstance(exc, TransportError):
-        return exc
-    if isinstance(exc, TimeoutError):
-        return TransportError("timed out connecting", stage="timeout")
-    if isinstance(exc, socket.gaierror):
-        return TransportError(f"cannot resolve: {exc}", stage="resolve")
-    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-        return TransportError(f"TLS failed: {exc}", stage="tls")
-    if tls and isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
-        # A refused SYN raises ConnectionRefusedError; a reset here came once TCP was
-        # up: the peer dropped our TLS handshake (a plain server, say).
-        return TransportError(f"TLS handshake failed: {exc}", stage="tls")
-    return TransportError(f"cannot connect: {exc}", stage="connect")
+# -- what both kinds of link share ----------------------------------------------
 
 
 class _WriteFlow:
-    """``pause_writing``/``resume_writing`` bookkeeping and an awaitable drain."""
+    """``pause_writing``/``resume_writing`` bookkeeping and an awaitable drain;
+    ``connection_lost`` and the wake-up of the reader waiting for more."""
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._wakeup: asyncio.Future[None] | None = None
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self.lost = False  # connection_lost has been called
@@ -126,6 +94,15 @@ class _WriteFlow:
         self._release_drain()
         if not self._lost_waiter.done():
             self._lost_waiter.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._mark_lost(exc)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._wakeup = self._wakeup, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def drain(self) -> None:
         if self._write_paused and not self.lost:
@@ -155,7 +132,6 @@ class _StreamProtocol(_WriteFlow, asyncio.Protocol):
         self.read_paused = False
         self.eof = False
         self._chunks: collections.deque[bytes] = collections.deque()
-        self._wakeup: asyncio.Future[None] | None = None
         self._on_made = on_made
 
     # asyncio callbacks
@@ -175,16 +151,7 @@ class _StreamProtocol(_WriteFlow, asyncio.Protocol):
         self._wake()
         return False  # the transport closes itself (after flushing what we wrote)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._mark_lost(exc)
-        self._wake()
-
     # reader side
-    def _wake(self) -> None:
-        waiter, self._wakeup = self._wakeup, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     def _pause_reading(self) -> None:
         if not self.read_paused and self.transport is not None and not self.lost:
             self.transport.pause_reading()
@@ -214,14 +181,14 @@ class _LinkBase(Connection):
     """The reader task and the once-only ``closed`` report shared by all links."""
 
     _proto: _WriteFlow
-    _transport: asyncio.BaseTransport
+    _transport: asyncio.Transport | asyncio.DatagramTransport
 
-    def __init__(self, events: LinkEvents | None, *, local: Address, peer: Address) -> None:
+    def __init__(self, events: LinkEvents | None, *, local: kit.Address, peer: kit.Address) -> None:
         self.local = local
         self.peer = peer
         self._events = events
         self._local_close = False
-        self._closed_reported = False
+        self._report = kit.ClosedReport()
         self._end_error: BaseException | None = None
         self._reader: asyncio.Task[None] | None = None
 
@@ -252,16 +219,15 @@ class _LinkBase(Connection):
             self._transport.close()  # after flushing what we sent
         self._report_closed()
 
+    @property
+    def _closed_reported(self) -> bool:
+        return self._report.done
+
     def _report_closed(self) -> None:
-        if self._closed_reported or self._events is None:
-            return
-        self._closed_reported = True
         by_peer = not self._local_close
         error = self._end_error or self._proto.error
-        try:
-            self._events.closed(by_peer=by_peer, code=None, error=error if by_peer else None)
-        except Exception as exc:
-            _log.error("closed event handler failed", error=repr(exc))
+        self._report(self._events, by_peer=by_peer, code=None,
+                     error=error if by_peer else None)
 
     def _in_reader(self) -> bool:
         return self._reader is not None and asyncio.current_task() is self._reader
@@ -314,7 +280,7 @@ class StreamConnection(_LinkBase):
             proto.delivered()
 
     async def send(self, payload: bytes, *, opcode: int = Opcode.BINARY, fin: bool = True,
-                   peer: Address | None = None, masked: bool = True) -> None:
+                   peer: kit.Address | None = None, masked: bool = True) -> None:
         if self._local_close or self._transport.is_closing():
             raise TransportError("the link is closed", stage="send")
         if not payload:
@@ -357,9 +323,8 @@ class _DatagramProtocol(_WriteFlow, asyncio.DatagramProtocol):
         self.dropped = 0
         self.refused = 0
         self.unreported_drops = 0
-        self.last_error: OSError | None = None
-        self._queue: collections.deque[tuple[bytes, Address]] = collections.deque()
-        self._wakeup: asyncio.Future[None] | None = None
+        self.last_error: Exception | None = None
+        self._queue: collections.deque[tuple[bytes, kit.Address]] = collections.deque()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -380,21 +345,12 @@ class _DatagramProtocol(_WriteFlow, asyncio.DatagramProtocol):
         self._queue.append((data, sender))
         self._wake()
 
-    def error_received(self, exc: OSError) -> None:
+    def error_received(self, exc: Exception) -> None:
         # ICMP errors (port unreachable, …): UDP goes on regardless.
         self.last_error = exc
         _log.debug("UDP error", error=str(exc))
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._mark_lost(exc)
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter, self._wakeup = self._wakeup, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def next_datagram(self) -> tuple[bytes, Address] | None:
+    async def next_datagram(self) -> tuple[bytes, kit.Address] | None:
         while not self._queue:
             if self.lost:
                 return None
@@ -442,16 +398,16 @@ class DatagramConnection(_LinkBase):
         finally:
             self._report_drops()
 
-    async def _destination(self, peer: Address | None) -> Any:
+    async def _destination(self, peer: kit.Address | None) -> Any:
         if self.connected:
-            if peer is not None and (_host(peer[0]), int(peer[1])) != self.peer:
+            if peer is not None and (kit.bare_host(peer[0]), int(peer[1])) != self.peer:
                 raise TransportError(
                     f"this UDP link sends to {self.peer[0]}:{self.peer[1]} only", stage="send")
             return None
         if peer is None:
             raise TransportError("a UDP server link needs a destination", stage="send")
-        host, port = _host(peer[0]), int(peer[1])
-        if _is_ip(host):
+        host, port = kit.bare_host(peer[0]), int(peer[1])
+        if kit.is_ip(host):
             return (host, port)
         family = self._transport.get_extra_info("socket").family
         try:
@@ -462,7 +418,7 @@ class DatagramConnection(_LinkBase):
         return infos[0][4]
 
     async def send(self, payload: bytes, *, opcode: int = Opcode.BINARY, fin: bool = True,
-                   peer: Address | None = None, masked: bool = True) -> None:
+                   peer: kit.Address | None = None, masked: bool = True) -> None:
         if self._local_close or self._transport.is_closing():
             raise TransportError("the link is closed", stage="send")
         destination = await self._destination(peer)
@@ -483,6 +439,51 @@ class DatagramConnection(_LinkBase):
         else:
             self._local_close = True
         await self._stop_reader()
+
+
+class _TlsHandshake(asyncio.Protocol):
+    """An accepted connection of a TLS server until its handshake is done: then
+    a :class:`_StreamProtocol` takes over (and *made* is called, as for TCP). A
+    failed handshake is told to ``on_rejected`` with stage ``"tls"``, one that
+    takes longer than ``handshake_timeout`` with ``"timeout"``."""
+
+    def __init__(self, request: ListenRequest, context: ssl.SSLContext,
+                 made: Callable[[_StreamProtocol], None],
+                 handshakes: set[asyncio.Task[None]]) -> None:
+        self._request = request
+        self._context = context
+        self._made = made
+        self._handshakes = handshakes
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()  # nothing may be read before start_tls takes over
+        peer = address(transport.get_extra_info("peername"))
+        task = asyncio.get_running_loop().create_task(
+            self._handshake(transport, peer), name=f"{NAME} TLS {peer[0]}:{peer[1]}")
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pass  # only before start_tls takes over; it sees the loss itself
+
+    async def _handshake(self, transport: asyncio.Transport, peer: kit.Address) -> None:
+        timeout = self._request.handshake_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                wrapped, early = await kit.accept_tls(transport, self._context,
+                                                      handshake_timeout=timeout)
+        except TimeoutError:
+            kit.tell_rejected(self._request, peer, TransportError(
+                f"no TLS handshake within {timeout:g} s", stage="timeout"))
+            return
+        except TransportError as exc:
+            kit.tell_rejected(self._request, peer, exc)
+            return
+        proto = _StreamProtocol(on_made=self._made)
+        wrapped.set_protocol(proto)
+        proto.connection_made(wrapped)
+        early.replay(proto)
 
 
 # -- listeners -----------------------------------------------------------------
@@ -520,8 +521,7 @@ class SocketTransport(Transport):
         self.max_queued_datagrams = max_queued_datagrams
 
     async def connect(self, request: ClientRequest, events: LinkEvents) -> Connection:
-        if request.kind not in self.kinds:
-            raise TransportError(f"{self.name} does not serve {request.kind!r}", stage="connect")
+        kit.check_kind(self, request.kind, stage="connect")
         tls = request.kind == "tls"
         try:
             async with asyncio.timeout(request.connect_timeout):
@@ -529,12 +529,12 @@ class SocketTransport(Transport):
                     return await self._connect_udp(request, events)
                 return await self._connect_stream(request, events)
         except Exception as exc:
-            raise _connect_failure(exc, tls=tls) from exc
+            raise kit.connect_failure(exc, tls=tls) from exc
 
     async def _connect_stream(self, request: ClientRequest,
                               events: LinkEvents) -> StreamConnection:
         loop = asyncio.get_running_loop()
-        host = _host(request.host)
+        host = kit.bare_host(request.host)
         kwargs: dict[str, Any] = {}
         if request.kind == "tls":
             context = request.tls or ssl.create_default_context()
@@ -542,7 +542,7 @@ class SocketTransport(Transport):
             kwargs["server_hostname"] = request.server_hostname or host
         if request.local_port is not None:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            kwargs["local_addr"] = (_any_address(family), request.local_port)
+            kwargs["local_addr"] = (kit.any_address(family), request.local_port)
         transport, proto = await loop.create_connection(_StreamProtocol, host, request.port,
                                                         **kwargs)
         # No await from here on: a cancelled connect cannot leak the connection.
@@ -556,16 +556,16 @@ class SocketTransport(Transport):
     async def _connect_udp(self, request: ClientRequest,
                            events: LinkEvents) -> DatagramConnection:
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(_host(request.host), request.port,
-                                       type=socket.SOCK_DGRAM)
+        infos = await loop.getaddrinfo(kit.bare_host(request.host), request.port,
+                                           type=socket.SOCK_DGRAM)
         family, _type, _proto, _name, remote = infos[0]
         local_addr = None
         if request.local_port is not None:
-            local_addr = (_any_address(family), request.local_port)
+            local_addr = (kit.any_address(family), request.local_port)
         limit = self.max_queued_datagrams
         transport, proto = await loop.create_datagram_endpoint(
-            lambda: _DatagramProtocol(limit), remote_addr=remote[:2], local_addr=local_addr,
-            family=family)
+            lambda: _DatagramProtocol(limit), remote_addr=(str(remote[0]), int(remote[1])),
+            local_addr=local_addr, family=family)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             apply_socket_options(sock, request.options, stream=False)
@@ -574,19 +574,11 @@ class SocketTransport(Transport):
         return connection
 
     async def listen(self, request: ListenRequest, accept: Accept) -> Listener:
-        if request.kind not in self.kinds:
-            raise TransportError(f"{self.name} does not serve {request.kind!r}", stage="listen")
-        try:
+        kit.check_kind(self, request.kind, stage="listen")
+        with kit.listen_errors(request.host):
             if request.kind == "udp":
                 return await self._listen_udp(request, accept)
             return await self._listen_stream(request, accept)
-        except TransportError:
-            raise
-        except socket.gaierror as exc:
-            raise TransportError(f"cannot resolve {request.host}: {exc}", stage="resolve") \
-                from exc
-        except (OSError, ValueError) as exc:
-            raise TransportError(f"cannot listen: {exc}", stage="listen") from exc
 
     async def _listen_stream(self, request: ListenRequest, accept: Accept) -> StreamListener:
         loop = asyncio.get_running_loop()
@@ -601,16 +593,17 @@ class SocketTransport(Transport):
             if sock is not None:
                 apply_socket_options(sock, options, stream=True)
             connection = StreamConnection(proto, None)
+            if not admitted(connection.peer, request.allow):
+                proto.transport.abort()
+                kit.tell_rejected(request, connection.peer, TransportError(
+                    "client address not in the allowed networks", stage="refused"))
+                return
             try:
-                if not admitted(connection.peer, request.allow):
-                    raise Refused("peer outside the allowed networks", status=403)
                 events = accept(connection)
-            except Refused as exc:
+            except Refused as exc:  # the core's own choice: not reported back to it
                 _log.info("connection refused", peer=f"{connection.peer[0]}:{connection.peer[1]}",
                           reason=str(exc))
                 proto.transport.abort()
-                if request.on_rejected is not None:
-                    request.on_rejected(connection.peer, exc)
                 return
             except Exception as exc:
                 _log.error("accept handler failed", error=repr(exc))
@@ -618,13 +611,17 @@ class SocketTransport(Transport):
                 return
             connection.start(events)
 
+        handshakes: set[asyncio.Task[None]] = set()
+
+        def incoming() -> asyncio.Protocol:
+            if request.kind != "tls":
+                return _StreamProtocol(on_made=accepted)
+            assert context is not None
+            return _TlsHandshake(request, context, accepted, handshakes)
+
         async def serve(host: str, port: int) -> asyncio.Server:
-            server = await loop.create_server(
-                lambda: _StreamProtocol(on_made=accepted), host, port,
-                ssl=context if request.kind == "tls" else None,
-                ssl_handshake_timeout=request.handshake_timeout if request.kind == "tls"
-                else None,
-                backlog=request.backlog, reuse_address=True)
+            server = await loop.create_server(incoming, host, port, backlog=request.backlog,
+                                              reuse_address=True)
             for sock in server.sockets:
                 apply_socket_options(sock, options, stream=True)
             return server
@@ -633,7 +630,7 @@ class SocketTransport(Transport):
 
     async def _listen_udp(self, request: ListenRequest, accept: Accept) -> DatagramListener:
         loop = asyncio.get_running_loop()
-        host = _host(request.host) or "0.0.0.0"
+        host = kit.bare_host(request.host) or "0.0.0.0"
         limit, allow = self.max_queued_datagrams, request.allow
         transport, proto = await loop.create_datagram_endpoint(
             lambda: _DatagramProtocol(limit, allow), local_addr=(host, request.port))

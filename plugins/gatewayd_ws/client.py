@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from yarl import URL
@@ -23,10 +23,11 @@ from gatewayd.transport import (
     Opcode,
     Transport,
     TransportError,
+    kit,
 )
 from gatewayd.transport.sockopts import address, apply_socket_options
 from gatewayd_ws import KINDS, NAME, SUMMARY
-from gatewayd_ws.frames import FrameWriter
+from gatewayd_ws.frames import NO_STATUS_RCVD, FrameWriter
 
 __all__ = [
     "CLOSE_WAIT",
@@ -37,16 +38,14 @@ __all__ = [
     "request_url",
 ]
 
+#: How long a local close waits (the rule every transport shares).
+CLOSE_WAIT = kit.CLOSE_WAIT
 #: What the ESP-AT module's engine (esp_websocket_client) sends.
 USER_AGENT = "ESP32 Websocket Client"
-#: How long a local close waits for the server's close frame.
-CLOSE_WAIT = 1.0
 #: Largest message accepted from a server (aiohttp reassembles a fragmented
 #: message before handing it over). A bigger one ends the link with close
 #: code 1009, reported to the core as a drop.
 MAX_MESSAGE = 4 * 1024 * 1024
-#: RFC 6455 §7.4.1: reported when a close frame carried no status code.
-NO_STATUS_RCVD = 1005
 
 _log = get_logger(transport="aiohttp-ws-client")
 
@@ -57,7 +56,7 @@ def request_url(request: ClientRequest) -> URL:
     Percent-escapes already in the path are kept; characters not allowed in a
     request target are escaped."""
     scheme = "wss" if request.kind == "wss" else "ws"
-    host = request.host.strip("[]")
+    host = kit.bare_host(request.host)
     if ":" in host:
         host = f"[{host}]"
     path = request.path or "/"
@@ -67,20 +66,16 @@ def request_url(request: ClientRequest) -> URL:
 
 
 def _failure(exc: BaseException, *, tls: bool) -> TransportError:
-    """Map what aiohttp raised while opening onto a :class:`TransportError` stage."""
-    if isinstance(exc, TimeoutError):  # also aiohttp's ServerTimeoutError
-        return TransportError("timed out connecting", stage="timeout")
+    """Map what aiohttp raised while opening onto a :class:`TransportError` stage;
+    what is not aiohttp's own goes to :func:`~gatewayd.transport.kit.connect_failure`."""
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return TransportError(f"cannot resolve {exc.host}: {exc.os_error}", stage="resolve")
     if isinstance(exc, aiohttp.ClientSSLError):  # certificate and other TLS errors
         return TransportError(f"TLS failed: {exc}", stage="tls")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        if tls and isinstance(exc.os_error, ConnectionResetError | ConnectionAbortedError
-                              | BrokenPipeError):
-            # A reset answers a SYN with "refused", so a reset here came once TCP
-            # was up: the peer dropped our TLS handshake (a plain server, say).
-            return TransportError(f"TLS handshake failed: {exc}", stage="tls")
-        return TransportError(f"cannot connect: {exc}", stage="connect")
+        return kit.connect_failure(exc, tls=tls, cause=exc.os_error)
+    if isinstance(exc, TimeoutError):  # also aiohttp's ServerTimeoutError
+        return kit.connect_failure(exc, tls=tls)
     if isinstance(exc, aiohttp.InvalidURL):
         return TransportError(f"invalid URL: {exc}", stage="resolve")
     if isinstance(exc, aiohttp.WSServerHandshakeError):
@@ -97,8 +92,7 @@ class WsClientTransport(Transport):
     summary = SUMMARY
 
     async def connect(self, request: ClientRequest, events: LinkEvents) -> Connection:
-        if request.kind not in self.kinds:
-            raise TransportError(f"{self.name} does not serve {request.kind!r}", stage="connect")
+        kit.check_kind(self, request.kind, stage="connect")
         try:
             url = request_url(request)
         except ValueError as exc:
@@ -108,7 +102,7 @@ class WsClientTransport(Transport):
             headers.append(("User-Agent", USER_AGENT))
         local_addr = None
         if request.local_port is not None:
-            local_addr = ("::" if ":" in request.host else "0.0.0.0", request.local_port)
+            local_addr = (kit.any_address(request.host), request.local_port)
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=1, force_close=True, local_addr=local_addr),
             # The whole open is bounded by connect_timeout below; no read timeouts.
@@ -154,7 +148,8 @@ class WsConnection(Connection):
     it ends (for whatever reason, cancellation included) :meth:`_reader_done`
     closes the transport, reports ``closed`` once and releases the session."""
 
-    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse,
+    def __init__(self, session: aiohttp.ClientSession,
+                 ws: aiohttp.ClientWebSocketResponse[Literal[False]],
                  writer: FrameWriter, events: LinkEvents, *,
                  local: tuple[str, int], peer: tuple[str, int]) -> None:
         self.local = local
@@ -167,6 +162,7 @@ class WsConnection(Connection):
         self._local_close = False  # close() or abort() has begun
         self._end_code: int | None = None  # from the server's close frame
         self._end_error: BaseException | None = None
+        self._report_closed = kit.ClosedReport()
         loop = asyncio.get_running_loop()
         self._released: asyncio.Future[None] = loop.create_future()
         self._release_task: asyncio.Future[None] | None = None
@@ -218,11 +214,8 @@ class WsConnection(Connection):
         else:
             self._writer.close()  # after our close frame is flushed
         by_peer = not self._local_close
-        try:
-            self._events.closed(by_peer=by_peer, code=self._end_code,
-                                error=self._end_error if by_peer else None)
-        except Exception as exc:
-            _log.error("closed event handler failed", error=repr(exc))
+        self._report_closed(self._events, by_peer=by_peer, code=self._end_code,
+                            error=self._end_error if by_peer else None)
         self._release_task = asyncio.ensure_future(self._release())
 
     async def _release(self) -> None:

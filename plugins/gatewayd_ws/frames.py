@@ -23,7 +23,10 @@ if TYPE_CHECKING:
     from aiohttp import ClientWebSocketResponse
     from aiohttp.web import WebSocketResponse
 
-__all__ = ["FrameWriter", "encode_frame", "mask_payload"]
+__all__ = ["NO_STATUS_RCVD", "FrameWriter", "encode_frame", "mask_payload"]
+
+#: RFC 6455 §7.4.1: reported when a close frame carried no status code.
+NO_STATUS_RCVD = 1005
 
 _LEN_16 = struct.Struct("!BBH")
 _LEN_64 = struct.Struct("!BBQ")
@@ -72,7 +75,7 @@ class FrameWriter:
     frames, or (``client=False``, for an upgraded ``web.WebSocketResponse``)
     unmasked server frames."""
 
-    def __init__(self, ws: ClientWebSocketResponse | WebSocketResponse, *,
+    def __init__(self, ws: ClientWebSocketResponse[bool] | WebSocketResponse[bool], *,
                  client: bool = True) -> None:
         # aiohttp's public API has no way to send a frame without FIN, nor to
         # reach the transport. Its WebSocketWriter (client and server alike)

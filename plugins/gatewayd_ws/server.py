@@ -78,9 +78,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import socket
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import WSMsgType, web
 from aiohttp.http import WebSocketError, WSCloseCode
@@ -94,19 +93,18 @@ from gatewayd.transport import (
     ListenRequest,
     Opcode,
     Refused,
+    Stage,
     Transport,
     TransportError,
     admitted,
-    plain_ip,
+    kit,
 )
-from gatewayd.transport.sockopts import (
-    ServerListener,
-    address,
-    apply_socket_options,
-    serve_everywhere,
-)
+from gatewayd.transport.sockopts import ServerListener, apply_socket_options, serve_everywhere
 from gatewayd_ws import KINDS, NAME, SUMMARY
-from gatewayd_ws.frames import FrameWriter
+from gatewayd_ws.frames import NO_STATUS_RCVD, FrameWriter
+
+if TYPE_CHECKING:
+    from aiohttp.http_websocket import WebSocketReader
 
 __all__ = [
     "CLOSE_WAIT",
@@ -116,28 +114,17 @@ __all__ = [
     "WsServerTransport",
 ]
 
-#: How long a local close waits for the client's close frame.
-CLOSE_WAIT = 1.0
+#: How long a local close waits (the rule every transport shares).
+CLOSE_WAIT = kit.CLOSE_WAIT
 #: The query parameter that may carry the token (``?token=…``).
 TOKEN_PARAMETER = "token"
-#: RFC 6455 §7.4.1: reported when a close frame carried no status code.
-NO_STATUS_RCVD = 1005
 #: Close codes that must never appear in a close frame (RFC 6455 §7.4.1).
 _NEVER_SENT = frozenset({1005, 1006, 1015})
 
 _log = get_logger(transport=NAME)
 
-Address = tuple[str, int]
-
 
 # -- helpers -------------------------------------------------------------------
-
-
-def _peer_address(value: Any) -> Address:
-    """:func:`~gatewayd.transport.sockopts.address`, with IPv4-mapped IPv6 shown as IPv4."""
-    host, port = address(value)
-    ip = plain_ip(host)
-    return (str(ip) if ip is not None and ip.version == 4 else host), port
 
 
 def _answer(status: int, text: str) -> web.Response:
@@ -186,7 +173,8 @@ class _MaskCheck:
             return True, b""
         bad = self._unmasked_at(data)
         if bad is None:
-            return self._parser.feed_data(data)
+            fed: tuple[bool, bytes] = self._parser.feed_data(data)
+            return fed
         self._failed = True
         if bad:  # the frames before the unmasked one are delivered first
             eof, tail = self._parser.feed_data(data[:bad])
@@ -242,36 +230,6 @@ def _payload_size(head: bytearray) -> int:
 # -- one accepted connection until it is a link --------------------------------
 
 
-class _EarlyData(asyncio.Protocol):
-    """The application side of a fresh TLS connection until the HTTP handler takes
-    it: asyncio may deliver data as soon as the handshake completes, before
-    ``start_tls`` has returned."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-        self.eof = False
-        self.lost = False
-        self.error: BaseException | None = None
-
-    def data_received(self, data: bytes) -> None:
-        self.chunks.append(bytes(data))
-
-    def eof_received(self) -> None:
-        self.eof = True
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.lost = True
-        self.error = exc
-
-    def replay(self, protocol: asyncio.Protocol) -> None:
-        for chunk in self.chunks:
-            protocol.data_received(chunk)
-        if self.eof:
-            protocol.eof_received()
-        if self.lost:
-            protocol.connection_lost(self.error)
-
-
 class _Incoming(asyncio.Protocol):
     """One accepted TCP connection on its way to becoming a link: TLS (wss), then
     the HTTP upgrade request, within the handshake deadline. It settles once:
@@ -280,8 +238,8 @@ class _Incoming(asyncio.Protocol):
     def __init__(self, server: _Server) -> None:
         self._server = server
         self.transport: asyncio.Transport | None = None  # the TLS one, once wrapped
-        self.peer: Address = ("", 0)
-        self.local: Address = ("", 0)
+        self.peer: kit.Address = ("", 0)
+        self.local: kit.Address = ("", 0)
         self.settled = False
         self.handler: _Handler | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -293,8 +251,8 @@ class _Incoming(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         server = self._server
         self.transport = transport
-        self.peer = _peer_address(transport.get_extra_info("peername"))
-        self.local = _peer_address(transport.get_extra_info("sockname"))
+        self.peer = kit.shown_address(transport.get_extra_info("peername"))
+        self.local = kit.shown_address(transport.get_extra_info("sockname"))
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(server.request.handshake_timeout, self._expired)
         if server.tls is None:
@@ -311,31 +269,22 @@ class _Incoming(asyncio.Protocol):
     # the way to a link
     async def _start_tls(self, transport: asyncio.Transport) -> None:
         server = self._server
-        early = _EarlyData()
-        loop = asyncio.get_running_loop()
+        assert server.tls is not None
         try:
-            wrapped = await loop.start_tls(
-                transport, early, server.tls, server_side=True,
-                # our own deadline (_expired) comes first
-                ssl_handshake_timeout=max(server.request.handshake_timeout, 0) + 1)
+            wrapped, early = await kit.accept_tls(
+                transport, server.tls, handshake_timeout=server.request.handshake_timeout)
         except asyncio.CancelledError:
-            transport.abort()
-            if self._timed_out:
+            if self._timed_out:  # our own deadline (_expired) came first
                 self.reject("timeout", "no TLS handshake within "
                             f"{server.request.handshake_timeout:g} s")
                 return
             raise
-        except Exception as exc:
-            transport.abort()
-            self.reject("tls", f"TLS handshake failed: {exc!r}")
-            return
-        if wrapped is None or wrapped.is_closing():
-            transport.abort()
-            self.reject("tls", "connection closed during the TLS handshake")
+        except TransportError as exc:
+            self.reject(exc.stage, str(exc))
             return
         self._hand_over(wrapped, early)
 
-    def _hand_over(self, transport: asyncio.Transport, early: _EarlyData | None) -> None:
+    def _hand_over(self, transport: asyncio.Transport, early: kit.EarlyData | None) -> None:
         """Give the (TLS) connection to an aiohttp request handler."""
         server = self._server
         handler = _Handler(server.web, loop=asyncio.get_running_loop(), incoming=self,
@@ -374,21 +323,13 @@ class _Incoming(asyncio.Protocol):
         self.settled = True
         self.stop_clock()
 
-    def reject(self, stage: str, message: str) -> None:
+    def reject(self, stage: Stage, message: str) -> None:
         """Tell ``on_rejected`` (once per connection, never after :meth:`link`)."""
         if self.settled:
             return
         self.settled = True
         self.stop_clock()
-        _log.info("WebSocket peer rejected", peer=f"{self.peer[0]}:{self.peer[1]}",
-                  stage=stage, reason=message)
-        callback = self._server.request.on_rejected
-        if callback is None:
-            return
-        try:
-            callback(self.peer, TransportError(message, stage=stage))
-        except Exception as exc:
-            _log.error("on_rejected handler failed", error=repr(exc))
+        kit.tell_rejected(self._server.request, self.peer, TransportError(message, stage=stage))
 
     def lost(self) -> None:
         """The connection ended (called by the handler)."""
@@ -414,7 +355,9 @@ class _Handler(web.RequestHandler):
 
     def set_parser(self, parser: Any, data_received_cb: Any = None) -> None:
         # Called by WebSocketResponse.prepare() once the upgrade is answered.
-        super().set_parser(_MaskCheck(parser, self._protocol_violation), data_received_cb)
+        # _MaskCheck stands in for the WebSocketReader it wraps (feed_data, feed_eof).
+        checked = cast("WebSocketReader", _MaskCheck(parser, self._protocol_violation))
+        super().set_parser(checked, data_received_cb)
 
     def _protocol_violation(self, error: WebSocketError) -> None:
         # As aiohttp's reader does with its own errors: the reading side then
@@ -548,6 +491,7 @@ class WsServerConnection(Connection):
         self._too_big = False  # we ended the link with 1009
         self._end_code: int | None = None  # from the client's close frame
         self._end_error: BaseException | None = None
+        self._report_closed = kit.ClosedReport()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """The transport's extra info ("socket", "peercert", "cipher", …)."""
@@ -642,17 +586,13 @@ class WsServerConnection(Connection):
             return
         by_peer = not self._local_close and not self._too_big
         error = self._end_error if by_peer or self._too_big else None
-        if self._events is not None:
-            try:
-                self._events.closed(by_peer=by_peer, code=self._end_code, error=error)
-            except Exception as exc:
-                _log.error("closed event handler failed", error=repr(exc))
+        self._report_closed(self._events, by_peer=by_peer, code=self._end_code, error=error)
         self._finished.set_result(None)
 
     # -- Connection --------------------------------------------------------
 
     async def send(self, payload: bytes, *, opcode: int = Opcode.BINARY, fin: bool = True,
-                   peer: Address | None = None, masked: bool = True) -> None:
+                   peer: kit.Address | None = None, masked: bool = True) -> None:
         """Write one frame, unmasked whatever *masked* says (a server never masks);
         waits for the 101 answer first."""
         if not self._ready.done():
@@ -729,20 +669,12 @@ class WsServerTransport(Transport):
                              "gatewayd_ws.client.WsClientTransport", stage="connect")
 
     async def listen(self, request: ListenRequest, accept: Accept) -> WsListener:
-        if request.kind not in self.kinds:
-            raise TransportError(f"{self.name} does not serve {request.kind!r}", stage="listen")
+        kit.check_kind(self, request.kind, stage="listen")
         if request.kind == "wss" and request.tls is None:
             raise TransportError("a wss listener needs a certificate (SSLContext)",
                                  stage="tls")
-        try:
+        with kit.listen_errors(request.host):
             return await self._listen(request, accept)
-        except TransportError:
-            raise
-        except socket.gaierror as exc:
-            raise TransportError(f"cannot resolve {request.host}: {exc}", stage="resolve") \
-                from exc
-        except (OSError, ValueError) as exc:
-            raise TransportError(f"cannot listen: {exc}", stage="listen") from exc
 
     async def _listen(self, request: ListenRequest, accept: Accept) -> WsListener:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,260 @@
+"""What every transport plugin shares, written once (stdlib only: the core never
+imports aiohttp, and a plugin may use any of this).
+
+- Hosts: :func:`bare_host` (``[::1]`` → ``::1``), :func:`any_address`,
+  :func:`is_ip`, :func:`shown_address` (IPv4-mapped IPv6 shown as IPv4).
+- Errors: :func:`check_kind`, :func:`connect_failure` (what opening a link raised →
+  :class:`~gatewayd.transport.TransportError` with its stage) and
+  :func:`listen_errors` (the same for starting a listener).
+- :class:`ClosedReport`: ``LinkEvents.closed`` reported exactly once.
+- :func:`accept_tls`: the server side of a TLS handshake on an accepted connection,
+  failures raised with stage ``"tls"`` so a listener can tell ``on_rejected``.
+- :class:`LazyTransport`: the registration facade that imports the implementation
+  module on first use, so loading plugins stays cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import socket
+import ssl
+from collections.abc import Iterator
+
+from gatewayd import transport as api
+from gatewayd.logs import get_logger
+from gatewayd.transport import LinkEvents, ListenRequest, Stage, Transport, TransportError, plain_ip
+from gatewayd.transport.sockopts import address
+
+__all__ = [
+    "CLOSE_WAIT",
+    "Address",
+    "ClosedReport",
+    "EarlyData",
+    "LazyTransport",
+    "accept_tls",
+    "any_address",
+    "bare_host",
+    "check_kind",
+    "connect_failure",
+    "is_ip",
+    "listen_errors",
+    "shown_address",
+    "tell_rejected",
+]
+
+#: How long a local close waits (for the write buffer to flush, or for the
+#: peer's close frame) before the connection is dropped.
+CLOSE_WAIT = 1.0
+
+Address = tuple[str, int]
+
+_log = get_logger()
+
+
+# -- hosts ---------------------------------------------------------------------
+
+
+def bare_host(host: str) -> str:
+    """*host* without the brackets of an IPv6 literal."""
+    return host.strip("[]")
+
+
+def any_address(host: str | int) -> str:
+    """The wildcard address of *host*'s family (an address family or a host)."""
+    if isinstance(host, int):
+        return "::" if host == socket.AF_INET6 else "0.0.0.0"
+    return "::" if ":" in host else "0.0.0.0"
+
+
+def is_ip(host: str) -> bool:
+    """Is *host* an address literal (not a name to resolve)?"""
+    return plain_ip(host) is not None
+
+
+def shown_address(value: object) -> Address:
+    """:func:`~gatewayd.transport.sockopts.address`, IPv4-mapped IPv6 as IPv4."""
+    host, port = address(value)
+    ip = plain_ip(host)
+    return (str(ip) if ip is not None and ip.version == 4 else host), port
+
+
+# -- errors --------------------------------------------------------------------
+
+
+def check_kind(transport: Transport, kind: str, *, stage: Stage) -> None:
+    """Raise unless *transport* serves link kind *kind*."""
+    if kind not in transport.kinds:
+        raise TransportError(f"{transport.name} does not serve {kind!r}", stage=stage)
+
+
+_RESET = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
+
+
+def connect_failure(exc: BaseException, *, tls: bool,
+                    cause: BaseException | None = None) -> TransportError:
+    """Map what opening a link raised onto a :class:`TransportError` stage:
+    ``timeout``, ``resolve``, ``tls`` or ``connect``. *cause* is the OS error a
+    library wrapped *exc* around, when it did (it decides the stage; *exc* the
+    message)."""
+    if isinstance(exc, TransportError):
+        return exc
+    reason = exc if cause is None else cause
+    if isinstance(exc, TimeoutError) or isinstance(reason, TimeoutError):
+        return TransportError("timed out connecting", stage="timeout")
+    if isinstance(reason, socket.gaierror):
+        return TransportError(f"cannot resolve: {exc}", stage="resolve")
+    if isinstance(reason, ssl.SSLError | ssl.CertificateError):
+        return TransportError(f"TLS failed: {exc}", stage="tls")
+    if tls and isinstance(reason, _RESET):
+        # A refused SYN raises ConnectionRefusedError; a reset here came once TCP was
+        # up: the peer dropped our TLS handshake (a plain server, say).
+        return TransportError(f"TLS handshake failed: {exc}", stage="tls")
+    return TransportError(f"cannot connect: {exc}", stage="connect")
+
+
+@contextlib.contextmanager
+def listen_errors(host: str) -> Iterator[None]:
+    """Starting a listener: a :class:`TransportError` passes, a resolver error
+    becomes stage ``resolve``, any other ``OSError``/``ValueError`` ``listen``."""
+    try:
+        yield
+    except TransportError:
+        raise
+    except socket.gaierror as exc:
+        raise TransportError(f"cannot resolve {host}: {exc}", stage="resolve") from exc
+    except (OSError, ValueError) as exc:
+        raise TransportError(f"cannot listen: {exc}", stage="listen") from exc
+
+
+# -- the end of a link -----------------------------------------------------------
+
+
+class ClosedReport:
+    """``LinkEvents.closed``, told once per link however the link ends. A link
+    whose events are not known yet (``None``) has no one to tell: nothing is
+    reported, and a later call with its events still reports."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def __call__(self, events: LinkEvents | None, *, by_peer: bool, code: int | None = None,
+                 error: BaseException | None = None) -> None:
+        if self.done or events is None:
+            return
+        self.done = True
+        try:
+            events.closed(by_peer=by_peer, code=code, error=error)
+        except Exception as exc:
+            _log.error("closed event handler failed", error=repr(exc))
+
+
+def tell_rejected(request: ListenRequest, peer: Address, error: TransportError) -> None:
+    """Log a peer that a listener turned away (or that failed its handshake) and
+    tell ``request.on_rejected``. Call it once per peer, never after ``accept``."""
+    _log.info("peer rejected", kind=request.kind, peer=f"{peer[0]}:{peer[1]}",
+              stage=error.stage, reason=str(error))
+    if request.on_rejected is None:
+        return
+    try:
+        request.on_rejected(peer, error)
+    except Exception as exc:
+        _log.error("on_rejected handler failed", error=repr(exc))
+
+
+# -- server-side TLS -------------------------------------------------------------
+
+
+class EarlyData(asyncio.Protocol):
+    """The application side of a fresh TLS connection until its real protocol
+    takes it: asyncio may deliver data as soon as the handshake completes, before
+    ``start_tls`` has returned."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.eof = False
+        self.lost = False
+        self.error: Exception | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(bytes(data))
+
+    def eof_received(self) -> None:
+        self.eof = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.error = exc
+
+    def replay(self, protocol: asyncio.Protocol) -> None:
+        for chunk in self.chunks:
+            protocol.data_received(chunk)
+        if self.eof:
+            protocol.eof_received()
+        if self.lost:
+            protocol.connection_lost(self.error)
+
+
+async def accept_tls(transport: asyncio.Transport, context: ssl.SSLContext, *,
+                     handshake_timeout: float) -> tuple[asyncio.Transport, EarlyData]:
+    """The server side of the TLS handshake on an accepted *transport* (whose
+    reading the caller has paused). Returns the TLS transport and what arrived
+    before the caller could set its protocol (:meth:`EarlyData.replay` it).
+
+    A failed handshake, or a peer that went away during it, aborts *transport*
+    and raises :class:`TransportError` with stage ``"tls"``. The caller's deadline
+    should come first: asyncio's own is *handshake_timeout* + 1 s. Cancelled, the
+    connection is aborted and the cancellation goes on."""
+    early = EarlyData()
+    loop = asyncio.get_running_loop()
+    try:
+        wrapped = await loop.start_tls(transport, early, context, server_side=True,
+                                       ssl_handshake_timeout=max(handshake_timeout, 0) + 1)
+    except asyncio.CancelledError:
+        transport.abort()
+        raise
+    except Exception as exc:
+        transport.abort()
+        raise TransportError(f"TLS handshake failed: {exc!r}", stage="tls") from exc
+    if wrapped is None or wrapped.is_closing():
+        transport.abort()
+        raise TransportError("connection closed during the TLS handshake", stage="tls")
+    return wrapped, early
+
+
+# -- registration ----------------------------------------------------------------
+
+
+class LazyTransport(Transport):
+    """A registered transport whose implementation is imported on first use.
+
+    Subclasses set ``name``, ``kinds``, ``summary`` and :attr:`connector` (and
+    :attr:`listener` when listening is another class): ``"module:Class"`` of a
+    :class:`Transport` that does the work. One instance of each is made, on the
+    first link that needs it."""
+
+    #: ``"module:Class"`` that connects (and listens, unless :attr:`listener`).
+    connector: str
+    #: ``"module:Class"`` that listens; ``""`` = the :attr:`connector`.
+    listener: str = ""
+
+    def __init__(self) -> None:
+        self._impls: dict[str, Transport] = {}
+
+    def implementation(self, spec: str) -> Transport:
+        """The instance of ``"module:Class"`` *spec*, imported and made once."""
+        impl = self._impls.get(spec)
+        if impl is None:
+            module, _, name = spec.partition(":")
+            made = getattr(importlib.import_module(module), name)()
+            if not isinstance(made, Transport):
+                raise TypeError(f"{spec} is not a gatewayd.transport.Transport")
+            impl = self._impls[spec] = made
+        return impl
+
+    async def connect(self, request: api.ClientRequest, events: LinkEvents) -> api.Connection:
+        return await self.implementation(self.connector).connect(request, events)
+
+    async def listen(self, request: ListenRequest, accept: api.Accept) -> api.Listener:
+        return await self.implementation(self.listener or self.connector).listen(request, accept)
