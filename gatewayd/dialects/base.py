@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -276,8 +276,18 @@ class Dialect(ABC):
     def new_state(self) -> Any:
         """Fresh per-port state, as after power-on."""
 
-    async def shutdown(self, state: Any) -> None:  # noqa: B027 - most dialects hold no links
-        """Close every link *state* holds (restart, port closing)."""
+    def shutdown(self, state: Any) -> Coroutine[Any, Any, None]:
+        """Close every link *state* holds (restart, port closing). The links
+        stop reporting to the MCU at once (:meth:`retire`, before this
+        returns); the coroutine returned closes them."""
+        self.retire(state)
+        return self.close_links(state)
+
+    def retire(self, state: Any) -> None:  # noqa: B027 - most dialects hold no links
+        """End the generation of every link table *state* holds."""
+
+    async def close_links(self, state: Any) -> None:  # noqa: B027
+        """Close every link *state* holds."""
 
     def links(self, state: Any) -> list[Any]:
         """The live links (``gatewayd.links.ClientLink``) *state* holds."""

@@ -17,21 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gatewayd.links.table import Generation, LinkDescription, LinkState, Token
 from gatewayd.transport import ClientRequest, Connection, Opcode, Transport, TransportError
 
 __all__ = ["ClientLink", "LinkObserver", "LinkState", "PingPolicy", "ReconnectPolicy"]
-
-
-class LinkState(enum.Enum):
-    CONNECTING = "connecting"
-    OPEN = "open"
-    WAITING_TO_RECONNECT = "waiting to reconnect"
-    CLOSED = "closed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,37 +63,40 @@ class LinkObserver(Protocol):
 
 
 class _Events:
-    """The LinkEvents one connection reports through; stale ones are ignored."""
+    """The LinkEvents one connection reports through; once its token is void
+    (the connection was replaced or closed, or the module restarted) they are
+    ignored."""
 
-    def __init__(self, link: ClientLink) -> None:
+    def __init__(self, link: ClientLink, token: Token) -> None:
         self.link = link
-        self.live = True
+        self.token = token
 
     async def data(self, payload: bytes, *, opcode: Opcode = Opcode.BINARY, fin: bool = True,
                    peer: tuple[str, int] | None = None) -> None:
-        if self.live:
+        if self.token.live:
             self.link._touch()
             await self.link.observer.data(self.link, payload, opcode, fin)
 
     def pong(self, payload: bytes) -> None:
-        if self.live:
+        if self.token.live:
             self.link._pong(payload)
 
     def closed(self, *, by_peer: bool, code: int | None = None,
                error: BaseException | None = None) -> None:
-        if self.live:
-            self.live = False
+        if self.token.live:
+            self.token.end()
             self.link._connection_ended(by_peer=by_peer, code=code, error=error)
 
 
 class ClientLink:
-    """One outgoing link. ``request`` is rebuilt for every (re)connect."""
+    """One outgoing link. ``request`` is rebuilt for every (re)connect.
+    ``generation`` is the link table's: once it ends, the link reports nothing."""
 
     def __init__(self, link_id: int, transport: Transport,
                  request: Callable[[], ClientRequest], observer: LinkObserver, log: Any,
                  *, ping: PingPolicy | None = None,
                  reconnect: ReconnectPolicy | None = None,
-                 clean_close_frees: bool = True,
+                 generation: Generation | None = None,
                  on_state_change: Callable[[ClientLink], None] | None = None) -> None:
         self.id = link_id
         self.transport = transport
@@ -109,7 +105,7 @@ class ClientLink:
         self.log = log.bind(link=link_id)
         self.ping = ping
         self.reconnect = reconnect
-        self.clean_close_frees = clean_close_frees
+        self.generation = generation
         self._on_state_change = on_state_change
         self._state = LinkState.CLOSED
         self.request: ClientRequest | None = None
@@ -154,26 +150,26 @@ class ClientLink:
             self.last_error = str(exc) or type(exc).__name__
             raise
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> LinkDescription:
         """What ``gatewayd status`` shows of this link."""
         request = self.request
-        return {
-            "id": self.id,
-            "kind": request.kind if request else None,
-            "peer": f"{request.host}:{request.port}" if request else None,
-            "state": self.state.value,
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "last_error": self.last_error,
-        }
+        return LinkDescription(
+            id=self.id,
+            kind=request.kind if request else None,
+            peer=f"{request.host}:{request.port}" if request else None,
+            state=self.state,
+            bytes_in=self.bytes_in,
+            bytes_out=self.bytes_out,
+            last_error=self.last_error,
+        )
 
     async def _connect(self) -> None:
         request = self.make_request()
         self.request = request
-        events = _Events(self)
+        events = _Events(self, Token(self.generation))
         self._events = events
         self.connection = await self.transport.connect(request, events)
-        if not events.live:  # dropped during the handshake's last steps
+        if not events.token.live:  # dropped during the handshake's last steps
             raise TransportError("connection closed right after opening", stage="connect")
         self.state = LinkState.OPEN
         self._touch()
@@ -243,7 +239,7 @@ class ClientLink:
     def _drop(self, *, error: str) -> None:
         """End a live connection from our side as a failure (pong timeout)."""
         if self._events is not None:
-            self._events.live = False
+            self._events.token.end()
         if self.connection is not None:
             self.connection.abort()
         self._connection_ended(by_peer=False, code=None, error=RuntimeError(error))
@@ -255,9 +251,10 @@ class ClientLink:
             self._keeper.cancel()
         self._keeper = None
         if self._closing or self.state is LinkState.CONNECTING:
-            self.state = LinkState.CLOSED
+            if self.state is not LinkState.CLOSING:  # CLOSING lasts until close() ends
+                self.state = LinkState.CLOSED
             return
-        if by_peer and code is not None and self.clean_close_frees:
+        if by_peer and code is not None:
             self.state = LinkState.CLOSED
             self.log.info("link closed by peer", code=code)
             self.observer.closed_by_peer(self, code)
@@ -287,6 +284,12 @@ class ClientLink:
             self.observer.connected(self)
             return
 
+    def begin_close(self) -> None:
+        """Mark the link CLOSING at once (no more sends); :meth:`close` follows."""
+        self._closing = True
+        if self.state is LinkState.OPEN:
+            self.state = LinkState.CLOSING
+
     async def close(self, *, graceful: bool = False) -> None:
         """Close for good. ``graceful`` sends a close frame / FIN first; otherwise
         the connection is simply dropped (ESP-AT ``AT+WSCLOSE``)."""
@@ -296,7 +299,7 @@ class ClientLink:
                 task.cancel()
         connection, self.connection = self.connection, None
         if self._events is not None:
-            self._events.live = False
+            self._events.token.end()
         if connection is not None:
             if graceful:
                 with contextlib.suppress(TransportError, TimeoutError):

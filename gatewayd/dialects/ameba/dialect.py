@@ -93,15 +93,19 @@ class AmebaDialect(Dialect):
     def new_state(self) -> AmebaState:
         return AmebaState()
 
-    async def shutdown(self, state: AmebaState) -> None:
+    def retire(self, state: AmebaState) -> None:
+        state.ws.links.retire()
+        state.sockets.links.retire()
+        state.wsserver.slots.retire()
+
+    async def close_links(self, state: AmebaState) -> None:
         await state.ws.close_all()
         await state.sockets.close_all()
-        await state.wsserver.stop(restart=True)
+        await state.wsserver.stop()
 
     def links(self, state: AmebaState) -> list[Any]:
-        ws = [slot.link for _, slot in sorted(state.ws.slots.items()) if slot.link is not None]
-        clients = [slot for _, slot in sorted(state.wsserver.slots.items())]
-        return ws + clients + [link for _, link in sorted(state.sockets.links.items())]
+        tables = (state.ws.links, state.wsserver.slots, state.sockets.links)
+        return [link for table in tables for _, link in table.sorted()]
 
 
 def _bind_one(param: Any, field: bytes | None) -> Any:

@@ -53,7 +53,7 @@ from gatewayd.dialects.base import (
     Setter,
     Str,
 )
-from gatewayd.links import hostnet
+from gatewayd.links import LinkDescription, LinkState, LinkTable, Token, hostnet
 from gatewayd.links import tls as cert_contexts
 from gatewayd.transport import (
     ClientRequest,
@@ -178,7 +178,8 @@ class SocketLink:
     role: str  # "server", "client", "seed"
     protocol: str  # TCP, UDP, TLS
     auto_rcv: bool
-    fd: int = -1
+    state: LinkState = LinkState.CONNECTING
+    fd: int = -1  # as lwIP numbers it, -1 unless OPEN
     local: Address = ANY
     peer: Address = ANY
     server: int | None = None  # a seed's server
@@ -194,39 +195,38 @@ class SocketLink:
     def is_server(self) -> bool:
         return self.role == "server"
 
-    def describe(self) -> dict[str, Any]:
-        """What ``gatewayd status`` shows of this link."""
-        return {
-            "id": self.id,
-            "kind": f"{self.protocol} {self.role}",
-            "peer": f"{self.peer[0]}:{self.peer[1]}" if self.peer != ANY else None,
-            "state": "open" if self.fd >= 0 else "closed",
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "last_error": self.last_error,
-        }
+    def describe(self) -> LinkDescription:
+        """What ``gatewayd status`` shows of this link (a link still
+        connecting shows as closed, as it has no socket yet)."""
+        return LinkDescription(
+            id=self.id,
+            kind=f"{self.protocol} {self.role}",
+            peer=f"{self.peer[0]}:{self.peer[1]}" if self.peer != ANY else None,
+            state=LinkState.OPEN if self.state is LinkState.OPEN else LinkState.CLOSED,
+            bytes_in=self.bytes_in,
+            bytes_out=self.bytes_out,
+            last_error=self.last_error,
+        )
 
 
 @dataclass
 class SocketState:
     config: SocketConfig = field(default_factory=SocketConfig)
-    links: dict[int, SocketLink] = field(default_factory=dict)
+    links: LinkTable[SocketLink] = field(default_factory=lambda: LinkTable(range(MAX_LINKS)))
     fds: set[int] = field(default_factory=set)
 
-    def free_id(self) -> int | None:
-        return next((i for i in range(MAX_LINKS) if i not in self.links), None)
-
-    def take_fd(self) -> int:
+    def opened(self, link: SocketLink) -> None:
+        """The link has its socket: OPEN, with the lowest free descriptor."""
         fd = next(i for i in range(len(self.fds) + 1) if i not in self.fds)
         self.fds.add(fd)
-        return fd
+        link.fd, link.state = fd, LinkState.OPEN
 
     def release(self, link: SocketLink) -> None:
         """The link's socket is gone (its id stays until AT+SKTDEL)."""
         self.fds.discard(link.fd)
-        link.fd = -1
+        link.fd, link.state = -1, LinkState.CLOSED
         if link.events is not None:
-            link.events.live = False
+            link.events.token.end()
 
     def seeds_of(self, server: SocketLink) -> list[SocketLink]:
         return [link for link in self.links.values() if link.server == server.id]
@@ -235,7 +235,7 @@ class SocketState:
         """Close *link* (a server with its seeds) and free its id."""
         for seed in self.seeds_of(link) if link.is_server else ():
             await self.delete(seed)
-        self.links.pop(link.id, None)
+        self.links.pop(link.id)
         self.release(link)
         listener, link.listener = link.listener, None
         connection, link.connection = link.connection, None
@@ -252,7 +252,8 @@ class SocketState:
 
 
 def sockets(ctx: PortContext) -> SocketState:
-    return ctx.state.sockets
+    state: SocketState = ctx.state.sockets
+    return state
 
 
 # -- receiving ---------------------------------------------------------------
@@ -264,13 +265,13 @@ class SocketEvents:
     def __init__(self, ctx: PortContext, link: SocketLink) -> None:
         self.ctx, self.link = ctx, link
         self.state = sockets(ctx)  # the module's state this link belongs to
-        self.live = True
+        self.token: Token = self.state.links.token()
         link.events = self
 
     @property
     def stale(self) -> bool:
         """Deleted, or left over from before a restart: the MCU hears nothing."""
-        return not self.live or sockets(self.ctx) is not self.state
+        return not self.token.live
 
     async def data(self, payload: bytes, *, opcode: Opcode = Opcode.BINARY, fin: bool = True,
                    peer: Address | None = None) -> None:
@@ -298,9 +299,9 @@ class SocketEvents:
 
     def closed(self, *, by_peer: bool, code: int | None = None,
                error: BaseException | None = None) -> None:
-        if not self.live:
+        if not self.token.live:
             return
-        self.live = False
+        self.token.end()
         link = self.link
         link.last_error = repr(error) if error else "closed by peer"
         self.ctx.log.info("socket closed by peer" if error is None else "socket failed",
@@ -427,8 +428,8 @@ async def sktserver(ctx: PortContext, link_id: int, conn_type: int, cert_index: 
         host = bind_address(ctx)
     except AtError as exc:
         raise AtError(11 if tls else failed, why=exc.why) from None
-    server = _new_link(ctx, link_id, "server", protocol, bool(auto_rcv), fd=state.take_fd())
-    state.links[link_id] = server
+    server = _new_link(ctx, link_id, "server", protocol, bool(auto_rcv))
+    state.opened(server)
 
     def accept(connection: Connection) -> SocketEvents:
         if protocol == UDP:
@@ -439,16 +440,11 @@ async def sktserver(ctx: PortContext, link_id: int, conn_type: int, cert_index: 
     request = ListenRequest(kind=protocol, host=host, port=src_port, tls=tls,
                             options=state.config.options(), allow=ctx.config.allowed_networks)
     try:
-        server.listener = await transport.listen(request, accept)
+        with state.links.reserving(link_id, server, undo=state.release):
+            server.listener = await transport.listen(request, accept)
     except TransportError as exc:
-        state.links.pop(link_id, None)
-        state.release(server)
         raise AtError(11 if tls else failed, why=f"cannot listen ({exc.stage}): {exc}") \
             from None
-    except BaseException:
-        state.links.pop(link_id, None)
-        state.release(server)
-        raise
     server.local = (shown_address(host), server.listener.local[1])
     ctx.log.info("socket server listening", link=link_id, protocol=protocol,
                  address=f"{host or '*'}:{server.listener.local[1]}")
@@ -459,15 +455,15 @@ def _accept_seed(ctx: PortContext, server: SocketLink, connection: Connection) -
     state = sockets(ctx)
     if state.links.get(server.id) is not server:
         raise Refused("the server was deleted")
-    seed_id = state.free_id()
+    seed_id = state.links.free_id()
     if seed_id is None:
         ctx.log.warning("client refused: all link ids are in use", server=server.id,
                         peer=f"{connection.peer[0]}:{connection.peer[1]}")
         raise Refused(f"all {MAX_LINKS} link ids are in use")
     seed = _new_link(ctx, seed_id, "seed", server.protocol, server.auto_rcv,
-                     fd=state.take_fd(), peer=connection.peer, server=server.id,
-                     connection=connection)
-    state.links[seed_id] = seed
+                     peer=connection.peer, server=server.id, connection=connection)
+    state.opened(seed)
+    state.links.add(seed_id, seed)
     events = SocketEvents(ctx, seed)
     ctx.unsolicited(
         b"[$][SKT][EVENT]: A client[link_id:%d,seed,%s,dst_address:%s,dst_port:%d]"
@@ -493,21 +489,17 @@ async def sktclient(ctx: PortContext, link_id: int, conn_type: int, cert_index: 
     transport = _transport(ctx, protocol, failed)
     state = sockets(ctx)
     link = _new_link(ctx, link_id, "client", protocol, bool(auto_rcv))
-    state.links[link_id] = link  # reserved while connecting: seeds must not take it
-    events = SocketEvents(ctx, link)
     request = ClientRequest(kind=protocol, host=host.strip("[]"), port=dst_port, tls=tls,
                             local_port=src_port if protocol == UDP else None,
                             options=state.config.options())
     try:
-        link.connection = await transport.connect(request, events)
+        # Reserved while connecting: seeds must not take the id.
+        with state.links.reserving(link_id, link):
+            link.connection = await transport.connect(request, SocketEvents(ctx, link))
     except TransportError as exc:
-        state.links.pop(link_id, None)
         code = 14 if protocol == TLS and exc.stage == "tls" else failed
         raise AtError(code, why=f"cannot connect ({exc.stage}): {exc}") from None
-    except BaseException:
-        state.links.pop(link_id, None)
-        raise
-    link.fd = state.take_fd()
+    state.opened(link)
     link.peer = link.connection.peer
     if protocol == UDP:
         link.local = ("0.0.0.0", link.connection.local[1])
@@ -523,7 +515,7 @@ def _sendable(ctx: PortContext, link_id: int, dst_ip: str, dst_port: int) -> tup
         SocketLink, Address | None]:
     """The open link *link_id* can send on, and the destination a UDP server needs."""
     link = sockets(ctx).links.get(link_id)
-    if link is None or link.connection is None or link.fd < 0:
+    if link is None or link.connection is None or link.state is not LinkState.OPEN:
         raise AtError(1, why=f"link {link_id} is not open")
     if link.is_server and link.protocol != UDP:
         raise AtError(1, why="a TCP/TLS server sends through its seeds")
@@ -585,7 +577,7 @@ async def sktsendraw(ctx: PortContext, link_id: int, size: int, dst_ip: str,
 async def sktread(ctx: PortContext, link_id: int, size: int) -> bytes:
     state = sockets(ctx)
     link = state.links.get(link_id)
-    if link is None or link.fd < 0 or size < 1:
+    if link is None or link.state is not LinkState.OPEN or size < 1:
         raise AtError(1, why=f"link {link_id} is not open, or size < 1")
     if link.is_server and link.protocol != UDP:
         raise AtError(1, why="a TCP/TLS server reads through its seeds")
@@ -621,8 +613,7 @@ def _state_line(link: SocketLink) -> bytes:
 async def sktstate(ctx: PortContext) -> None:
     state = sockets(ctx)
     out = []
-    for link_id in sorted(state.links):
-        link = state.links[link_id]
+    for _, link in state.links.sorted():
         if link.role == "seed":
             continue
         out.append(_state_line(link))

@@ -37,7 +37,7 @@ from gatewayd.dialects.base import (
     Setter,
     Str,
 )
-from gatewayd.links import ClientLink, LinkState, PingPolicy
+from gatewayd.links import ClientLink, LinkState, LinkTable, PingPolicy
 from gatewayd.transport import ClientRequest, Opcode, SocketOptions, TransportError
 
 SECTION = "WEBSOCKET AT command:"
@@ -78,55 +78,58 @@ class LinkConfig:
     stable_buf_num: int = 3
 
 
+#: AT+WSQUERY's status of a link in each state.
+STATUS_NUMBERS = {LinkState.OPEN: STATUS_OPEN, LinkState.CONNECTING: STATUS_CONNECTING,
+                  LinkState.CLOSING: STATUS_CLOSING}
+LINK_IDS = range(3)
+
+
 @dataclass
 class LinkSlot:
-    """One link id: its settings, headers and, while connected, its link."""
+    """One link id's settings and headers and, while connected, its send queue."""
 
     config: LinkConfig = field(default_factory=LinkConfig)
     headers: list[bytes] = field(default_factory=list)
-    link: ClientLink | None = None
     queue: asyncio.Queue[tuple[bytes, int, bool, bool]] | None = None
     sender: asyncio.Task[None] | None = None
-    closing: bool = False
     dropped_frames: int = 0
     discarded_messages: int = 0
 
-    @property
-    def status(self) -> int:
-        if self.link is None:
-            return STATUS_CLOSED
-        if self.closing:
-            return STATUS_CLOSING
-        return {LinkState.OPEN: STATUS_OPEN, LinkState.CONNECTING: STATUS_CONNECTING}.get(
-            self.link.state, STATUS_CLOSED)
-
-    @property
-    def is_open(self) -> bool:
-        return self.link is not None and self.link.state is LinkState.OPEN and not self.closing
-
-    async def close(self, *, graceful: bool) -> None:
-        link, self.link = self.link, None
+    def stop_sender(self) -> None:
         if self.sender is not None:
             self.sender.cancel()
             self.sender = None
         self.queue = None
-        self.closing = False
-        if link is not None:
-            await link.close(graceful=graceful)
 
 
 @dataclass
 class AmebaWsState:
     glcfg: GlobalConfig = field(default_factory=GlobalConfig)
-    slots: dict[int, LinkSlot] = field(default_factory=lambda: {i: LinkSlot() for i in range(3)})
+    slots: dict[int, LinkSlot] = field(default_factory=lambda: {i: LinkSlot() for i in LINK_IDS})
+    links: LinkTable[ClientLink] = field(default_factory=lambda: LinkTable(LINK_IDS))
+
+    def status(self, link_id: int) -> int:
+        link = self.links.get(link_id)
+        return STATUS_CLOSED if link is None else STATUS_NUMBERS.get(link.state, STATUS_CLOSED)
+
+    def open_link(self, link_id: int) -> ClientLink | None:
+        link = self.links.get(link_id)
+        return link if link is not None and link.state is LinkState.OPEN else None
+
+    async def close(self, link_id: int, *, graceful: bool) -> None:
+        link = self.links.pop(link_id)
+        self.slots[link_id].stop_sender()
+        if link is not None:
+            await link.close(graceful=graceful)
 
     async def close_all(self) -> None:
-        for slot in self.slots.values():
-            await slot.close(graceful=False)
+        for link_id in self.slots:
+            await self.close(link_id, graceful=False)
 
 
 def ws(ctx: PortContext) -> AmebaWsState:
-    return ctx.state.ws
+    state: AmebaWsState = ctx.state.ws
+    return state
 
 
 def slot_of(ctx: PortContext, link_id: int) -> LinkSlot:
@@ -141,8 +144,6 @@ class AmebaWsObserver:
         self.ctx, self.slot = ctx, slot
 
     async def data(self, link: ClientLink, payload: bytes, opcode: Opcode, fin: bool) -> None:
-        if ws(self.ctx).slots.get(link.id) is not self.slot:
-            return  # left over from before a restart
         if len(payload) > self.slot.config.buffer_size:
             self.slot.discarded_messages += 1
             link.log.warning("message larger than the link's buffer discarded",
@@ -166,13 +167,8 @@ class AmebaWsObserver:
         self._ended(link)
 
     def _ended(self, link: ClientLink) -> None:
-        if self.slot.link is link:
-            self.slot.link = None
-            if self.slot.sender is not None:
-                self.slot.sender.cancel()
-                self.slot.sender = None
-            self.slot.queue = None
-            self.slot.closing = False
+        if ws(self.ctx).links.remove(link.id, link):
+            self.slot.stop_sender()
         self.ctx.unsolicited(b"[$][WS][EVENT]:linkid:%d, disconnect\r\n" % link.id)
 
     def pong(self, link: ClientLink, payload: bytes) -> None:
@@ -250,7 +246,7 @@ async def wsquery(ctx: PortContext, link_id: int | None) -> None:
         slot = state.slots[lid]
         c = slot.config
         block = [
-            f"link_id: {lid}", f"status: {slot.status}", f"ping_interval: {c.ping_interval}",
+            f"link_id: {lid}", f"status: {state.status(lid)}", f"ping_interval: {c.ping_interval}",
             f"ping_timeout: {c.ping_timeout}", f"buffer_size: {c.buffer_size}",
             f"max_queue_size: {c.max_queue_size}", f"protocol: {c.protocol}",
             f"version: {c.version}", f"stable_buf_num: {c.stable_buf_num}", "header:",
@@ -306,8 +302,8 @@ def _header_pairs(headers: list[bytes]) -> tuple[tuple[str, str], ...]:
 
 async def wsconn(ctx: PortContext, link_id: int, host: str, path: str, port: int,
                  conn_type: int, cert_index: int) -> None:
-    slot = slot_of(ctx, link_id)
-    if slot.link is not None:
+    slot, state = slot_of(ctx, link_id), ws(ctx)
+    if link_id in state.links:
         raise AtError(1, why=f"link {link_id} is already open")
     if not host or len(host) > MAX_HOST or len(path) > MAX_PATH:
         raise AtError(1, why="host empty or too long, or path too long")
@@ -316,7 +312,7 @@ async def wsconn(ctx: PortContext, link_id: int, host: str, path: str, port: int
     transport = ctx.plugins.transports.get(kind) if ctx.plugins is not None else None
     if transport is None:
         raise AtError(3, why=f"no transport plugin serves {kind!r} links")
-    config, glcfg = slot.config, ws(ctx).glcfg
+    config, glcfg = slot.config, state.glcfg
     request = ClientRequest(
         kind=kind, host=host, port=port or (80 if kind == "ws" else 443),
         path=path if path.startswith("/") else "/" + path, tls=tls,
@@ -326,16 +322,12 @@ async def wsconn(ctx: PortContext, link_id: int, host: str, path: str, port: int
         options=_socket_options(glcfg))
     link = ClientLink(link_id, transport, lambda: request, AmebaWsObserver(ctx, slot), ctx.log,
                       ping=PingPolicy(config.ping_interval, config.ping_timeout, periodic=True),
-                      on_state_change=ctx.link_changed)
-    slot.link = link
+                      generation=state.links.generation, on_state_change=ctx.link_changed)
     try:
-        await link.open(request.connect_timeout)
+        with state.links.reserving(link_id, link):
+            await link.open(request.connect_timeout)
     except TransportError as exc:
-        slot.link = None
         raise AtError(5, why=f"connection failed ({exc.stage}): {exc}") from None
-    except BaseException:
-        slot.link = None  # cancelled (restart, UART lost): the id is free again
-        raise
     slot.queue = asyncio.Queue(maxsize=config.max_queue_size)
     slot.sender = asyncio.get_running_loop().create_task(_send_queued(slot, link, glcfg))
     ctx.write(b"[$][WS][EVENT]:linkid:%d, connected\r\n" % link_id)
@@ -361,7 +353,7 @@ async def _send_queued(slot: LinkSlot, link: ClientLink, glcfg: GlobalConfig) ->
 
 def _open_slot(ctx: PortContext, link_id: int) -> LinkSlot:
     slot = slot_of(ctx, link_id)
-    if not slot.is_open or slot.queue is None:
+    if ws(ctx).open_link(link_id) is None or slot.queue is None:
         raise AtError(2, why=f"link {link_id} is not connected")
     return slot
 
@@ -434,18 +426,17 @@ async def wssendraw(ctx: PortContext, link_id: int, length: int, use_mask: int,
 
 
 async def wsdisconn(ctx: PortContext, link_id: int) -> None:
-    slot = slot_of(ctx, link_id)
-    if not slot.is_open:
+    state = ws(ctx)
+    link = state.open_link(link_id)
+    if link is None:
         raise AtError(2, why=f"link {link_id} is not connected")
-    slot.closing = True
-    link = slot.link
-    assert link is not None
+    link.begin_close()
 
     async def close() -> None:
         with contextlib.suppress(TransportError):
             await link.close(graceful=True)
-        if slot.link is link:
-            await slot.close(graceful=False)
+        if state.links.get(link_id) is link:
+            await state.close(link_id, graceful=False)
             ctx.unsolicited(b"[$][WS][EVENT]:linkid:%d, disconnect\r\n" % link_id)
 
     ctx.spawn(close())

@@ -33,12 +33,12 @@ import asyncio
 import contextlib
 import ssl
 from dataclasses import dataclass, field
-from typing import Any
 
 from gatewayd.dialects.ameba.sockets import bind_address
 from gatewayd.dialects.ameba.tt import TT_PROMPT, TT_RING, WATERMARKS, exact
 from gatewayd.dialects.ameba.websocket import SECTION
 from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, RawAborted, Setter
+from gatewayd.links import LinkDescription, LinkState, LinkTable, Token
 from gatewayd.links import tls as cert_contexts
 from gatewayd.transport import (
     Connection,
@@ -58,8 +58,8 @@ MAX_CONTROL_PAYLOAD = 125
 
 CLIENT_CLOSED, SERVER_CLOSED, TLS_FAILED, TLS_TIMEOUT = 3, 4, 5, 6
 READ_FAILED, SEND_FAILED, NO_PONG, IDLE = 10, 11, 13, 14
-#: AT+WSSRVQUERY status numbers.
-CLOSED, CONNECTING, CONNECTED, AWAITING_PONG, CLOSING = 0, 1, 2, 3, 4
+#: AT+WSSRVQUERY status numbers (a slot exists only from "connected" on).
+CONNECTED, AWAITING_PONG, CLOSING = 2, 3, 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,10 +79,11 @@ class ClientSlot:
 
     id: int
     connection: Connection
-    state: WsServerState
-    status: int = CONNECTED
+    server: WsServerState
+    token: Token
+    state: LinkState = LinkState.OPEN  # then CLOSING; the slot goes once closed
+    awaiting_pong: bool = False
     reason: int | None = None  # set when gatewayd ends the connection
-    silent: bool = False  # ended by a restart: the MCU hears nothing more
     last_activity: float = 0.0
     keeper: asyncio.Task[None] | None = None
     #: Set by AT+WSSRVCFG: the keeper recomputes its deadlines.
@@ -90,15 +91,25 @@ class ClientSlot:
     bytes_in: int = 0
     bytes_out: int = 0
 
+    @property
+    def status(self) -> int:
+        """AT+WSSRVQUERY's status number."""
+        if self.state is LinkState.CLOSING:
+            return CLOSING
+        return AWAITING_PONG if self.awaiting_pong else CONNECTED
+
     def touch(self) -> None:
         self.last_activity = asyncio.get_running_loop().time()
 
-    def describe(self) -> dict[str, Any]:
+    def closing(self, reason: int) -> None:
+        self.reason = reason
+        self.state = LinkState.CLOSING
+
+    def describe(self) -> LinkDescription:
         peer = self.connection.peer
-        return {"id": self.id, "kind": "ws server client", "peer": f"{peer[0]}:{peer[1]}",
-                "state": {CONNECTED: "open", AWAITING_PONG: "open", CLOSING: "closing"}.get(
-                    self.status, "connecting"),
-                "bytes_in": self.bytes_in, "bytes_out": self.bytes_out, "last_error": None}
+        return LinkDescription(id=self.id, kind="ws server client", peer=f"{peer[0]}:{peer[1]}",
+                               state=self.state, bytes_in=self.bytes_in,
+                               bytes_out=self.bytes_out, last_error=None)
 
 
 @dataclass
@@ -108,27 +119,26 @@ class WsServerState:
     started: ServerConfig | None = None
     port: int = 0
     listener: Listener | None = None
-    slots: dict[int, ClientSlot] = field(default_factory=dict)
+    slots: LinkTable[ClientSlot] = field(default_factory=lambda: LinkTable(range(MAX_SLOTS)))
 
     def free_slot(self) -> int | None:
-        limit = (self.started or self.config).max_conn
-        return next((i for i in range(limit) if i not in self.slots), None)
+        return self.slots.free_id((self.started or self.config).max_conn)
 
-    async def stop(self, *, restart: bool = False) -> None:
-        """Stop listening and close every client (reason 4; unreported on a restart)."""
+    async def stop(self) -> None:
+        """Stop listening and close every client (reason 4; unreported once
+        the slots' generation ended, at a restart)."""
         listener, self.listener = self.listener, None
         self.started = None
         if listener is not None:
             await listener.close()
-        for slot in list(self.slots.values()):
-            slot.reason = SERVER_CLOSED
-            slot.status = CLOSING
-            slot.silent = restart
-        await asyncio.gather(*(_close(slot) for slot in list(self.slots.values())))
+        for slot in self.slots.values():
+            slot.closing(SERVER_CLOSED)
+        await asyncio.gather(*(_close(slot) for slot in self.slots.values()))
 
 
 def server(ctx: PortContext) -> WsServerState:
-    return ctx.state.wsserver
+    state: WsServerState = ctx.state.wsserver
+    return state
 
 
 async def _close(slot: ClientSlot) -> None:
@@ -148,9 +158,8 @@ class SlotEvents:
 
     @property
     def stale(self) -> bool:
-        """The MCU must hear nothing more of this client (restart, or a state
-        that is no longer the port's)."""
-        return self.slot.silent or server(self.ctx) is not self.slot.state
+        """The MCU must hear nothing more of this client (the module restarted)."""
+        return not self.slot.token.live
 
     async def data(self, payload: bytes, *, opcode: Opcode = Opcode.BINARY, fin: bool = True,
                    peer: tuple[str, int] | None = None) -> None:
@@ -164,14 +173,13 @@ class SlotEvents:
                                + payload + b"\r\n")
 
     def pong(self, payload: bytes) -> None:
-        if self.slot.status == AWAITING_PONG:
-            self.slot.status = CONNECTED
+        if self.slot.state is LinkState.OPEN:
+            self.slot.awaiting_pong = False
 
     def closed(self, *, by_peer: bool, code: int | None = None,
                error: BaseException | None = None) -> None:
-        slot, state = self.slot, self.slot.state
-        if state.slots.get(slot.id) is slot:
-            del state.slots[slot.id]
+        slot = self.slot
+        slot.server.slots.remove(slot.id, slot)
         if slot.keeper is not None and slot.keeper is not asyncio.current_task():
             slot.keeper.cancel()
         if slot.reason is not None:
@@ -194,8 +202,8 @@ async def _keep_alive(ctx: PortContext, slot: ClientSlot) -> None:
     next one (13), or that sent and received no data for idle_timeout (14)."""
     loop = asyncio.get_running_loop()
     last_ping = loop.time()
-    while slot.status in (CONNECTED, AWAITING_PONG):
-        config = slot.state.config  # AT+WSSRVCFG applies at once: re-read each round
+    while slot.state is LinkState.OPEN:
+        config = slot.server.config  # AT+WSSRVCFG applies at once: re-read each round
         next_ping = last_ping + config.ping_interval
         now = loop.time()
         idle_due = slot.last_activity + config.idle_timeout if config.idle_timeout else None
@@ -203,10 +211,10 @@ async def _keep_alive(ctx: PortContext, slot: ClientSlot) -> None:
             await _drop(ctx, slot, IDLE, "idle timeout")
             return
         if now >= next_ping:
-            if slot.status == AWAITING_PONG:
+            if slot.awaiting_pong:
                 await _drop(ctx, slot, NO_PONG, "no pong by the next ping")
                 return
-            slot.status = AWAITING_PONG
+            slot.awaiting_pong = True
             last_ping = now
             with contextlib.suppress(TransportError, TimeoutError):  # then no pong comes
                 async with asyncio.timeout(config.ping_interval):
@@ -220,8 +228,7 @@ async def _keep_alive(ctx: PortContext, slot: ClientSlot) -> None:
 
 async def _drop(ctx: PortContext, slot: ClientSlot, reason: int, why: str) -> None:
     ctx.log.info("closing websocket server client", link=slot.id, reason=why)
-    slot.reason = reason
-    slot.status = CLOSING
+    slot.closing(reason)
     await _close(slot)
 
 
@@ -272,7 +279,7 @@ async def wssrvstart(ctx: PortContext, port: int, conn_type: int, cert_index: in
     def current() -> bool:
         # Handshakes under way when the server stopped, or the module
         # restarted, must not reach the MCU.
-        return state.listener is not None and server(ctx) is state
+        return state.listener is not None and state.slots.generation.current
 
     def accept(connection: Connection) -> SlotEvents:
         if not current():
@@ -301,9 +308,9 @@ def _accept(ctx: PortContext, state: WsServerState, connection: Connection) -> S
         ctx.log.info("websocket client refused: every slot is taken",
                      peer=f"{connection.peer[0]}:{connection.peer[1]}")
         raise Refused("every connection slot is taken", status=429)
-    slot = ClientSlot(slot_id, connection, state)
+    slot = ClientSlot(slot_id, connection, state, state.slots.token())
     slot.touch()
-    state.slots[slot_id] = slot
+    state.slots.add(slot_id, slot)
     events = SlotEvents(ctx, slot)
     slot.keeper = asyncio.get_running_loop().create_task(_keep_alive(ctx, slot))
     ctx.unsolicited(b"[$][WSSRV][EVENT]:linkid:%d, connected\r\n" % slot_id)
@@ -329,7 +336,7 @@ def _rejected(ctx: PortContext, state: WsServerState, kind: str, peer: tuple[str
 
 def _connected(ctx: PortContext, link_id: int, code: int) -> ClientSlot:
     slot = server(ctx).slots.get(link_id)
-    if slot is None or slot.status not in (CONNECTED, AWAITING_PONG):
+    if slot is None or slot.state is not LinkState.OPEN:
         raise AtError(code, why=f"link {link_id} is not connected")
     return slot
 
@@ -397,8 +404,7 @@ async def _send_control_raw(ctx: PortContext, slot: ClientSlot, length: int,
 
 async def wssrvdisconn(ctx: PortContext, link_id: int) -> None:
     slot = _connected(ctx, link_id, 2)
-    slot.reason = SERVER_CLOSED
-    slot.status = CLOSING
+    slot.closing(SERVER_CLOSED)
     ctx.spawn(_close(slot))
 
 
@@ -425,8 +431,7 @@ async def wssrvquery(ctx: PortContext) -> None:
     lines = [f"port: {state.port}", f"max_conn: {c.max_conn}",
              f"ping_interval: {c.ping_interval}", f"idle_timeout: {c.idle_timeout}",
              f"tx_size: {c.tx_size}", f"rx_size: {c.rx_size}"]
-    for slot_id in sorted(state.slots):
-        slot = state.slots[slot_id]
+    for slot_id, slot in state.slots.sorted():
         lines += [f"link_id: {slot_id}", f"status: {slot.status}",
                   f"ip: {slot.connection.peer[0]}"]
     ctx.write("".join(f"{line}\r\n" for line in lines).encode())

@@ -116,11 +116,14 @@ class EspAtDialect(Dialect):
     def new_state(self) -> EspAtState:
         return EspAtState()
 
-    async def shutdown(self, state: EspAtState) -> None:
+    def retire(self, state: EspAtState) -> None:
+        state.ws.links.retire()
+
+    async def close_links(self, state: EspAtState) -> None:
         await state.ws.close_all()
 
     def links(self, state: EspAtState) -> list[Any]:
-        return [info.link for _, info in sorted(state.ws.links.items())]
+        return [info.link for _, info in state.ws.links.sorted()]
 
 
 def _bind_one(param: Any, index: int, field: bytes | None) -> Any:

@@ -28,7 +28,6 @@ from gatewayd.links import ClientLink, LinkState, PingPolicy, ReconnectPolicy
 from gatewayd.links import tls as cert_contexts
 from gatewayd.transport import ClientRequest, Opcode, TransportError
 
-LINK_IDS = range(3)
 MAX_SEND = 16384
 DEFAULT_CONNECT_TIMEOUT_MS = 15000
 USER_AGENT = "ESP32 Websocket Client"
@@ -46,7 +45,8 @@ STATE_NUMBERS = {
 
 
 def ws_state(ctx: PortContext) -> WsState:
-    return ctx.state.ws
+    state: WsState = ctx.state.ws
+    return state
 
 
 # -- messages ----------------------------------------------------------------
@@ -74,7 +74,7 @@ class EspWsObserver:
         self.ctx.unsolicited(b"+WS_DISCONNECTED:%d\r\n" % link.id)
 
     def closed_by_peer(self, link: ClientLink, code: int | None) -> None:
-        self.state.links.pop(link.id, None)
+        self.state.links.pop(link.id)
         self.state.configs.pop(link.id, None)
         self.ctx.unsolicited(b"+WS_CLOSED:%d\r\n" % link.id)
 
@@ -197,25 +197,19 @@ async def wsopen(ctx: PortContext, link_id: int, uri: str, subprotocol: str | No
     link = ClientLink(link_id, transport, request, observer, ctx.log,
                       ping=PingPolicy(config.ping_interval, config.ping_timeout),
                       reconnect=ReconnectPolicy(ctx.config.ws_reconnect_interval),
-                      on_state_change=ctx.link_changed)
-    state.links[link_id] = WsLinkInfo(link, uri, config)
+                      generation=state.links.generation, on_state_change=ctx.link_changed)
     try:
-        await link.open(timeout_ms / 1000)
+        with state.links.reserving(link_id, WsLinkInfo(link, uri, config)):
+            await link.open(timeout_ms / 1000)
     except TransportError as exc:
-        state.links.pop(link_id, None)
-        state.configs.pop(link_id, None)
         ctx.write(b"+WS_DISCONNECTED:%d\r\n" % link_id)
         raise AtError(why=f"connect failed ({exc.stage}): {exc}") from None
-    except BaseException:
-        state.links.pop(link_id, None)  # cancelled: the link never existed
-        state.configs.pop(link_id, None)
-        raise
     ctx.write(b"+WS_CONNECTED:%d\r\n" % link_id)
 
 
 async def wsopen_query(ctx: PortContext) -> None:
     lines = []
-    for link_id, info in sorted(ws_state(ctx).links.items()):
+    for link_id, info in ws_state(ctx).links.sorted():
         lines.append(b'+WSOPEN:%d,%d,"%s"\r\n' % (
             link_id, STATE_NUMBERS[info.link.state], info.uri.encode("utf-8", "surrogateescape")))
     ctx.write(b"".join(lines))
@@ -264,7 +258,7 @@ async def wssend(ctx: PortContext, link_id: int, length: int, opcode: int, timeo
 async def wsclose(ctx: PortContext, link_id: int) -> None:
     state = ws_state(ctx)
     state.configs.pop(link_id, None)
-    info = state.links.pop(link_id, None)
+    info = state.links.pop(link_id)
     if info is not None:
         await info.link.close(graceful=False)
 
