@@ -3,17 +3,21 @@
 Below the dialects, above the transports. :mod:`~gatewayd.links.table` is the
 link table (ids, roll-back, generations, status, descriptions);
 :mod:`~gatewayd.links.client` is an outgoing link (connect deadline,
-keepalive, reconnect); :mod:`~gatewayd.links.tls` builds TLS contexts from
+reconnect); :mod:`~gatewayd.links.keepalive` the ping deadline and idle
+timeout of client and server links; :mod:`~gatewayd.links.tls` builds TLS contexts from
 certificate suites; :mod:`~gatewayd.links.hostnet` reads the host's network
 facts the dialects report.
 """
 
-from gatewayd.links.client import ClientLink, LinkObserver, PingPolicy, ReconnectPolicy
+from gatewayd.links.client import ClientLink, LinkObserver, ReconnectPolicy
+from gatewayd.links.keepalive import Expiry, Keepalive, PingPolicy
 from gatewayd.links.table import Generation, LinkDescription, LinkState, LinkTable, Token
 
 __all__ = [
     "ClientLink",
+    "Expiry",
     "Generation",
+    "Keepalive",
     "LinkDescription",
     "LinkObserver",
     "LinkState",

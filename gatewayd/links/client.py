@@ -21,21 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gatewayd.links.keepalive import Expiry, Keepalive, PingPolicy
 from gatewayd.links.table import Generation, LinkDescription, LinkState, Token
 from gatewayd.transport import ClientRequest, Connection, Opcode, Transport, TransportError
 
 __all__ = ["ClientLink", "LinkObserver", "LinkState", "PingPolicy", "ReconnectPolicy"]
-
-
-@dataclass(frozen=True, slots=True)
-class PingPolicy:
-    """Send a ping after ``interval`` s without receiving anything (or, with
-    ``periodic``, every ``interval`` s regardless); drop the link when no pong
-    arrives within ``timeout`` s of the oldest unanswered ping."""
-
-    interval: float
-    timeout: float
-    periodic: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +64,7 @@ class _Events:
     async def data(self, payload: bytes, *, opcode: Opcode = Opcode.BINARY, fin: bool = True,
                    peer: tuple[str, int] | None = None) -> None:
         if self.token.live:
-            self.link._touch()
+            self.link._received()
             await self.link.observer.data(self.link, payload, opcode, fin)
 
     def pong(self, payload: bytes) -> None:
@@ -112,9 +102,7 @@ class ClientLink:
         self.connection: Connection | None = None
         self._events: _Events | None = None
         self._loop = asyncio.get_running_loop()
-        self._last_rx = 0.0
-        self._last_ping = 0.0
-        self._unanswered_ping_at: float | None = None
+        self._keepalive: Keepalive | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._reconnector: asyncio.Task[None] | None = None
         self._closing = False
@@ -172,11 +160,14 @@ class ClientLink:
         if not events.token.live:  # dropped during the handshake's last steps
             raise TransportError("connection closed right after opening", stage="connect")
         self.state = LinkState.OPEN
-        self._touch()
-        self._last_ping = self._last_rx
-        self._unanswered_ping_at = None
         if self.ping is not None:
-            self._keeper = self._loop.create_task(self._keep_alive())
+            ping, connection = self.ping, self.connection
+            assert connection is not None
+            self._keepalive = Keepalive(
+                lambda: ping, send_ping=lambda: connection.send(b"", opcode=Opcode.PING),
+                expire=self._expired, alive=lambda: self.state is LinkState.OPEN,
+                log=self.log)
+            self._keeper = self._loop.create_task(self._keepalive.run())
         self.log.info("link open", host=request.host, port=request.port, kind=request.kind)
 
     # -- traffic -------------------------------------------------------
@@ -189,50 +180,19 @@ class ClientLink:
             await self.connection.send(payload, opcode=opcode, fin=fin, masked=masked)
         self.bytes_out += len(payload)
 
-    def _touch(self) -> None:
-        self._last_rx = self._loop.time()
+    def _received(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.received()
 
     def _pong(self, payload: bytes) -> None:
-        self._touch()
-        self._unanswered_ping_at = None
+        if self._keepalive is not None:
+            self._keepalive.pong()
         self.observer.pong(self, payload)
 
-    async def _keep_alive(self) -> None:
-        """Send pings as :class:`PingPolicy` says; drop the link when one goes
-        unanswered for ``timeout`` s. A timer loop, not polling: it sleeps
-        until the next ping or deadline is due."""
+    async def _expired(self, why: Expiry) -> None:
         assert self.ping is not None
-        while self.state is LinkState.OPEN:
-            now = self._loop.time()
-            if self._unanswered_ping_at is not None:
-                due = self._unanswered_ping_at + self.ping.timeout
-                if now >= due:
-                    self.log.warning("no pong in time; dropping link", timeout=self.ping.timeout)
-                    self._drop(error="pong timeout")
-                    return
-            if self.ping.periodic or self._unanswered_ping_at is None:
-                since = self._last_ping if self.ping.periodic else self._last_rx
-                ping_due = since + self.ping.interval
-                if now >= ping_due:
-                    self._last_ping = now
-                    if self._unanswered_ping_at is None:
-                        self._unanswered_ping_at = now
-                    if self.connection is None:
-                        return
-                    # A peer that stops reading must not stall the deadline:
-                    # the ping may wait for buffer room only until then.
-                    deadline = self._unanswered_ping_at + self.ping.timeout
-                    try:
-                        async with asyncio.timeout_at(deadline):
-                            await self.connection.send(b"", opcode=Opcode.PING)
-                    except TimeoutError:
-                        continue  # the deadline check above drops the link
-                    except Exception as exc:  # a failed ping means a dead link
-                        self.log.info("ping failed", error=repr(exc))
-                    ping_due = now + self.ping.interval
-                due = ping_due if self._unanswered_ping_at is None else min(
-                    ping_due, self._unanswered_ping_at + self.ping.timeout)
-            await asyncio.sleep(max(0.0, due - self._loop.time()))
+        self.log.warning("no pong in time; dropping link", timeout=self.ping.timeout)
+        self._drop(error="pong timeout")
 
     # -- endings -------------------------------------------------------
 
@@ -249,7 +209,7 @@ class ClientLink:
         self.connection = None
         if self._keeper is not None and self._keeper is not asyncio.current_task():
             self._keeper.cancel()
-        self._keeper = None
+        self._keeper = self._keepalive = None
         if self._closing or self.state is LinkState.CONNECTING:
             if self.state is not LinkState.CLOSING:  # CLOSING lasts until close() ends
                 self.state = LinkState.CLOSED

@@ -32,13 +32,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gatewayd.dialects.ameba.sockets import bind_address
 from gatewayd.dialects.ameba.tt import TT_PROMPT, TT_RING, WATERMARKS, exact
 from gatewayd.dialects.ameba.websocket import SECTION
 from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, RawAborted, Setter
-from gatewayd.links import LinkDescription, LinkState, LinkTable, Token
+from gatewayd.links import (
+    Expiry,
+    Keepalive,
+    LinkDescription,
+    LinkState,
+    LinkTable,
+    PingPolicy,
+    Token,
+)
 from gatewayd.links import tls as cert_contexts
 from gatewayd.transport import (
     Connection,
@@ -81,13 +90,10 @@ class ClientSlot:
     connection: Connection
     server: WsServerState
     token: Token
+    keepalive: Keepalive
     state: LinkState = LinkState.OPEN  # then CLOSING; the slot goes once closed
-    awaiting_pong: bool = False
     reason: int | None = None  # set when gatewayd ends the connection
-    last_activity: float = 0.0
     keeper: asyncio.Task[None] | None = None
-    #: Set by AT+WSSRVCFG: the keeper recomputes its deadlines.
-    settings_changed: asyncio.Event = field(default_factory=asyncio.Event)
     bytes_in: int = 0
     bytes_out: int = 0
 
@@ -96,10 +102,7 @@ class ClientSlot:
         """AT+WSSRVQUERY's status number."""
         if self.state is LinkState.CLOSING:
             return CLOSING
-        return AWAITING_PONG if self.awaiting_pong else CONNECTED
-
-    def touch(self) -> None:
-        self.last_activity = asyncio.get_running_loop().time()
+        return AWAITING_PONG if self.keepalive.awaiting_pong else CONNECTED
 
     def closing(self, reason: int) -> None:
         self.reason = reason
@@ -166,7 +169,7 @@ class SlotEvents:
         slot = self.slot
         if self.stale:
             return
-        slot.touch()
+        slot.keepalive.received()
         slot.bytes_in += len(payload)
         await self.ctx.deliver(b"[$][WSSRV][DATA][%d][%d][%d]:" % (slot.id, int(opcode),
                                                                    len(payload))
@@ -174,7 +177,7 @@ class SlotEvents:
 
     def pong(self, payload: bytes) -> None:
         if self.slot.state is LinkState.OPEN:
-            self.slot.awaiting_pong = False
+            self.slot.keepalive.pong()
 
     def closed(self, *, by_peer: bool, code: int | None = None,
                error: BaseException | None = None) -> None:
@@ -197,33 +200,25 @@ class SlotEvents:
                              % (slot.id, reason))
 
 
-async def _keep_alive(ctx: PortContext, slot: ClientSlot) -> None:
+def _keepalive(ctx: PortContext, state: WsServerState,
+               slot: Callable[[], ClientSlot]) -> Keepalive:
     """Ping every ping_interval; drop a client whose pong has not come by the
-    next one (13), or that sent and received no data for idle_timeout (14)."""
-    loop = asyncio.get_running_loop()
-    last_ping = loop.time()
-    while slot.state is LinkState.OPEN:
-        config = slot.server.config  # AT+WSSRVCFG applies at once: re-read each round
-        next_ping = last_ping + config.ping_interval
-        now = loop.time()
-        idle_due = slot.last_activity + config.idle_timeout if config.idle_timeout else None
-        if idle_due is not None and now >= idle_due:
-            await _drop(ctx, slot, IDLE, "idle timeout")
-            return
-        if now >= next_ping:
-            if slot.awaiting_pong:
-                await _drop(ctx, slot, NO_PONG, "no pong by the next ping")
-                return
-            slot.awaiting_pong = True
-            last_ping = now
-            with contextlib.suppress(TransportError, TimeoutError):  # then no pong comes
-                async with asyncio.timeout(config.ping_interval):
-                    await slot.connection.send(b"", opcode=Opcode.PING)
-            continue
-        due = next_ping if idle_due is None else min(next_ping, idle_due)
-        slot.settings_changed.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(slot.settings_changed.wait(), max(0.0, due - loop.time()))
+    next one (13), or that sent and received no data for idle_timeout (14).
+    AT+WSSRVCFG applies at once. *slot* returns the client's slot."""
+
+    def policy() -> PingPolicy:
+        interval = state.config.ping_interval
+        return PingPolicy(interval, timeout=interval, periodic=True)
+
+    async def expire(why: Expiry) -> None:
+        if why is Expiry.IDLE:
+            await _drop(ctx, slot(), IDLE, "idle timeout")
+        else:
+            await _drop(ctx, slot(), NO_PONG, "no pong by the next ping")
+
+    return Keepalive(policy, send_ping=lambda: slot().connection.send(b"", opcode=Opcode.PING),
+                     expire=expire, alive=lambda: slot().state is LinkState.OPEN, log=ctx.log,
+                     idle_timeout=lambda: state.config.idle_timeout)
 
 
 async def _drop(ctx: PortContext, slot: ClientSlot, reason: int, why: str) -> None:
@@ -239,7 +234,7 @@ async def wssrvcfg(ctx: PortContext, *values: int) -> None:
     state = server(ctx)
     state.config = ServerConfig(*values)
     for slot in state.slots.values():
-        slot.settings_changed.set()
+        slot.keepalive.wake()
 
 
 def _server_tls(ctx: PortContext, conn_type: int, cert_index: int) -> ssl.SSLContext | None:
@@ -308,11 +303,12 @@ def _accept(ctx: PortContext, state: WsServerState, connection: Connection) -> S
         ctx.log.info("websocket client refused: every slot is taken",
                      peer=f"{connection.peer[0]}:{connection.peer[1]}")
         raise Refused("every connection slot is taken", status=429)
-    slot = ClientSlot(slot_id, connection, state, state.slots.token())
-    slot.touch()
+    slot: ClientSlot
+    slot = ClientSlot(slot_id, connection, state, state.slots.token(),
+                      _keepalive(ctx, state, lambda: slot))
     state.slots.add(slot_id, slot)
     events = SlotEvents(ctx, slot)
-    slot.keeper = asyncio.get_running_loop().create_task(_keep_alive(ctx, slot))
+    slot.keeper = asyncio.get_running_loop().create_task(slot.keepalive.run())
     ctx.unsolicited(b"[$][WSSRV][EVENT]:linkid:%d, connected\r\n" % slot_id)
     ctx.log.info("websocket server client connected", link=slot_id,
                  peer=f"{connection.peer[0]}:{connection.peer[1]}")
@@ -349,7 +345,7 @@ async def _send(slot: ClientSlot, payload: bytes, opcode: int, fin: bool) -> Non
         slot.connection.abort()
         raise AtError(1, why=f"send failed: {exc}") from None
     if opcode < Opcode.CLOSE:
-        slot.touch()
+        slot.keepalive.sent()
     slot.bytes_out += len(payload)
 
 
