@@ -41,7 +41,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from gatewayd.dialects.ameba.suites import client_context, client_suite
+from gatewayd.dialects.ameba.suites import client_context, client_suite, load, server_suite
 from gatewayd.dialects.ameba.tt import TT_PROMPT, TT_RING, WATERMARKS, exact
 from gatewayd.dialects.base import (
     AtError,
@@ -54,7 +54,7 @@ from gatewayd.dialects.base import (
     Str,
 )
 from gatewayd.links import LinkDescription, LinkState, LinkTable, Token, hostnet
-from gatewayd.links import tls as cert_contexts
+from gatewayd.links.tls import Stage, server_context
 from gatewayd.transport import (
     ClientRequest,
     Connection,
@@ -358,38 +358,22 @@ def _transport(ctx: PortContext, kind: str, code: int) -> Any:
     return transport
 
 
-def _suite(ctx: PortContext, role: str, cert_index: int, needs: tuple[str, ...]) -> Any:
-    if not 1 <= cert_index <= 10:
-        raise AtError(1, why="this conn_type needs cert_index 1..10")
-    suite = getattr(ctx.certs, role).get(cert_index)
-    if suite is None or any(getattr(suite, name) is None for name in needs):
-        raise AtError(1, why=f"certs.{role}.{cert_index} lacks {', '.join(needs)}")
-    return suite
+#: The firmware's numbers for a suite that fails to load: 9 a certificate it
+#: cannot parse, 10 a key that does not go with the certificate, else 6 (a
+#: file it cannot read from flash).
+LOAD_ERRORS: dict[Stage, int] = {"parse": 9, "key": 10}
 
 
 def _server_tls(ctx: PortContext, conn_type: int, cert_index: int) -> ssl.SSLContext:
     verify = conn_type == 3
-    suite = _suite(ctx, "server", cert_index, ("cert", "key", "ca") if verify else ("cert", "key"))
-    try:
-        return cert_contexts.server_context(suite, require_client_cert=verify)
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        raise _load_failure(suite, exc) from None
+    suite = server_suite(ctx, cert_index, ("cert", "key", "ca") if verify else ("cert", "key"),
+                         missing=1)
+    return load(lambda: server_context(suite, require_client_cert=verify), LOAD_ERRORS, 6)
 
 
 def _client_tls(ctx: PortContext, conn_type: int, cert_index: int) -> ssl.SSLContext:
     suite = client_suite(ctx, conn_type, cert_index, missing=1)
-    try:
-        return client_context(ctx, conn_type, suite)
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        raise _load_failure(suite, exc) from None
-
-
-def _load_failure(suite: Any, exc: BaseException) -> AtError:
-    """The firmware's numbers: 6 a file it cannot read from flash, 9 a
-    certificate it cannot parse, 10 a key that does not go with the certificate."""
-    stage = cert_contexts.failure_stage(suite) if suite is not None else None
-    code = {"parse": 9, "key": 10}.get(stage or "", 6)
-    return AtError(code, why=f"certificate suite failed to load ({stage or 'read'}): {exc}")
+    return load(lambda: client_context(ctx, conn_type, suite), LOAD_ERRORS, 6)
 
 
 def bind_address(ctx: PortContext) -> str:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gatewayd.at.grammar import ameba_atoi
-from gatewayd.dialects.ameba.suites import client_context, client_suite
+from gatewayd.dialects.ameba.suites import client_context, client_suite, load
 from gatewayd.dialects.ameba.tt import TT_PROMPT, TT_RING, WATERMARKS
 from gatewayd.dialects.base import (
     AtError,
@@ -277,10 +277,7 @@ def _tls(ctx: PortContext, conn_type: int, cert_index: int) -> ssl.SSLContext | 
     if conn_type == 1:
         return None
     suite = client_suite(ctx, conn_type, cert_index, missing=4)
-    try:
-        return client_context(ctx, conn_type, suite)
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        raise AtError(4, why=f"certificate loading failed: {exc}") from None
+    return load(lambda: client_context(ctx, conn_type, suite), {}, 4)
 
 
 def _socket_options(g: GlobalConfig) -> SocketOptions:

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gatewayd.dialects.ameba.sockets import bind_address
+from gatewayd.dialects.ameba.suites import load, server_suite
 from gatewayd.dialects.ameba.tt import TT_PROMPT, TT_RING, WATERMARKS, exact
 from gatewayd.dialects.ameba.websocket import SECTION
 from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, RawAborted, Setter
@@ -48,7 +49,7 @@ from gatewayd.links import (
     PingPolicy,
     Token,
 )
-from gatewayd.links import tls as cert_contexts
+from gatewayd.links.tls import server_context
 from gatewayd.transport import (
     Connection,
     Listener,
@@ -243,17 +244,10 @@ def _server_tls(ctx: PortContext, conn_type: int, cert_index: int) -> ssl.SSLCon
         if require:
             raise AtError(6, why="the port requires client certificates: ws cannot start")
         return None
-    if not 1 <= cert_index <= 10:
-        raise AtError(1, why="conn_type 2 and 3 need cert_index 1..10")
-    suite = ctx.certs.server.get(cert_index)
     # The firmware loads server cert, key and CA for both TLS types.
-    if suite is None or suite.cert is None or suite.key is None or suite.ca is None:
-        raise AtError(3, why=f"certs.server.{cert_index} needs ca, cert and key")
-    try:
-        return cert_contexts.server_context(suite, require_client_cert=require)
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        code = 3 if cert_contexts.failure_stage(suite) == "read" else 5
-        raise AtError(code, why=f"certificate suite failed to load: {exc}") from None
+    suite = server_suite(ctx, cert_index, ("cert", "key", "ca"), missing=3)
+    # 3: a file it cannot read; 5: any other loading failure.
+    return load(lambda: server_context(suite, require_client_cert=require), {"read": 3}, 5)
 
 
 async def wssrvstart(ctx: PortContext, port: int, conn_type: int, cert_index: int) -> bytes:

@@ -25,7 +25,7 @@ from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Sette
 from gatewayd.dialects.esp_at.dialect import PROMPT, SEND_OK
 from gatewayd.dialects.esp_at.state import WsConfig, WsLinkInfo, WsState
 from gatewayd.links import ClientLink, LinkState, PingPolicy, ReconnectPolicy
-from gatewayd.links import tls as cert_contexts
+from gatewayd.links.tls import SuiteLoadError, link_client_context
 from gatewayd.transport import ClientRequest, Opcode, TransportError
 
 MAX_SEND = 16384
@@ -140,11 +140,8 @@ def _tls_context(ctx: PortContext, config: WsConfig) -> ssl.SSLContext:
     client_suites = ctx.certs.client
     own = client_suites.get(config.pki_number) if config.auth_mode & 1 else None
     ca_suite = client_suites.get(config.ca_number) if config.auth_mode & 2 else None
-    if ca_suite is not None:
-        return cert_contexts.client_context(own, verify=True, check_hostname=True,
-                                            ca_from=ca_suite)
-    verify = not ctx.config.trust_any_server_cert
-    return cert_contexts.client_context(own, verify=verify, check_hostname=verify)
+    return link_client_context(own, ca_suite,
+                               trust_any_server_cert=ctx.config.trust_any_server_cert)
 
 
 def _parse_uri(uri: str) -> tuple[str, str, int, str, str | None]:
@@ -179,7 +176,7 @@ async def wsopen(ctx: PortContext, link_id: int, uri: str, subprotocol: str | No
         raise AtError(why=f"no transport plugin serves {kind!r} links")
     try:
         tls = _tls_context(ctx, config) if kind == "wss" else None
-    except (OSError, ssl.SSLError, ValueError) as exc:
+    except SuiteLoadError as exc:
         raise AtError(why=f"TLS setup failed: {exc}") from None
     authorization = auth or basic
 
