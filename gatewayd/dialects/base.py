@@ -18,9 +18,12 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from gatewayd.at.engine import Framing
+from gatewayd.at.grammar import GrammarError
+from gatewayd.links import ClientLink, LinkObserver, LinkTable, PingPolicy, ReconnectPolicy
+from gatewayd.transport import ClientRequest, Transport
 
 if TYPE_CHECKING:
     from gatewayd.config import CertsConfig, PortConfig
@@ -29,6 +32,7 @@ __all__ = [
     "REQUIRED",
     "AtError",
     "CommandSpec",
+    "Conversions",
     "Dialect",
     "Form",
     "Int",
@@ -41,7 +45,12 @@ __all__ = [
     "Str",
     "Unknown",
     "Watermarks",
+    "bind_params",
+    "open_client_link",
+    "transport_for",
 ]
+
+E = TypeVar("E")
 
 
 class _Required:
@@ -292,3 +301,81 @@ class Dialect(ABC):
     def links(self, state: Any) -> list[Any]:
         """The live links (``gatewayd.links.ClientLink``) *state* holds."""
         return []
+
+
+# -- shared by the dialects' command modules --------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Conversions:
+    """A dialect's field syntax and error numbers, for :func:`bind_params`."""
+
+    #: Field text to an integer / to the string's bytes; may raise GrammarError.
+    integer: Callable[[bytes], int]
+    string: Callable[[bytes], bytes]
+    #: ``(param, index, why)``: the error for a required field that is missing,
+    #: or a field that does not parse.
+    malformed: Callable[[Param, int, str], AtError]
+    #: ``(param, why)``: the error for a value outside its range, or too long.
+    out_of_range: Callable[[Param, str], AtError]
+    #: Honour :attr:`Param.allow_empty` (else an empty field is an absent one).
+    empty_fields: bool = False
+
+
+def _bind_one(param: Param, index: int, field: bytes | None, conv: Conversions) -> Any:
+    if not field:
+        if param.default is REQUIRED or (
+                conv.empty_fields and field is not None and not param.allow_empty):
+            raise conv.malformed(param, index, f"{param.name} missing")
+        return param.default
+    if isinstance(param, Raw):
+        return field
+    try:
+        if isinstance(param, Int):
+            value = conv.integer(field)
+            if not param.lo <= value <= param.hi:
+                raise conv.out_of_range(
+                    param, f"{param.name}={value} outside {param.lo}..{param.hi}")
+            return value
+        if isinstance(param, Str):
+            text = conv.string(field)
+            if param.max_len is not None and len(text) > param.max_len:
+                raise conv.out_of_range(param, f"{param.name} longer than {param.max_len} bytes")
+            return text.decode("utf-8", "surrogateescape")
+    except GrammarError as error:
+        raise conv.malformed(param, index, f"{param.name}: {error}") from None
+    raise TypeError(f"unsupported parameter type {type(param).__name__}")
+
+
+def bind_params(params: tuple[Param, ...], fields: list[bytes], conv: Conversions,
+                ) -> tuple[Any, ...]:
+    """Each parameter's value from its field (absent beyond the fields given)."""
+    return tuple(_bind_one(param, index, fields[index] if index < len(fields) else None, conv)
+                 for index, param in enumerate(params))
+
+
+def transport_for(ctx: PortContext, kind: str, code: int | None = None) -> Transport:
+    """The transport plugin that serves *kind* links, or ``AtError(code)``."""
+    transport: Transport | None = (
+        ctx.plugins.transports.get(kind) if ctx.plugins is not None else None)
+    if transport is None:
+        raise AtError(code, why=f"no transport plugin serves {kind!r} links")
+    return transport
+
+
+async def open_client_link(ctx: PortContext, table: LinkTable[E], link_id: int, kind: str,
+                           request: Callable[[], ClientRequest], observer: LinkObserver, *,
+                           entry: Callable[[ClientLink], E], ping: PingPolicy | None,
+                           reconnect: ReconnectPolicy | None = None,
+                           timeout: float | None, no_transport: int | None) -> ClientLink:
+    """Open a client link of *kind* on *link_id* of *table*: the transport
+    (``AtError(no_transport)`` if none serves *kind*), the id held by
+    ``entry(link)`` while connecting and freed again when the open fails
+    (:class:`~gatewayd.transport.TransportError`) or is cancelled."""
+    transport = transport_for(ctx, kind, no_transport)
+    link = ClientLink(link_id, transport, request, observer, ctx.log, ping=ping,
+                      reconnect=reconnect, generation=table.generation,
+                      on_state_change=ctx.link_changed)
+    with table.reserving(link_id, entry(link)):
+        await link.open(timeout)
+    return link

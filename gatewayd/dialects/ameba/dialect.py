@@ -15,16 +15,14 @@ from gatewayd.at.engine import Framing, Overflow
 from gatewayd.at.grammar import GrammarError, ameba_atoi, ameba_split, ameba_split_escaped
 from gatewayd.dialects.ameba.state import AmebaState
 from gatewayd.dialects.base import (
-    REQUIRED,
     AtError,
+    Conversions,
     Dialect,
     Form,
-    Int,
     Invocation,
-    Raw,
     Setter,
-    Str,
     Unknown,
+    bind_params,
 )
 
 OK = b"\r\nOK\r\n"
@@ -67,10 +65,7 @@ class AmebaDialect(Dialect):
         # server commands check their field count, as the firmware does).
         if setter.max_params is not None and len(fields) > setter.max_params:
             raise AtError(1, why="too many parameters")
-        return tuple(
-            _bind_one(param, fields[i] if i < len(fields) else None)
-            for i, param in enumerate(setter.params)
-        )
+        return bind_params(setter.params, fields, CONVERSIONS)
 
     def ok(self) -> bytes:
         return OK
@@ -108,20 +103,7 @@ class AmebaDialect(Dialect):
         return [link for table in tables for _, link in table.sorted()]
 
 
-def _bind_one(param: Any, field: bytes | None) -> Any:
-    if not field:
-        if param.default is REQUIRED:
-            raise AtError(param.error, why=f"{param.name} missing")
-        return param.default
-    if isinstance(param, Raw):
-        return field
-    if isinstance(param, Int):
-        value = ameba_atoi(field)
-        if not param.lo <= value <= param.hi:
-            raise AtError(param.error, why=f"{param.name}={value} outside {param.lo}..{param.hi}")
-        return value
-    if isinstance(param, Str):
-        if param.max_len is not None and len(field) > param.max_len:
-            raise AtError(param.error, why=f"{param.name} longer than {param.max_len} bytes")
-        return field.decode("utf-8", "surrogateescape")
-    raise TypeError(f"unsupported parameter type {type(param).__name__}")
+CONVERSIONS = Conversions(
+    integer=ameba_atoi, string=lambda field: field,
+    malformed=lambda param, index, why: AtError(param.error, why=why),
+    out_of_range=lambda param, why: AtError(param.error, why=why))

@@ -52,6 +52,7 @@ from gatewayd.dialects.base import (
     RawAborted,
     Setter,
     Str,
+    transport_for,
 )
 from gatewayd.links import LinkDescription, LinkState, LinkTable, Token, hostnet
 from gatewayd.links.tls import Stage, server_context
@@ -351,13 +352,6 @@ def _unused_id(ctx: PortContext, link_id: int) -> None:
         raise AtError(1, why=f"link id {link_id} is in use")
 
 
-def _transport(ctx: PortContext, kind: str, code: int) -> Any:
-    transport = ctx.plugins.transports.get(kind) if ctx.plugins is not None else None
-    if transport is None:
-        raise AtError(code, why=f"no transport plugin serves {kind!r} links")
-    return transport
-
-
 #: The firmware's numbers for a suite that fails to load: 9 a certificate it
 #: cannot parse, 10 a key that does not go with the certificate, else 6 (a
 #: file it cannot read from flash).
@@ -406,7 +400,7 @@ async def sktserver(ctx: PortContext, link_id: int, conn_type: int, cert_index: 
     protocol = {0: UDP, 1: TCP, 2: TLS, 3: TLS}[conn_type]
     failed = 4 if protocol == UDP else 2  # "failed to create UDP/TCP server"
     tls = _server_tls(ctx, conn_type, cert_index) if protocol == TLS else None
-    transport = _transport(ctx, protocol, failed)
+    transport = transport_for(ctx, protocol, failed)
     state = sockets(ctx)
     try:
         host = bind_address(ctx)
@@ -470,7 +464,7 @@ async def sktclient(ctx: PortContext, link_id: int, conn_type: int, cert_index: 
         raise AtError(1, why="a UDP client needs src_port")
     failed = {UDP: 4, TCP: 2, TLS: 13}[protocol]
     tls = _client_tls(ctx, conn_type, cert_index) if protocol == TLS else None
-    transport = _transport(ctx, protocol, failed)
+    transport = transport_for(ctx, protocol, failed)
     state = sockets(ctx)
     link = _new_link(ctx, link_id, "client", protocol, bool(auto_rcv))
     request = ClientRequest(kind=protocol, host=host.strip("[]"), port=dst_port, tls=tls,

@@ -36,6 +36,7 @@ from gatewayd.dialects.base import (
     RawAborted,
     Setter,
     Str,
+    open_client_link,
 )
 from gatewayd.links import ClientLink, LinkState, LinkTable, PingPolicy
 from gatewayd.transport import ClientRequest, Opcode, SocketOptions, TransportError
@@ -306,9 +307,6 @@ async def wsconn(ctx: PortContext, link_id: int, host: str, path: str, port: int
         raise AtError(1, why="host empty or too long, or path too long")
     tls = _tls(ctx, conn_type, cert_index)
     kind = "ws" if conn_type == 1 else "wss"
-    transport = ctx.plugins.transports.get(kind) if ctx.plugins is not None else None
-    if transport is None:
-        raise AtError(3, why=f"no transport plugin serves {kind!r} links")
     config, glcfg = slot.config, state.glcfg
     request = ClientRequest(
         kind=kind, host=host, port=port or (80 if kind == "ws" else 443),
@@ -317,12 +315,12 @@ async def wsconn(ctx: PortContext, link_id: int, host: str, path: str, port: int
         subprotocols=(config.protocol,) if config.protocol else (),
         connect_timeout=glcfg.connect_timeout / 1000 or None,
         options=_socket_options(glcfg))
-    link = ClientLink(link_id, transport, lambda: request, AmebaWsObserver(ctx, slot), ctx.log,
-                      ping=PingPolicy(config.ping_interval, config.ping_timeout, periodic=True),
-                      generation=state.links.generation, on_state_change=ctx.link_changed)
     try:
-        with state.links.reserving(link_id, link):
-            await link.open(request.connect_timeout)
+        link = await open_client_link(
+            ctx, state.links, link_id, kind, lambda: request, AmebaWsObserver(ctx, slot),
+            entry=lambda link: link,
+            ping=PingPolicy(config.ping_interval, config.ping_timeout, periodic=True),
+            timeout=request.connect_timeout, no_transport=3)
     except TransportError as exc:
         raise AtError(5, why=f"connection failed ({exc.stage}): {exc}") from None
     slot.queue = asyncio.Queue(maxsize=config.max_queue_size)

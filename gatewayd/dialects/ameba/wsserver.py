@@ -39,7 +39,16 @@ from gatewayd.dialects.ameba.sockets import bind_address
 from gatewayd.dialects.ameba.suites import load, server_suite
 from gatewayd.dialects.ameba.tt import TT_PROMPT, TT_RING, WATERMARKS, exact
 from gatewayd.dialects.ameba.websocket import SECTION
-from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, RawAborted, Setter
+from gatewayd.dialects.base import (
+    AtError,
+    CommandSpec,
+    Int,
+    PortContext,
+    Raw,
+    RawAborted,
+    Setter,
+    transport_for,
+)
 from gatewayd.links import (
     Expiry,
     Keepalive,
@@ -256,9 +265,7 @@ async def wssrvstart(ctx: PortContext, port: int, conn_type: int, cert_index: in
         raise AtError(2, why="the server is already running")
     tls = _server_tls(ctx, conn_type, cert_index)
     kind = "ws" if tls is None else "wss"
-    transport = ctx.plugins.transports.get(kind) if ctx.plugins is not None else None
-    if transport is None:
-        raise AtError(6, why=f"no transport plugin serves {kind!r} links")
+    transport = transport_for(ctx, kind, 6)
     port = port or (80 if kind == "ws" else 443)
     try:
         host = bind_address(ctx)

@@ -21,7 +21,15 @@ import ssl
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Setter, Str
+from gatewayd.dialects.base import (
+    AtError,
+    CommandSpec,
+    Int,
+    PortContext,
+    Setter,
+    Str,
+    open_client_link,
+)
 from gatewayd.dialects.esp_at.dialect import PROMPT, SEND_OK
 from gatewayd.dialects.esp_at.state import WsConfig, WsLinkInfo, WsState
 from gatewayd.links import ClientLink, LinkState, PingPolicy, ReconnectPolicy
@@ -171,9 +179,6 @@ async def wsopen(ctx: PortContext, link_id: int, uri: str, subprotocol: str | No
         raise AtError(why="auth ends with CRLF")
     kind, host, port, path, basic = _parse_uri(uri)
     config = state.configs.pop(link_id, WsConfig())
-    transport = ctx.plugins.transports.get(kind) if ctx.plugins is not None else None
-    if transport is None:
-        raise AtError(why=f"no transport plugin serves {kind!r} links")
     try:
         tls = _tls_context(ctx, config) if kind == "wss" else None
     except SuiteLoadError as exc:
@@ -190,14 +195,13 @@ async def wsopen(ctx: PortContext, link_id: int, uri: str, subprotocol: str | No
                              subprotocols=(subprotocol,) if subprotocol else (),
                              connect_timeout=timeout_ms / 1000)
 
-    observer = EspWsObserver(ctx, state, config)
-    link = ClientLink(link_id, transport, request, observer, ctx.log,
-                      ping=PingPolicy(config.ping_interval, config.ping_timeout),
-                      reconnect=ReconnectPolicy(ctx.config.ws_reconnect_interval),
-                      generation=state.links.generation, on_state_change=ctx.link_changed)
     try:
-        with state.links.reserving(link_id, WsLinkInfo(link, uri, config)):
-            await link.open(timeout_ms / 1000)
+        await open_client_link(
+            ctx, state.links, link_id, kind, request, EspWsObserver(ctx, state, config),
+            entry=lambda link: WsLinkInfo(link, uri, config),
+            ping=PingPolicy(config.ping_interval, config.ping_timeout),
+            reconnect=ReconnectPolicy(ctx.config.ws_reconnect_interval),
+            timeout=timeout_ms / 1000, no_transport=None)
     except TransportError as exc:
         ctx.write(b"+WS_DISCONNECTED:%d\r\n" % link_id)
         raise AtError(why=f"connect failed ({exc.stage}): {exc}") from None
