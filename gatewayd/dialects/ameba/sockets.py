@@ -42,14 +42,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gatewayd.dialects.ameba.suites import client_context, client_suite, load, server_suite
-from gatewayd.dialects.ameba.tt import TT_PROMPT, TT_RING, WATERMARKS, exact
+from gatewayd.dialects.ameba.tt import exact, stream_block
 from gatewayd.dialects.base import (
     AtError,
     CommandSpec,
     Int,
     PortContext,
     Raw,
-    RawAborted,
     Setter,
     Str,
     transport_for,
@@ -532,21 +531,19 @@ async def sktsendraw(ctx: PortContext, link_id: int, size: int, dst_ip: str,
     link, peer = _sendable(ctx, link_id, dst_ip, dst_port)
     if link.protocol == UDP and size > MAX_DATAGRAM:
         raise AtError(1, why=f"a datagram carries at most {MAX_DATAGRAM} bytes")
-    chunk = size if link.protocol == UDP else SEND_CHUNK
-    stream = ctx.read_raw_stream(size, TT_PROMPT, chunk=chunk, abort=b"<",
-                                 watermarks=WATERMARKS if size >= TT_RING else None)
     pending = bytearray()
-    try:
-        async for piece in stream:
-            if link.protocol == UDP:
-                pending += piece
-            else:
+
+    async def send(piece: bytes, first: bool, last: bool) -> None:
+        if link.protocol != UDP:
+            if piece:
                 await _send(ctx, link, piece, peer)
-    except RawAborted as aborted:
-        if aborted.received == 0:
-            raise AtError(4, why="transparent transmission aborted before any data") from None
-    if pending:
-        await _send(ctx, link, bytes(pending), peer)
+            return
+        pending.extend(piece)  # one datagram: what arrived, once the block ends
+        if last and pending:
+            await _send(ctx, link, bytes(pending), peer)
+
+    chunk = size if link.protocol == UDP else SEND_CHUNK
+    await stream_block(ctx, size, chunk, send, empty_abort=4)
 
 
 # -- reading, state, delete ------------------------------------------------------------

@@ -26,14 +26,13 @@ from typing import Any
 
 from gatewayd.at.grammar import ameba_atoi
 from gatewayd.dialects.ameba.suites import client_context, client_suite, load
-from gatewayd.dialects.ameba.tt import TT_PROMPT, TT_RING, WATERMARKS
+from gatewayd.dialects.ameba.tt import read_block, stream_block
 from gatewayd.dialects.base import (
     AtError,
     CommandSpec,
     Int,
     PortContext,
     Raw,
-    RawAborted,
     Setter,
     Str,
     open_client_link,
@@ -224,13 +223,7 @@ async def wsheadraw(ctx: PortContext, link_id: int, length: int) -> None:
         raise AtError(1, why=f"a header is limited to {MAX_RAW_HEADER} bytes")
     if len(slot.headers) >= MAX_HEADERS:
         raise AtError(4, why=f"at most {MAX_HEADERS} headers per link")
-    try:
-        header = await ctx.read_raw(length, TT_PROMPT, abort=b"<")
-    except RawAborted as aborted:
-        if not aborted.data:
-            raise AtError(3, why="transparent transmission aborted before any data") from None
-        header = aborted.data
-    slot.headers.append(header)
+    slot.headers.append(await read_block(ctx, length))
 
 
 async def wsquery(ctx: PortContext, link_id: int | None) -> None:
@@ -401,20 +394,12 @@ async def wssendraw(ctx: PortContext, link_id: int, length: int, use_mask: int,
     slot = _open_slot(ctx, link_id)
     assert slot.queue is not None
     masked = bool(use_mask)
-    stream = ctx.read_raw_stream(length, TT_PROMPT, chunk=slot.config.buffer_size, abort=b"<",
-                                 watermarks=WATERMARKS if length >= TT_RING else None)
-    sent = 0
-    try:
-        async for piece in stream:
-            first = sent == 0
-            sent += len(piece)
-            await _enqueue(slot, (piece, opcode if first else Opcode.CONTINUATION,
-                                  sent >= length, masked))
-    except RawAborted as aborted:
-        if aborted.received == 0:
-            raise AtError(4, why="transparent transmission aborted before any data") from None
-        # Send what arrived: end the message its first frames started.
-        await _enqueue(slot, (b"", Opcode.CONTINUATION, True, masked))
+
+    async def send(piece: bytes, first: bool, last: bool) -> None:
+        await _enqueue(slot, (piece, opcode if first else Opcode.CONTINUATION, last, masked))
+
+    # Cut short by <<<: what arrived is sent, as the end of the message begun.
+    await stream_block(ctx, length, slot.config.buffer_size, send, empty_abort=4)
     if slot.queue is None:
         raise AtError(2, why="the link ended during the transfer")
     await _until_sent_or_lost(slot, slot.queue.join())

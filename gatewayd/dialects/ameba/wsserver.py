@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 from gatewayd.dialects.ameba.sockets import bind_address
 from gatewayd.dialects.ameba.suites import load, server_suite
-from gatewayd.dialects.ameba.tt import TT_PROMPT, TT_RING, WATERMARKS, exact
+from gatewayd.dialects.ameba.tt import exact, read_block, stream_block
 from gatewayd.dialects.ameba.websocket import SECTION
 from gatewayd.dialects.base import (
     AtError,
@@ -45,7 +45,6 @@ from gatewayd.dialects.base import (
     Int,
     PortContext,
     Raw,
-    RawAborted,
     Setter,
     transport_for,
 )
@@ -368,18 +367,11 @@ async def wssrvsendraw(ctx: PortContext, link_id: int, length: int, opcode: int)
         await _send_control_raw(ctx, slot, length, opcode)
         return
     tx_size = (server(ctx).started or server(ctx).config).tx_size
-    stream = ctx.read_raw_stream(length, TT_PROMPT, chunk=tx_size, abort=b"<",
-                                 watermarks=WATERMARKS if length >= TT_RING else None)
-    sent = 0
-    try:
-        async for piece in stream:
-            first = sent == 0
-            sent += len(piece)
-            await _send(slot, piece, opcode if first else Opcode.CONTINUATION, sent >= length)
-    except RawAborted as aborted:
-        if aborted.received == 0:
-            raise AtError(3, why="transparent transmission aborted before any data") from None
-        await _send(slot, b"", Opcode.CONTINUATION, True)  # end the message begun
+
+    async def send(piece: bytes, first: bool, last: bool) -> None:
+        await _send(slot, piece, opcode if first else Opcode.CONTINUATION, last)
+
+    await stream_block(ctx, length, tx_size, send, empty_abort=3)
 
 
 async def _send_control_raw(ctx: PortContext, slot: ClientSlot, length: int,
@@ -387,13 +379,7 @@ async def _send_control_raw(ctx: PortContext, slot: ClientSlot, length: int,
     """A control frame (opcode 8..15) is one frame of at most 125 bytes (RFC 6455)."""
     if length > MAX_CONTROL_PAYLOAD:
         raise AtError(1, why=f"a control frame carries at most {MAX_CONTROL_PAYLOAD} bytes")
-    try:
-        payload = await ctx.read_raw(length, TT_PROMPT, abort=b"<")
-    except RawAborted as aborted:
-        if not aborted.data:
-            raise AtError(3, why="transparent transmission aborted before any data") from None
-        payload = aborted.data
-    await _send(slot, payload, opcode, True)
+    await _send(slot, await read_block(ctx, length), opcode, True)
 
 
 # -- closing and query ---------------------------------------------------------------------
