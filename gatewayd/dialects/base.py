@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from gatewayd.at.engine import Framing
+from gatewayd.at.engine import Framing, Overflow
 from gatewayd.at.grammar import GrammarError
 from gatewayd.links import ClientLink, LinkObserver, LinkTable, PingPolicy, ReconnectPolicy
 from gatewayd.transport import ClientRequest, Transport
@@ -243,13 +243,21 @@ class Dialect(ABC):
     commands: Mapping[str, CommandSpec]
 
     def __init__(self, commands: Iterable[CommandSpec]) -> None:
-        """Index the command table by name; a name given twice is a bug."""
+        """Index the command table by name; a name given twice is a bug, and so
+        is a framing that reports events the dialect has no reply for."""
         table: dict[str, CommandSpec] = {}
         for spec in commands:
             if spec.name in table:
                 raise ValueError(f"command AT{spec.name} is defined twice")
             table[spec.name] = spec
         self.commands = table
+        cls = type(self)
+        needs = {"line_too_long": self.framing.overflow is Overflow.REJECT,
+                 "busy": self.framing.busy_rejects_input,
+                 "forced_restart": self.framing.restart_line is not None}
+        for name, needed in needs.items():
+            if needed and getattr(cls, name) is getattr(Dialect, name):
+                raise TypeError(f"{cls.__name__} must define {name}() for its framing")
 
     @abstractmethod
     def parse(self, line: bytes) -> Invocation | Unknown:
@@ -270,16 +278,20 @@ class Dialect(ABC):
     def unknown(self, unknown: Unknown, state: Any) -> bytes:
         """What the MCU gets for a line that names no command."""
 
-    @abstractmethod
-    def line_too_long(self, state: Any) -> bytes: ...
+    # The engine reports these only under some framings (see __init__).
 
-    @abstractmethod
+    def line_too_long(self, state: Any) -> bytes:
+        """The reply to an overlong line (``Overflow.REJECT`` only)."""
+        raise NotImplementedError(f"{self.name}'s framing does not reject long lines")
+
     def busy(self, state: Any) -> bytes:
-        """The reply to input that arrived while a command ran."""
+        """The reply to input that arrived while a command ran
+        (``busy_rejects_input`` only)."""
+        raise NotImplementedError(f"{self.name}'s framing holds input during a command")
 
-    @abstractmethod
     def forced_restart(self) -> bytes:
-        """What is written before a forced restart."""
+        """What is written before a forced restart (``restart_line`` only)."""
+        raise NotImplementedError(f"{self.name}'s framing has no restart line")
 
     @abstractmethod
     def new_state(self) -> Any:

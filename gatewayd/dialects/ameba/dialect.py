@@ -76,15 +76,6 @@ class AmebaDialect(Dialect):
     def unknown(self, unknown: Unknown, state: Any) -> bytes:
         return b""
 
-    def line_too_long(self, state: Any) -> bytes:
-        return b""
-
-    def busy(self, state: Any) -> bytes:
-        return b""
-
-    def forced_restart(self) -> bytes:
-        return b""
-
     def new_state(self) -> AmebaState:
         return AmebaState()
 
