@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from gatewayd.at.engine import Framing, Overflow
 from gatewayd.at.grammar import GrammarError
-from gatewayd.links import ClientLink, LinkObserver, LinkTable, PingPolicy, ReconnectPolicy
+from gatewayd.links import (
+    ClientLink,
+    DescribedLink,
+    LinkObserver,
+    LinkTable,
+    PingPolicy,
+    ReconnectPolicy,
+)
 from gatewayd.transport import ClientRequest, Transport
 
 if TYPE_CHECKING:
@@ -310,8 +317,9 @@ class Dialect(ABC):
     async def close_links(self, state: Any) -> None:  # noqa: B027
         """Close every link *state* holds."""
 
-    def links(self, state: Any) -> list[Any]:
-        """The live links (``gatewayd.links.ClientLink``) *state* holds."""
+    def links(self, state: Any) -> list[DescribedLink]:
+        """Every link *state* holds, table by table, by id; ``describe()``
+        gives each one's :class:`~gatewayd.links.LinkDescription`."""
         return []
 
 

@@ -11,10 +11,18 @@ facts the dialects report.
 
 from gatewayd.links.client import ClientLink, LinkObserver, ReconnectPolicy
 from gatewayd.links.keepalive import Expiry, Keepalive, PingPolicy
-from gatewayd.links.table import Generation, LinkDescription, LinkState, LinkTable, Token
+from gatewayd.links.table import (
+    DescribedLink,
+    Generation,
+    LinkDescription,
+    LinkState,
+    LinkTable,
+    Token,
+)
 
 __all__ = [
     "ClientLink",
+    "DescribedLink",
     "Expiry",
     "Generation",
     "Keepalive",

@@ -18,9 +18,9 @@ import enum
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-__all__ = ["Generation", "LinkDescription", "LinkState", "LinkTable", "Token"]
+__all__ = ["DescribedLink", "Generation", "LinkDescription", "LinkState", "LinkTable", "Token"]
 
 L = TypeVar("L")
 
@@ -53,6 +53,12 @@ class LinkDescription:
         fields = asdict(self)
         fields["state"] = self.state.value
         return fields
+
+
+class DescribedLink(Protocol):
+    """Any link a dialect holds, as ``gatewayd status`` sees it."""
+
+    def describe(self) -> LinkDescription: ...
 
 
 class Generation:

@@ -24,6 +24,7 @@ from gatewayd.dialects.base import (
     Unknown,
     bind_params,
 )
+from gatewayd.links import DescribedLink
 
 OK = b"\r\nOK\r\n"
 READY = b"ATCMD READY\r\n"
@@ -89,9 +90,10 @@ class AmebaDialect(Dialect):
         await state.sockets.close_all()
         await state.wsserver.stop()
 
-    def links(self, state: AmebaState) -> list[Any]:
-        tables = (state.ws.links, state.wsserver.slots, state.sockets.links)
-        return [link for table in tables for _, link in table.sorted()]
+    def links(self, state: AmebaState) -> list[DescribedLink]:
+        ws: list[DescribedLink] = [link for _, link in state.ws.links.sorted()]
+        clients: list[DescribedLink] = [slot for _, slot in state.wsserver.slots.sorted()]
+        return ws + clients + [link for _, link in state.sockets.links.sorted()]
 
 
 CONVERSIONS = Conversions(

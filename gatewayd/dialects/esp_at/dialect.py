@@ -24,6 +24,7 @@ from gatewayd.dialects.base import (
     bind_params,
 )
 from gatewayd.dialects.esp_at.state import EspAtState
+from gatewayd.links import DescribedLink
 
 OK = b"\r\nOK\r\n"
 ERROR = b"\r\nERROR\r\n"
@@ -116,7 +117,7 @@ class EspAtDialect(Dialect):
     async def close_links(self, state: EspAtState) -> None:
         await state.ws.close_all()
 
-    def links(self, state: EspAtState) -> list[Any]:
+    def links(self, state: EspAtState) -> list[DescribedLink]:
         return [info.link for _, info in state.ws.links.sorted()]
 
 
