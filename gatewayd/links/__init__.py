@@ -9,7 +9,7 @@ certificate suites; :mod:`~gatewayd.links.hostnet` reads the host's network
 facts the dialects report.
 """
 
-from gatewayd.links.client import ClientLink, LinkObserver, ReconnectPolicy
+from gatewayd.links.client import ClientLink, LinkObserver, ReconnectPolicy, close_connection
 from gatewayd.links.keepalive import Expiry, Keepalive, PingPolicy
 from gatewayd.links.table import (
     DescribedLink,
@@ -33,4 +33,5 @@ __all__ = [
     "PingPolicy",
     "ReconnectPolicy",
     "Token",
+    "close_connection",
 ]

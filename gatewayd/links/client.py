@@ -25,7 +25,16 @@ from gatewayd.links.keepalive import Expiry, Keepalive, PingPolicy
 from gatewayd.links.table import Generation, LinkDescription, LinkState, Token
 from gatewayd.transport import ClientRequest, Connection, Opcode, Transport, TransportError
 
-__all__ = ["ClientLink", "LinkObserver", "LinkState", "PingPolicy", "ReconnectPolicy"]
+__all__ = ["ClientLink", "LinkObserver", "LinkState", "PingPolicy", "ReconnectPolicy",
+           "close_connection"]
+
+
+async def close_connection(connection: Connection, timeout: float) -> None:
+    """End *connection* cleanly (WebSocket close handshake, TCP FIN), waiting
+    at most *timeout* s for the peer, then release it for good."""
+    with contextlib.suppress(TransportError, TimeoutError):
+        await asyncio.wait_for(connection.close(), timeout)
+    connection.abort()
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +271,7 @@ class ClientLink:
             self._events.token.end()
         if connection is not None:
             if graceful:
-                with contextlib.suppress(TransportError, TimeoutError):
-                    await asyncio.wait_for(connection.close(), 2)
-            connection.abort()
+                await close_connection(connection, 2)
+            else:
+                connection.abort()
         self.state = LinkState.CLOSED

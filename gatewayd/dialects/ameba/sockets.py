@@ -53,7 +53,7 @@ from gatewayd.dialects.base import (
     Str,
     transport_for,
 )
-from gatewayd.links import LinkDescription, LinkState, LinkTable, Token, hostnet
+from gatewayd.links import LinkDescription, LinkState, LinkTable, Token, close_connection, hostnet
 from gatewayd.links.tls import Stage, server_context
 from gatewayd.transport import (
     ClientRequest,
@@ -242,9 +242,7 @@ class SocketState:
         if listener is not None:
             await listener.close()
         if connection is not None:
-            with contextlib.suppress(TransportError, TimeoutError):
-                await asyncio.wait_for(connection.close(), 1)
-            connection.abort()
+            await close_connection(connection, 1)
 
     async def close_all(self) -> None:
         for link in [link for link in self.links.values() if link.server is None]:

@@ -30,7 +30,6 @@ empty message (the firmware refuses length 0).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ from gatewayd.links import (
     LinkTable,
     PingPolicy,
     Token,
+    close_connection,
 )
 from gatewayd.links.tls import server_context
 from gatewayd.transport import (
@@ -154,9 +154,7 @@ def server(ctx: PortContext) -> WsServerState:
 
 
 async def _close(slot: ClientSlot) -> None:
-    with contextlib.suppress(TransportError, TimeoutError):
-        await asyncio.wait_for(slot.connection.close(), 2)
-    slot.connection.abort()
+    await close_connection(slot.connection, 2)
 
 
 # -- client events ------------------------------------------------------------
