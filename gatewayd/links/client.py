@@ -2,10 +2,12 @@
 
 :class:`ClientLink` is one outgoing link carried by a transport plugin. It owns
 what the module's network stack would own: connecting with a deadline, the
-ping/pong deadline (:class:`PingPolicy`), reconnecting after an unexpected
+ping/pong deadline (:class:`PingPolicy`, run by
+:class:`gatewayd.links.keepalive.Keepalive`), reconnecting after an unexpected
 drop (:class:`ReconnectPolicy`), and delivering received payloads to the
 dialect one at a time. The dialect decides what the MCU sees, through a
-:class:`LinkObserver`.
+:class:`LinkObserver`; once the link table's generation ends (a restart) the
+link reports nothing more.
 
 Backpressure: :meth:`LinkObserver.data` is awaited before the transport reads
 the next message, and the dialect's implementation awaits the UART
