@@ -259,7 +259,7 @@ async def wsquery_set(ctx: PortContext, link_id: bytes) -> None:
         await wsquery(ctx, None)
         return
     value = ameba_atoi(link_id)
-    if not 0 <= value <= 2:
+    if value not in LINK_IDS:
         raise AtError(1, why=f"link id {value}")
     await wsquery(ctx, value)
 
@@ -432,7 +432,7 @@ async def wstxqueuecheck(ctx: PortContext, link_id: int) -> bytes:
 
 # -- table -------------------------------------------------------------------------
 
-_LINK = Int("link_id", lo=0, hi=2)
+_LINK = Int("link_id", lo=LINK_IDS.start, hi=LINK_IDS.stop - 1)
 _U32 = 2**31 - 1
 
 

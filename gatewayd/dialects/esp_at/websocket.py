@@ -31,7 +31,7 @@ from gatewayd.dialects.base import (
     open_client_link,
 )
 from gatewayd.dialects.esp_at.dialect import PROMPT, SEND_OK
-from gatewayd.dialects.esp_at.state import WsConfig, WsLinkInfo, WsState
+from gatewayd.dialects.esp_at.state import WS_LINK_IDS, WsConfig, WsLinkInfo, WsState
 from gatewayd.links import ClientLink, LinkState, PingPolicy, ReconnectPolicy
 from gatewayd.links.tls import SuiteLoadError, link_client_context
 from gatewayd.transport import ClientRequest, Opcode, TransportError
@@ -266,7 +266,7 @@ async def wsclose(ctx: PortContext, link_id: int) -> None:
 
 # -- table -------------------------------------------------------------------
 
-_LINK = Int("link_id", lo=0, hi=2)
+_LINK = Int("link_id", lo=WS_LINK_IDS.start, hi=WS_LINK_IDS.stop - 1)
 
 
 def _opt_int(name: str, lo: int, hi: int, default: Any = None) -> Int:
