@@ -4,14 +4,7 @@ import asyncio
 
 import pytest
 
-from gatewayd.links import (
-    Expiry,
-    Keepalive,
-    LinkDescription,
-    LinkState,
-    LinkTable,
-    PingPolicy,
-)
+from gatewayd.links import Expiry, Keepalive, LinkDescription, LinkState, LinkTable, PingPolicy
 
 
 def test_lowest_free_id_and_limit() -> None:
