@@ -13,11 +13,16 @@ from cryptography.hazmat.primitives import serialization
 
 from gatewayd.config import CertSuite
 from gatewayd.links.tls import (
-    check_suite,
     client_context,
     key_permission_warning,
     server_context,
+    suite_problems,
 )
+
+
+def check_suite(suite: CertSuite) -> list[str]:
+    """Everything wrong with the suite's files, one `field: message` string each."""
+    return [f"{field}: {message}" for field, message in suite_problems(suite)]
 
 
 @dataclass

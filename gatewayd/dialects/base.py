@@ -16,11 +16,21 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from gatewayd.at.engine import Framing
+from gatewayd.at.engine import Framing, Overflow
+from gatewayd.at.grammar import GrammarError
+from gatewayd.links import (
+    ClientLink,
+    DescribedLink,
+    LinkObserver,
+    LinkTable,
+    PingPolicy,
+    ReconnectPolicy,
+)
+from gatewayd.transport import ClientRequest, Transport
 
 if TYPE_CHECKING:
     from gatewayd.config import CertsConfig, PortConfig, UartSettings
@@ -29,6 +39,7 @@ __all__ = [
     "REQUIRED",
     "AtError",
     "CommandSpec",
+    "Conversions",
     "Dialect",
     "Form",
     "Int",
@@ -41,7 +52,12 @@ __all__ = [
     "Str",
     "Unknown",
     "Watermarks",
+    "bind_params",
+    "open_client_link",
+    "transport_for",
 ]
+
+E = TypeVar("E")
 
 
 class _Required:
@@ -201,7 +217,7 @@ class PortContext(Protocol):
 
     def spawn(self, coro: Any) -> None: ...
 
-    def link_changed(self, link: Any) -> None: ...
+    def link_changed(self, link: DescribedLink) -> None: ...
 
     def restart_after_reply(self) -> None: ...
 
@@ -252,13 +268,21 @@ class Dialect(ABC):
     commands: Mapping[str, CommandSpec]
 
     def __init__(self, commands: Iterable[CommandSpec]) -> None:
-        """Index the command table by name; a name given twice is a bug."""
+        """Index the command table by name; a name given twice is a bug, and so
+        is a framing that reports events the dialect has no reply for."""
         table: dict[str, CommandSpec] = {}
         for spec in commands:
             if spec.name in table:
                 raise ValueError(f"command AT{spec.name} is defined twice")
             table[spec.name] = spec
         self.commands = table
+        cls = type(self)
+        needs = {"line_too_long": self.framing.overflow is Overflow.REJECT,
+                 "busy": self.framing.busy_rejects_input,
+                 "forced_restart": self.framing.restart_line is not None}
+        for name, needed in needs.items():
+            if needed and getattr(cls, name) is getattr(Dialect, name):
+                raise TypeError(f"{cls.__name__} must define {name}() for its framing")
 
     @abstractmethod
     def parse(self, line: bytes) -> Invocation | Unknown:
@@ -279,24 +303,117 @@ class Dialect(ABC):
     def unknown(self, unknown: Unknown, state: Any) -> bytes:
         """What the MCU gets for a line that names no command."""
 
-    @abstractmethod
-    def line_too_long(self, state: Any) -> bytes: ...
+    # The engine reports these only under some framings (see __init__).
 
-    @abstractmethod
+    def line_too_long(self, state: Any) -> bytes:
+        """The reply to an overlong line (``Overflow.REJECT`` only)."""
+        raise NotImplementedError(f"{self.name}'s framing does not reject long lines")
+
     def busy(self, state: Any) -> bytes:
-        """The reply to input that arrived while a command ran."""
+        """The reply to input that arrived while a command ran
+        (``busy_rejects_input`` only)."""
+        raise NotImplementedError(f"{self.name}'s framing holds input during a command")
 
-    @abstractmethod
     def forced_restart(self) -> bytes:
-        """What is written before a forced restart."""
+        """What is written before a forced restart (``restart_line`` only)."""
+        raise NotImplementedError(f"{self.name}'s framing has no restart line")
 
     @abstractmethod
     def new_state(self) -> Any:
         """Fresh per-port state, as after power-on."""
 
-    async def shutdown(self, state: Any) -> None:  # noqa: B027 - most dialects hold no links
-        """Close every link *state* holds (restart, port closing)."""
+    def shutdown(self, state: Any) -> Coroutine[Any, Any, None]:
+        """Close every link *state* holds (restart, port closing). The links
+        stop reporting to the MCU at once (:meth:`retire`, before this
+        returns); the coroutine returned closes them."""
+        self.retire(state)
+        return self.close_links(state)
 
-    def links(self, state: Any) -> list[Any]:
-        """The live links (``gatewayd.links.ClientLink``) *state* holds."""
+    def retire(self, state: Any) -> None:  # noqa: B027 - most dialects hold no links
+        """End the generation of every link table *state* holds."""
+
+    async def close_links(self, state: Any) -> None:  # noqa: B027
+        """Close every link *state* holds."""
+
+    def links(self, state: Any) -> list[DescribedLink]:
+        """Every link *state* holds, table by table, by id; ``describe()``
+        gives each one's :class:`~gatewayd.links.LinkDescription`."""
         return []
+
+
+# -- shared by the dialects' command modules --------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Conversions:
+    """A dialect's field syntax and error numbers, for :func:`bind_params`."""
+
+    #: Field text to an integer / to the string's bytes; may raise GrammarError.
+    integer: Callable[[bytes], int]
+    string: Callable[[bytes], bytes]
+    #: ``(param, index, why)``: the error for a required field that is missing,
+    #: or a field that does not parse.
+    malformed: Callable[[Param, int, str], AtError]
+    #: ``(param, why)``: the error for a value outside its range, or too long.
+    out_of_range: Callable[[Param, str], AtError]
+    #: Honour :attr:`Param.allow_empty` (else an empty field is an absent one).
+    empty_fields: bool = False
+
+
+def _bind_one(param: Param, index: int, field: bytes | None, conv: Conversions) -> Any:
+    if not field:
+        if param.default is REQUIRED or (
+                conv.empty_fields and field is not None and not param.allow_empty):
+            raise conv.malformed(param, index, f"{param.name} missing")
+        return param.default
+    if isinstance(param, Raw):
+        return field
+    try:
+        if isinstance(param, Int):
+            value = conv.integer(field)
+            if not param.lo <= value <= param.hi:
+                raise conv.out_of_range(
+                    param, f"{param.name}={value} outside {param.lo}..{param.hi}")
+            return value
+        if isinstance(param, Str):
+            text = conv.string(field)
+            if param.max_len is not None and len(text) > param.max_len:
+                raise conv.out_of_range(param, f"{param.name} longer than {param.max_len} bytes")
+            return text.decode("utf-8", "surrogateescape")
+    except GrammarError as error:
+        raise conv.malformed(param, index, f"{param.name}: {error}") from None
+    raise TypeError(f"unsupported parameter type {type(param).__name__}")
+
+
+def bind_params(params: tuple[Param, ...], fields: list[bytes], conv: Conversions,
+                ) -> tuple[Any, ...]:
+    """Each parameter's value from its field (absent beyond the fields given)."""
+    return tuple(_bind_one(param, index, fields[index] if index < len(fields) else None, conv)
+                 for index, param in enumerate(params))
+
+
+def transport_for(ctx: PortContext, kind: str, code: int | None = None) -> Transport:
+    """The transport plugin that serves *kind* links, or ``AtError(code)``."""
+    transport: Transport | None = (
+        ctx.plugins.transports.get(kind) if ctx.plugins is not None else None)
+    if transport is None:
+        raise AtError(code, why=f"no transport plugin serves {kind!r} links")
+    return transport
+
+
+async def open_client_link(ctx: PortContext, table: LinkTable[E], link_id: int, kind: str,
+                           request: Callable[[], ClientRequest], observer: LinkObserver, *,
+                           entry: Callable[[ClientLink], E], ping: PingPolicy | None,
+                           reconnect: ReconnectPolicy | None = None,
+                           timeout: float | None, no_transport: int | None) -> ClientLink:
+    """Open a client link of *kind* on *link_id* of *table*: the transport
+    (``AtError(no_transport)`` if none serves *kind*), the id held by
+    ``entry(link)`` while connecting and freed again when the open fails
+    (:class:`~gatewayd.transport.TransportError`) or is cancelled."""
+    transport = transport_for(ctx, kind, no_transport)
+    link = ClientLink(link_id, transport, request, observer, ctx.log, ping=ping,
+                      reconnect=reconnect, generation=table.generation,
+                      on_state_change=ctx.link_changed)
+    with table.reserving(link_id, entry(link)):
+        await link.open(timeout)
+    return link

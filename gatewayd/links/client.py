@@ -2,10 +2,12 @@
 
 :class:`ClientLink` is one outgoing link carried by a transport plugin. It owns
 what the module's network stack would own: connecting with a deadline, the
-ping/pong deadline (:class:`PingPolicy`), reconnecting after an unexpected
+ping/pong deadline (:class:`PingPolicy`, run by
+:class:`gatewayd.links.keepalive.Keepalive`), reconnecting after an unexpected
 drop (:class:`ReconnectPolicy`), and delivering received payloads to the
 dialect one at a time. The dialect decides what the MCU sees, through a
-:class:`LinkObserver`.
+:class:`LinkObserver`; once the link table's generation ends (a restart) the
+link reports nothing more.
 
 Backpressure: :meth:`LinkObserver.data` is awaited before the transport reads
 the next message, and the dialect's implementation awaits the UART
@@ -17,32 +19,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gatewayd.links.keepalive import Expiry, Keepalive, PingPolicy
+from gatewayd.links.table import Generation, LinkDescription, LinkState, Token
 from gatewayd.transport import ClientRequest, Connection, Opcode, Transport, TransportError
 
-__all__ = ["ClientLink", "LinkObserver", "LinkState", "PingPolicy", "ReconnectPolicy"]
+__all__ = ["ClientLink", "LinkObserver", "LinkState", "PingPolicy", "ReconnectPolicy",
+           "close_connection"]
 
 
-class LinkState(enum.Enum):
-    CONNECTING = "connecting"
-    OPEN = "open"
-    WAITING_TO_RECONNECT = "waiting to reconnect"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class PingPolicy:
-    """Send a ping after ``interval`` s without receiving anything (or, with
-    ``periodic``, every ``interval`` s regardless); drop the link when no pong
-    arrives within ``timeout`` s of the oldest unanswered ping."""
-
-    interval: float
-    timeout: float
-    periodic: bool = False
+async def close_connection(connection: Connection, timeout: float) -> None:
+    """End *connection* cleanly (WebSocket close handshake, TCP FIN), waiting
+    at most *timeout* s for the peer, then release it for good."""
+    with contextlib.suppress(TransportError, TimeoutError):
+        await asyncio.wait_for(connection.close(), timeout)
+    connection.abort()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,37 +64,40 @@ class LinkObserver(Protocol):
 
 
 class _Events:
-    """The LinkEvents one connection reports through; stale ones are ignored."""
+    """The LinkEvents one connection reports through; once its token is void
+    (the connection was replaced or closed, or the module restarted) they are
+    ignored."""
 
-    def __init__(self, link: ClientLink) -> None:
+    def __init__(self, link: ClientLink, token: Token) -> None:
         self.link = link
-        self.live = True
+        self.token = token
 
     async def data(self, payload: bytes, *, opcode: Opcode = Opcode.BINARY, fin: bool = True,
                    peer: tuple[str, int] | None = None) -> None:
-        if self.live:
-            self.link._touch()
+        if self.token.live:
+            self.link._received()
             await self.link.observer.data(self.link, payload, opcode, fin)
 
     def pong(self, payload: bytes) -> None:
-        if self.live:
+        if self.token.live:
             self.link._pong(payload)
 
     def closed(self, *, by_peer: bool, code: int | None = None,
                error: BaseException | None = None) -> None:
-        if self.live:
-            self.live = False
+        if self.token.live:
+            self.token.end()
             self.link._connection_ended(by_peer=by_peer, code=code, error=error)
 
 
 class ClientLink:
-    """One outgoing link. ``request`` is rebuilt for every (re)connect."""
+    """One outgoing link. ``request`` is rebuilt for every (re)connect.
+    ``generation`` is the link table's: once it ends, the link reports nothing."""
 
     def __init__(self, link_id: int, transport: Transport,
                  request: Callable[[], ClientRequest], observer: LinkObserver, log: Any,
                  *, ping: PingPolicy | None = None,
                  reconnect: ReconnectPolicy | None = None,
-                 clean_close_frees: bool = True,
+                 generation: Generation | None = None,
                  on_state_change: Callable[[ClientLink], None] | None = None) -> None:
         self.id = link_id
         self.transport = transport
@@ -109,16 +106,14 @@ class ClientLink:
         self.log = log.bind(link=link_id)
         self.ping = ping
         self.reconnect = reconnect
-        self.clean_close_frees = clean_close_frees
+        self.generation = generation
         self._on_state_change = on_state_change
         self._state = LinkState.CLOSED
         self.request: ClientRequest | None = None
         self.connection: Connection | None = None
         self._events: _Events | None = None
         self._loop = asyncio.get_running_loop()
-        self._last_rx = 0.0
-        self._last_ping = 0.0
-        self._unanswered_ping_at: float | None = None
+        self._keepalive: Keepalive | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._reconnector: asyncio.Task[None] | None = None
         self._closing = False
@@ -154,33 +149,36 @@ class ClientLink:
             self.last_error = str(exc) or type(exc).__name__
             raise
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> LinkDescription:
         """What ``gatewayd status`` shows of this link."""
         request = self.request
-        return {
-            "id": self.id,
-            "kind": request.kind if request else None,
-            "peer": f"{request.host}:{request.port}" if request else None,
-            "state": self.state.value,
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "last_error": self.last_error,
-        }
+        return LinkDescription(
+            id=self.id,
+            kind=request.kind if request else None,
+            peer=f"{request.host}:{request.port}" if request else None,
+            state=self.state,
+            bytes_in=self.bytes_in,
+            bytes_out=self.bytes_out,
+            last_error=self.last_error,
+        )
 
     async def _connect(self) -> None:
         request = self.make_request()
         self.request = request
-        events = _Events(self)
+        events = _Events(self, Token(self.generation))
         self._events = events
         self.connection = await self.transport.connect(request, events)
-        if not events.live:  # dropped during the handshake's last steps
+        if not events.token.live:  # dropped during the handshake's last steps
             raise TransportError("connection closed right after opening", stage="connect")
         self.state = LinkState.OPEN
-        self._touch()
-        self._last_ping = self._last_rx
-        self._unanswered_ping_at = None
         if self.ping is not None:
-            self._keeper = self._loop.create_task(self._keep_alive())
+            ping, connection = self.ping, self.connection
+            assert connection is not None
+            self._keepalive = Keepalive(
+                lambda: ping, send_ping=lambda: connection.send(b"", opcode=Opcode.PING),
+                expire=self._expired, alive=lambda: self.state is LinkState.OPEN,
+                log=self.log)
+            self._keeper = self._loop.create_task(self._keepalive.run())
         self.log.info("link open", host=request.host, port=request.port, kind=request.kind)
 
     # -- traffic -------------------------------------------------------
@@ -193,57 +191,26 @@ class ClientLink:
             await self.connection.send(payload, opcode=opcode, fin=fin, masked=masked)
         self.bytes_out += len(payload)
 
-    def _touch(self) -> None:
-        self._last_rx = self._loop.time()
+    def _received(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.received()
 
     def _pong(self, payload: bytes) -> None:
-        self._touch()
-        self._unanswered_ping_at = None
+        if self._keepalive is not None:
+            self._keepalive.pong()
         self.observer.pong(self, payload)
 
-    async def _keep_alive(self) -> None:
-        """Send pings as :class:`PingPolicy` says; drop the link when one goes
-        unanswered for ``timeout`` s. A timer loop, not polling: it sleeps
-        until the next ping or deadline is due."""
+    async def _expired(self, why: Expiry) -> None:
         assert self.ping is not None
-        while self.state is LinkState.OPEN:
-            now = self._loop.time()
-            if self._unanswered_ping_at is not None:
-                due = self._unanswered_ping_at + self.ping.timeout
-                if now >= due:
-                    self.log.warning("no pong in time; dropping link", timeout=self.ping.timeout)
-                    self._drop(error="pong timeout")
-                    return
-            if self.ping.periodic or self._unanswered_ping_at is None:
-                since = self._last_ping if self.ping.periodic else self._last_rx
-                ping_due = since + self.ping.interval
-                if now >= ping_due:
-                    self._last_ping = now
-                    if self._unanswered_ping_at is None:
-                        self._unanswered_ping_at = now
-                    if self.connection is None:
-                        return
-                    # A peer that stops reading must not stall the deadline:
-                    # the ping may wait for buffer room only until then.
-                    deadline = self._unanswered_ping_at + self.ping.timeout
-                    try:
-                        async with asyncio.timeout_at(deadline):
-                            await self.connection.send(b"", opcode=Opcode.PING)
-                    except TimeoutError:
-                        continue  # the deadline check above drops the link
-                    except Exception as exc:  # a failed ping means a dead link
-                        self.log.info("ping failed", error=repr(exc))
-                    ping_due = now + self.ping.interval
-                due = ping_due if self._unanswered_ping_at is None else min(
-                    ping_due, self._unanswered_ping_at + self.ping.timeout)
-            await asyncio.sleep(max(0.0, due - self._loop.time()))
+        self.log.warning("no pong in time; dropping link", timeout=self.ping.timeout)
+        self._drop(error="pong timeout")
 
     # -- endings -------------------------------------------------------
 
     def _drop(self, *, error: str) -> None:
         """End a live connection from our side as a failure (pong timeout)."""
         if self._events is not None:
-            self._events.live = False
+            self._events.token.end()
         if self.connection is not None:
             self.connection.abort()
         self._connection_ended(by_peer=False, code=None, error=RuntimeError(error))
@@ -253,11 +220,12 @@ class ClientLink:
         self.connection = None
         if self._keeper is not None and self._keeper is not asyncio.current_task():
             self._keeper.cancel()
-        self._keeper = None
+        self._keeper = self._keepalive = None
         if self._closing or self.state is LinkState.CONNECTING:
-            self.state = LinkState.CLOSED
+            if self.state is not LinkState.CLOSING:  # CLOSING lasts until close() ends
+                self.state = LinkState.CLOSED
             return
-        if by_peer and code is not None and self.clean_close_frees:
+        if by_peer and code is not None:
             self.state = LinkState.CLOSED
             self.log.info("link closed by peer", code=code)
             self.observer.closed_by_peer(self, code)
@@ -287,6 +255,12 @@ class ClientLink:
             self.observer.connected(self)
             return
 
+    def begin_close(self) -> None:
+        """Mark the link CLOSING at once (no more sends); :meth:`close` follows."""
+        self._closing = True
+        if self.state is LinkState.OPEN:
+            self.state = LinkState.CLOSING
+
     async def close(self, *, graceful: bool = False) -> None:
         """Close for good. ``graceful`` sends a close frame / FIN first; otherwise
         the connection is simply dropped (ESP-AT ``AT+WSCLOSE``)."""
@@ -296,10 +270,10 @@ class ClientLink:
                 task.cancel()
         connection, self.connection = self.connection, None
         if self._events is not None:
-            self._events.live = False
+            self._events.token.end()
         if connection is not None:
             if graceful:
-                with contextlib.suppress(TransportError, TimeoutError):
-                    await asyncio.wait_for(connection.close(), 2)
-            connection.abort()
+                await close_connection(connection, 2)
+            else:
+                connection.abort()
         self.state = LinkState.CLOSED

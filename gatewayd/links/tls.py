@@ -2,9 +2,11 @@
 
 Contexts verify the peer by default: `client_context` checks the server's chain and
 host name, against the suite's CA or else the system trust store; turning either off is
-an explicit argument. Keys must be unencrypted PEM: a key that asks for a password is
-refused rather than prompting on the terminal. Loading errors propagate as
-`ssl.SSLError`, `OSError`, or `ValueError` for a suite that lacks what is asked of it.
+an explicit argument. `link_client_context` is the rule client links follow: verify,
+unless no CA was asked for and the port sets ``trust_any_server_cert``. Keys must be
+unencrypted PEM: a key that asks for a password is refused rather than prompting on the
+terminal. Every loading error is a :class:`SuiteLoadError` that names its stage, for the
+dialects to number as their firmware does.
 """
 
 from __future__ import annotations
@@ -12,20 +14,37 @@ from __future__ import annotations
 import os
 import ssl
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from gatewayd.config import CertSuite
 
 __all__ = [
     "EncryptedKeyError",
-    "check_suite",
+    "Stage",
+    "SuiteLoadError",
     "client_context",
     "key_permission_warning",
+    "link_client_context",
     "server_context",
     "suite_problems",
 ]
+
+#: Where loading a suite failed: a file is missing or unreadable ("read"), ca or
+#: cert holds no certificate ("parse"), or there is no usable key for cert ("key").
+Stage = Literal["read", "parse", "key"]
+
+
+class SuiteLoadError(ValueError):
+    """A TLS context could not be built from a suite. ``stage`` is where it
+    failed, ``None`` when the suite lacks what was asked of it."""
+
+    def __init__(self, stage: Stage | None, message: str) -> None:
+        super().__init__(message)
+        self.stage: Stage | None = stage
 
 
 class EncryptedKeyError(ValueError):
@@ -81,7 +100,7 @@ def suite_problems(suite: CertSuite) -> list[tuple[str, str]]:
     key (or cert, when key is unset) holds an unencrypted PEM key matching cert.
     """
     problems: list[tuple[str, str]] = []
-    readable = {}
+    readable: dict[str, Path] = {}
     for field, path in suite.files().items():
         problem = _unreadable(path)
         if problem:
@@ -90,36 +109,17 @@ def suite_problems(suite: CertSuite) -> list[tuple[str, str]]:
             readable[field] = path
     for field in ("ca", "cert"):
         if field in readable:
-            problem = _certificate_parse_problem(readable[field])
-            if problem:
-                problems.append((field, problem))
+            parse_problem = _certificate_parse_problem(readable[field])
+            if parse_problem:
+                problems.append((field, parse_problem))
                 del readable[field]
     if suite.key is not None and suite.cert is None:
         problems.append(("key", "key is set but cert is not"))
     elif "cert" in readable and (suite.key is None or "key" in readable):
-        problem = _cert_key_problem(readable["cert"], suite.key)
-        if problem:
-            problems.append(problem)
+        key_problem = _cert_key_problem(readable["cert"], suite.key)
+        if key_problem:
+            problems.append(key_problem)
     return problems
-
-
-def failure_stage(suite: CertSuite) -> str | None:
-    """Where loading the suite fails: "read" (a file is missing or unreadable),
-    "parse" (ca or cert holds no certificate), "key" (no usable key for cert),
-    or ``None``. Dialects map these onto the module's error numbers."""
-    files = suite.files()
-    if any(_unreadable(path) for path in files.values()):
-        return "read"
-    if any(_certificate_parse_problem(files[f]) for f in ("ca", "cert") if f in files):
-        return "parse"
-    if "cert" in files and _cert_key_problem(files["cert"], suite.key):
-        return "key"
-    return None
-
-
-def check_suite(suite: CertSuite) -> list[str]:
-    """Everything wrong with the suite's files, one `field: message` string each."""
-    return [f"{field}: {message}" for field, message in suite_problems(suite)]
 
 
 def key_permission_warning(path: str | os.PathLike[str]) -> str | None:
@@ -136,6 +136,36 @@ def key_permission_warning(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
+@contextmanager
+def _stage(stage: Stage) -> Iterator[None]:
+    """Loading errors inside the block are *stage*'s (an unreadable file: "read")."""
+    try:
+        yield
+    except (ssl.SSLError, ValueError) as error:  # ssl.SSLError is an OSError too
+        raise SuiteLoadError(stage, str(error)) from error
+    except OSError as error:
+        raise SuiteLoadError("read", str(error)) from error
+
+
+def _load(context: ssl.SSLContext, *, ca: Path | None, cert: Path | None,
+          key: Path | None) -> None:
+    """Load ca (to verify peers) and cert/key (to present) into *context*, in
+    stages: every file readable, then ca and cert parsed, then the key."""
+    with _stage("read"):
+        for path in (ca, cert, key):
+            if path is not None:
+                with open(path, "rb"):
+                    pass
+    if ca is not None:
+        with _stage("parse"):
+            context.load_verify_locations(cafile=ca)
+    if cert is not None:
+        with _stage("parse"):
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=cert)
+        with _stage("key"):
+            _load_cert_chain(context, cert, key)
+
+
 def client_context(
     suite: CertSuite | None,
     *,
@@ -146,42 +176,56 @@ def client_context(
     """A TLS context for a client link.
 
     By default the server's chain is verified and its host name checked. The CA is
-    `ca_from.ca` when `ca_from` is given (ValueError if it has none), else `suite.ca`,
-    else the system trust store. `check_hostname=False` keeps chain verification but
-    skips the name; `verify=False` accepts any server certificate (explicit opt-in).
-    The suite's cert and key, when set, are presented as the client certificate.
+    `ca_from.ca` when `ca_from` is given (SuiteLoadError if it has none), else
+    `suite.ca`, else the system trust store. `check_hostname=False` keeps chain
+    verification but skips the name; `verify=False` accepts any server certificate
+    (explicit opt-in). The suite's cert and key, when set, are presented as the client
+    certificate.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca = None
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     else:
         context.check_hostname = check_hostname
         if ca_from is not None and ca_from.ca is None:
-            raise ValueError("the certificate suite given for the CA has no ca")
+            raise SuiteLoadError(None, "the certificate suite given for the CA has no ca")
         ca = ca_from.ca if ca_from is not None else suite.ca if suite is not None else None
-        if ca is not None:
-            context.load_verify_locations(cafile=ca)
-        else:
+        if ca is None:
             context.load_default_certs(ssl.Purpose.SERVER_AUTH)
-    if suite is not None and suite.cert is not None:
-        _load_cert_chain(context, suite.cert, suite.key)
+    own = suite is not None and suite.cert is not None
+    _load(context, ca=ca, cert=suite.cert if own and suite else None,
+          key=suite.key if own and suite else None)
     return context
 
 
+def link_client_context(own: CertSuite | None, ca_from: CertSuite | None, *,
+                        trust_any_server_cert: bool) -> ssl.SSLContext:
+    """The context of a client link that presents *own* (cert and key, when set):
+    with *ca_from*, verify the server (chain and host name) against its ca; without,
+    verify against *own*'s ca or the system trust store, unless the port opted into
+    ``trust_any_server_cert`` (the module would not have verified)."""
+    if ca_from is not None:
+        return client_context(own, verify=True, check_hostname=True, ca_from=ca_from)
+    verify = not trust_any_server_cert
+    return client_context(own, verify=verify, check_hostname=verify)
+
+
 def server_context(suite: CertSuite, *, require_client_cert: bool) -> ssl.SSLContext:
-    """A TLS context for a server, presenting the suite's cert and key (ValueError if unset).
+    """A TLS context for a server, presenting the suite's cert and key
+    (SuiteLoadError if unset).
 
     With `require_client_cert`, clients must present a certificate that the suite's
-    CA verifies (ValueError if the suite has no ca); otherwise none is requested.
+    CA verifies (SuiteLoadError if the suite has no ca); otherwise none is requested.
     """
     if suite.cert is None:
-        raise ValueError("a server certificate suite needs cert and key")
+        raise SuiteLoadError(None, "a server certificate suite needs cert and key")
+    if require_client_cert and suite.ca is None:
+        raise SuiteLoadError(None, "verifying client certificates needs the suite's ca")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    _load_cert_chain(context, suite.cert, suite.key)
+    _load(context, ca=suite.ca if require_client_cert else None, cert=suite.cert,
+          key=suite.key)
     if require_client_cert:
-        if suite.ca is None:
-            raise ValueError("verifying client certificates needs the suite's ca")
-        context.load_verify_locations(cafile=suite.ca)
         context.verify_mode = ssl.CERT_REQUIRED
     return context

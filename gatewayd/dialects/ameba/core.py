@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from gatewayd import BUILD_DATE, BUILD_TIME, __version__
 from gatewayd.at.grammar import ameba_atoi
-from gatewayd.dialects.ameba.tt import TT_PROMPT
-from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, RawAborted, Setter
+from gatewayd.dialects.ameba.tt import read_block
+from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, Setter
 
 COMMON = "Common AT Command:"
 
@@ -39,11 +39,7 @@ async def test_modes(ctx: PortContext, mode: int, arg: bytes) -> None:
     if not 1 <= length <= TEST_MAX_LEN:
         raise AtError(1, why=f"length {length} outside 1..{TEST_MAX_LEN}")
     if mode == 1:
-        try:
-            await ctx.read_raw(length, TT_PROMPT, abort=b"<")
-        except RawAborted as aborted:
-            if not aborted.data:
-                raise AtError(3, why="transparent transmission aborted before any data") from None
+        await read_block(ctx, length)
     else:
         reps = -(-length // len(DOWNSTREAM_PATTERN))
         data = (DOWNSTREAM_PATTERN * reps)[:length]

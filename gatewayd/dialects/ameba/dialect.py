@@ -15,17 +15,16 @@ from gatewayd.at.engine import Framing, Overflow
 from gatewayd.at.grammar import GrammarError, ameba_atoi, ameba_split, ameba_split_escaped
 from gatewayd.dialects.ameba.state import AmebaState
 from gatewayd.dialects.base import (
-    REQUIRED,
     AtError,
+    Conversions,
     Dialect,
     Form,
-    Int,
     Invocation,
-    Raw,
     Setter,
-    Str,
     Unknown,
+    bind_params,
 )
+from gatewayd.links import DescribedLink
 
 OK = b"\r\nOK\r\n"
 READY = b"ATCMD READY\r\n"
@@ -67,10 +66,7 @@ class AmebaDialect(Dialect):
         # server commands check their field count, as the firmware does).
         if setter.max_params is not None and len(fields) > setter.max_params:
             raise AtError(1, why="too many parameters")
-        return tuple(
-            _bind_one(param, fields[i] if i < len(fields) else None)
-            for i, param in enumerate(setter.params)
-        )
+        return bind_params(setter.params, fields, CONVERSIONS)
 
     def ok(self) -> bytes:
         return OK
@@ -81,43 +77,26 @@ class AmebaDialect(Dialect):
     def unknown(self, unknown: Unknown, state: Any) -> bytes:
         return b""
 
-    def line_too_long(self, state: Any) -> bytes:
-        return b""
-
-    def busy(self, state: Any) -> bytes:
-        return b""
-
-    def forced_restart(self) -> bytes:
-        return b""
-
     def new_state(self) -> AmebaState:
         return AmebaState()
 
-    async def shutdown(self, state: AmebaState) -> None:
+    def retire(self, state: AmebaState) -> None:
+        state.ws.links.retire()
+        state.sockets.links.retire()
+        state.wsserver.slots.retire()
+
+    async def close_links(self, state: AmebaState) -> None:
         await state.ws.close_all()
         await state.sockets.close_all()
-        await state.wsserver.stop(restart=True)
+        await state.wsserver.stop()
 
-    def links(self, state: AmebaState) -> list[Any]:
-        ws = [slot.link for _, slot in sorted(state.ws.slots.items()) if slot.link is not None]
-        clients = [slot for _, slot in sorted(state.wsserver.slots.items())]
-        return ws + clients + [link for _, link in sorted(state.sockets.links.items())]
+    def links(self, state: AmebaState) -> list[DescribedLink]:
+        ws: list[DescribedLink] = [link for _, link in state.ws.links.sorted()]
+        clients: list[DescribedLink] = [slot for _, slot in state.wsserver.slots.sorted()]
+        return ws + clients + [link for _, link in state.sockets.links.sorted()]
 
 
-def _bind_one(param: Any, field: bytes | None) -> Any:
-    if not field:
-        if param.default is REQUIRED:
-            raise AtError(param.error, why=f"{param.name} missing")
-        return param.default
-    if isinstance(param, Raw):
-        return field
-    if isinstance(param, Int):
-        value = ameba_atoi(field)
-        if not param.lo <= value <= param.hi:
-            raise AtError(param.error, why=f"{param.name}={value} outside {param.lo}..{param.hi}")
-        return value
-    if isinstance(param, Str):
-        if param.max_len is not None and len(field) > param.max_len:
-            raise AtError(param.error, why=f"{param.name} longer than {param.max_len} bytes")
-        return field.decode("utf-8", "surrogateescape")
-    raise TypeError(f"unsupported parameter type {type(param).__name__}")
+CONVERSIONS = Conversions(
+    integer=ameba_atoi, string=lambda field: field,
+    malformed=lambda param, index, why: AtError(param.error, why=why),
+    out_of_range=lambda param, why: AtError(param.error, why=why))

@@ -41,20 +41,20 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from gatewayd.dialects.ameba.suites import client_context, client_suite
-from gatewayd.dialects.ameba.tt import TT_PROMPT, TT_RING, WATERMARKS, exact
+from gatewayd.dialects.ameba.suites import client_context, client_suite, load, server_suite
+from gatewayd.dialects.ameba.tt import exact, stream_block
 from gatewayd.dialects.base import (
     AtError,
     CommandSpec,
     Int,
     PortContext,
     Raw,
-    RawAborted,
     Setter,
     Str,
+    transport_for,
 )
-from gatewayd.links import hostnet
-from gatewayd.links import tls as cert_contexts
+from gatewayd.links import LinkDescription, LinkState, LinkTable, Token, close_connection, hostnet
+from gatewayd.links.tls import Stage, server_context
 from gatewayd.transport import (
     ClientRequest,
     Connection,
@@ -178,7 +178,8 @@ class SocketLink:
     role: str  # "server", "client", "seed"
     protocol: str  # TCP, UDP, TLS
     auto_rcv: bool
-    fd: int = -1
+    state: LinkState = LinkState.CONNECTING
+    fd: int = -1  # as lwIP numbers it, -1 unless OPEN
     local: Address = ANY
     peer: Address = ANY
     server: int | None = None  # a seed's server
@@ -194,39 +195,38 @@ class SocketLink:
     def is_server(self) -> bool:
         return self.role == "server"
 
-    def describe(self) -> dict[str, Any]:
-        """What ``gatewayd status`` shows of this link."""
-        return {
-            "id": self.id,
-            "kind": f"{self.protocol} {self.role}",
-            "peer": f"{self.peer[0]}:{self.peer[1]}" if self.peer != ANY else None,
-            "state": "open" if self.fd >= 0 else "closed",
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "last_error": self.last_error,
-        }
+    def describe(self) -> LinkDescription:
+        """What ``gatewayd status`` shows of this link (a link still
+        connecting shows as closed, as it has no socket yet)."""
+        return LinkDescription(
+            id=self.id,
+            kind=f"{self.protocol} {self.role}",
+            peer=f"{self.peer[0]}:{self.peer[1]}" if self.peer != ANY else None,
+            state=LinkState.OPEN if self.state is LinkState.OPEN else LinkState.CLOSED,
+            bytes_in=self.bytes_in,
+            bytes_out=self.bytes_out,
+            last_error=self.last_error,
+        )
 
 
 @dataclass
 class SocketState:
     config: SocketConfig = field(default_factory=SocketConfig)
-    links: dict[int, SocketLink] = field(default_factory=dict)
+    links: LinkTable[SocketLink] = field(default_factory=lambda: LinkTable(range(MAX_LINKS)))
     fds: set[int] = field(default_factory=set)
 
-    def free_id(self) -> int | None:
-        return next((i for i in range(MAX_LINKS) if i not in self.links), None)
-
-    def take_fd(self) -> int:
+    def opened(self, link: SocketLink) -> None:
+        """The link has its socket: OPEN, with the lowest free descriptor."""
         fd = next(i for i in range(len(self.fds) + 1) if i not in self.fds)
         self.fds.add(fd)
-        return fd
+        link.fd, link.state = fd, LinkState.OPEN
 
     def release(self, link: SocketLink) -> None:
         """The link's socket is gone (its id stays until AT+SKTDEL)."""
         self.fds.discard(link.fd)
-        link.fd = -1
+        link.fd, link.state = -1, LinkState.CLOSED
         if link.events is not None:
-            link.events.live = False
+            link.events.token.end()
 
     def seeds_of(self, server: SocketLink) -> list[SocketLink]:
         return [link for link in self.links.values() if link.server == server.id]
@@ -235,16 +235,14 @@ class SocketState:
         """Close *link* (a server with its seeds) and free its id."""
         for seed in self.seeds_of(link) if link.is_server else ():
             await self.delete(seed)
-        self.links.pop(link.id, None)
+        self.links.pop(link.id)
         self.release(link)
         listener, link.listener = link.listener, None
         connection, link.connection = link.connection, None
         if listener is not None:
             await listener.close()
         if connection is not None:
-            with contextlib.suppress(TransportError, TimeoutError):
-                await asyncio.wait_for(connection.close(), 1)
-            connection.abort()
+            await close_connection(connection, 1)
 
     async def close_all(self) -> None:
         for link in [link for link in self.links.values() if link.server is None]:
@@ -252,7 +250,8 @@ class SocketState:
 
 
 def sockets(ctx: PortContext) -> SocketState:
-    return ctx.state.sockets
+    state: SocketState = ctx.state.sockets
+    return state
 
 
 # -- receiving ---------------------------------------------------------------
@@ -264,13 +263,13 @@ class SocketEvents:
     def __init__(self, ctx: PortContext, link: SocketLink) -> None:
         self.ctx, self.link = ctx, link
         self.state = sockets(ctx)  # the module's state this link belongs to
-        self.live = True
+        self.token: Token = self.state.links.token()
         link.events = self
 
     @property
     def stale(self) -> bool:
         """Deleted, or left over from before a restart: the MCU hears nothing."""
-        return not self.live or sockets(self.ctx) is not self.state
+        return not self.token.live
 
     async def data(self, payload: bytes, *, opcode: Opcode = Opcode.BINARY, fin: bool = True,
                    peer: Address | None = None) -> None:
@@ -298,9 +297,9 @@ class SocketEvents:
 
     def closed(self, *, by_peer: bool, code: int | None = None,
                error: BaseException | None = None) -> None:
-        if not self.live:
+        if not self.token.live:
             return
-        self.live = False
+        self.token.end()
         link = self.link
         link.last_error = repr(error) if error else "closed by peer"
         self.ctx.log.info("socket closed by peer" if error is None else "socket failed",
@@ -350,45 +349,22 @@ def _unused_id(ctx: PortContext, link_id: int) -> None:
         raise AtError(1, why=f"link id {link_id} is in use")
 
 
-def _transport(ctx: PortContext, kind: str, code: int) -> Any:
-    transport = ctx.plugins.transports.get(kind) if ctx.plugins is not None else None
-    if transport is None:
-        raise AtError(code, why=f"no transport plugin serves {kind!r} links")
-    return transport
-
-
-def _suite(ctx: PortContext, role: str, cert_index: int, needs: tuple[str, ...]) -> Any:
-    if not 1 <= cert_index <= 10:
-        raise AtError(1, why="this conn_type needs cert_index 1..10")
-    suite = getattr(ctx.certs, role).get(cert_index)
-    if suite is None or any(getattr(suite, name) is None for name in needs):
-        raise AtError(1, why=f"certs.{role}.{cert_index} lacks {', '.join(needs)}")
-    return suite
+#: The firmware's numbers for a suite that fails to load: 9 a certificate it
+#: cannot parse, 10 a key that does not go with the certificate, else 6 (a
+#: file it cannot read from flash).
+LOAD_ERRORS: dict[Stage, int] = {"parse": 9, "key": 10}
 
 
 def _server_tls(ctx: PortContext, conn_type: int, cert_index: int) -> ssl.SSLContext:
     verify = conn_type == 3
-    suite = _suite(ctx, "server", cert_index, ("cert", "key", "ca") if verify else ("cert", "key"))
-    try:
-        return cert_contexts.server_context(suite, require_client_cert=verify)
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        raise _load_failure(suite, exc) from None
+    suite = server_suite(ctx, cert_index, ("cert", "key", "ca") if verify else ("cert", "key"),
+                         missing=1)
+    return load(lambda: server_context(suite, require_client_cert=verify), LOAD_ERRORS, 6)
 
 
 def _client_tls(ctx: PortContext, conn_type: int, cert_index: int) -> ssl.SSLContext:
     suite = client_suite(ctx, conn_type, cert_index, missing=1)
-    try:
-        return client_context(ctx, conn_type, suite)
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        raise _load_failure(suite, exc) from None
-
-
-def _load_failure(suite: Any, exc: BaseException) -> AtError:
-    """The firmware's numbers: 6 a file it cannot read from flash, 9 a
-    certificate it cannot parse, 10 a key that does not go with the certificate."""
-    stage = cert_contexts.failure_stage(suite) if suite is not None else None
-    code = {"parse": 9, "key": 10}.get(stage or "", 6)
-    return AtError(code, why=f"certificate suite failed to load ({stage or 'read'}): {exc}")
+    return load(lambda: client_context(ctx, conn_type, suite), LOAD_ERRORS, 6)
 
 
 def bind_address(ctx: PortContext) -> str:
@@ -421,14 +397,14 @@ async def sktserver(ctx: PortContext, link_id: int, conn_type: int, cert_index: 
     protocol = {0: UDP, 1: TCP, 2: TLS, 3: TLS}[conn_type]
     failed = 4 if protocol == UDP else 2  # "failed to create UDP/TCP server"
     tls = _server_tls(ctx, conn_type, cert_index) if protocol == TLS else None
-    transport = _transport(ctx, protocol, failed)
+    transport = transport_for(ctx, protocol, failed)
     state = sockets(ctx)
     try:
         host = bind_address(ctx)
     except AtError as exc:
         raise AtError(11 if tls else failed, why=exc.why) from None
-    server = _new_link(ctx, link_id, "server", protocol, bool(auto_rcv), fd=state.take_fd())
-    state.links[link_id] = server
+    server = _new_link(ctx, link_id, "server", protocol, bool(auto_rcv))
+    state.opened(server)
 
     def accept(connection: Connection) -> SocketEvents:
         if protocol == UDP:
@@ -439,16 +415,11 @@ async def sktserver(ctx: PortContext, link_id: int, conn_type: int, cert_index: 
     request = ListenRequest(kind=protocol, host=host, port=src_port, tls=tls,
                             options=state.config.options(), allow=ctx.config.allowed_networks)
     try:
-        server.listener = await transport.listen(request, accept)
+        with state.links.reserving(link_id, server, undo=state.release):
+            server.listener = await transport.listen(request, accept)
     except TransportError as exc:
-        state.links.pop(link_id, None)
-        state.release(server)
         raise AtError(11 if tls else failed, why=f"cannot listen ({exc.stage}): {exc}") \
             from None
-    except BaseException:
-        state.links.pop(link_id, None)
-        state.release(server)
-        raise
     server.local = (shown_address(host), server.listener.local[1])
     ctx.log.info("socket server listening", link=link_id, protocol=protocol,
                  address=f"{host or '*'}:{server.listener.local[1]}")
@@ -459,15 +430,15 @@ def _accept_seed(ctx: PortContext, server: SocketLink, connection: Connection) -
     state = sockets(ctx)
     if state.links.get(server.id) is not server:
         raise Refused("the server was deleted")
-    seed_id = state.free_id()
+    seed_id = state.links.free_id()
     if seed_id is None:
         ctx.log.warning("client refused: all link ids are in use", server=server.id,
                         peer=f"{connection.peer[0]}:{connection.peer[1]}")
         raise Refused(f"all {MAX_LINKS} link ids are in use")
     seed = _new_link(ctx, seed_id, "seed", server.protocol, server.auto_rcv,
-                     fd=state.take_fd(), peer=connection.peer, server=server.id,
-                     connection=connection)
-    state.links[seed_id] = seed
+                     peer=connection.peer, server=server.id, connection=connection)
+    state.opened(seed)
+    state.links.add(seed_id, seed)
     events = SocketEvents(ctx, seed)
     ctx.unsolicited(
         b"[$][SKT][EVENT]: A client[link_id:%d,seed,%s,dst_address:%s,dst_port:%d]"
@@ -490,24 +461,20 @@ async def sktclient(ctx: PortContext, link_id: int, conn_type: int, cert_index: 
         raise AtError(1, why="a UDP client needs src_port")
     failed = {UDP: 4, TCP: 2, TLS: 13}[protocol]
     tls = _client_tls(ctx, conn_type, cert_index) if protocol == TLS else None
-    transport = _transport(ctx, protocol, failed)
+    transport = transport_for(ctx, protocol, failed)
     state = sockets(ctx)
     link = _new_link(ctx, link_id, "client", protocol, bool(auto_rcv))
-    state.links[link_id] = link  # reserved while connecting: seeds must not take it
-    events = SocketEvents(ctx, link)
     request = ClientRequest(kind=protocol, host=host.strip("[]"), port=dst_port, tls=tls,
                             local_port=src_port if protocol == UDP else None,
                             options=state.config.options())
     try:
-        link.connection = await transport.connect(request, events)
+        # Reserved while connecting: seeds must not take the id.
+        with state.links.reserving(link_id, link):
+            link.connection = await transport.connect(request, SocketEvents(ctx, link))
     except TransportError as exc:
-        state.links.pop(link_id, None)
         code = 14 if protocol == TLS and exc.stage == "tls" else failed
         raise AtError(code, why=f"cannot connect ({exc.stage}): {exc}") from None
-    except BaseException:
-        state.links.pop(link_id, None)
-        raise
-    link.fd = state.take_fd()
+    state.opened(link)
     link.peer = link.connection.peer
     if protocol == UDP:
         link.local = ("0.0.0.0", link.connection.local[1])
@@ -523,7 +490,7 @@ def _sendable(ctx: PortContext, link_id: int, dst_ip: str, dst_port: int) -> tup
         SocketLink, Address | None]:
     """The open link *link_id* can send on, and the destination a UDP server needs."""
     link = sockets(ctx).links.get(link_id)
-    if link is None or link.connection is None or link.fd < 0:
+    if link is None or link.connection is None or link.state is not LinkState.OPEN:
         raise AtError(1, why=f"link {link_id} is not open")
     if link.is_server and link.protocol != UDP:
         raise AtError(1, why="a TCP/TLS server sends through its seeds")
@@ -562,21 +529,19 @@ async def sktsendraw(ctx: PortContext, link_id: int, size: int, dst_ip: str,
     link, peer = _sendable(ctx, link_id, dst_ip, dst_port)
     if link.protocol == UDP and size > MAX_DATAGRAM:
         raise AtError(1, why=f"a datagram carries at most {MAX_DATAGRAM} bytes")
-    chunk = size if link.protocol == UDP else SEND_CHUNK
-    stream = ctx.read_raw_stream(size, TT_PROMPT, chunk=chunk, abort=b"<",
-                                 watermarks=WATERMARKS if size >= TT_RING else None)
     pending = bytearray()
-    try:
-        async for piece in stream:
-            if link.protocol == UDP:
-                pending += piece
-            else:
+
+    async def send(piece: bytes, first: bool, last: bool) -> None:
+        if link.protocol != UDP:
+            if piece:
                 await _send(ctx, link, piece, peer)
-    except RawAborted as aborted:
-        if aborted.received == 0:
-            raise AtError(4, why="transparent transmission aborted before any data") from None
-    if pending:
-        await _send(ctx, link, bytes(pending), peer)
+            return
+        pending.extend(piece)  # one datagram: what arrived, once the block ends
+        if last and pending:
+            await _send(ctx, link, bytes(pending), peer)
+
+    chunk = size if link.protocol == UDP else SEND_CHUNK
+    await stream_block(ctx, size, chunk, send, empty_abort=4)
 
 
 # -- reading, state, delete ------------------------------------------------------------
@@ -585,7 +550,7 @@ async def sktsendraw(ctx: PortContext, link_id: int, size: int, dst_ip: str,
 async def sktread(ctx: PortContext, link_id: int, size: int) -> bytes:
     state = sockets(ctx)
     link = state.links.get(link_id)
-    if link is None or link.fd < 0 or size < 1:
+    if link is None or link.state is not LinkState.OPEN or size < 1:
         raise AtError(1, why=f"link {link_id} is not open, or size < 1")
     if link.is_server and link.protocol != UDP:
         raise AtError(1, why="a TCP/TLS server reads through its seeds")
@@ -621,8 +586,7 @@ def _state_line(link: SocketLink) -> bytes:
 async def sktstate(ctx: PortContext) -> None:
     state = sockets(ctx)
     out = []
-    for link_id in sorted(state.links):
-        link = state.links[link_id]
+    for _, link in state.links.sorted():
         if link.role == "seed":
             continue
         out.append(_state_line(link))

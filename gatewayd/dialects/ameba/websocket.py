@@ -25,19 +25,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gatewayd.at.grammar import ameba_atoi
-from gatewayd.dialects.ameba.suites import client_context, client_suite
-from gatewayd.dialects.ameba.tt import TT_PROMPT, TT_RING, WATERMARKS
+from gatewayd.dialects.ameba.suites import client_context, client_suite, load
+from gatewayd.dialects.ameba.tt import read_block, stream_block
 from gatewayd.dialects.base import (
     AtError,
     CommandSpec,
     Int,
     PortContext,
     Raw,
-    RawAborted,
     Setter,
     Str,
+    open_client_link,
 )
-from gatewayd.links import ClientLink, LinkState, PingPolicy
+from gatewayd.links import ClientLink, LinkState, LinkTable, PingPolicy
 from gatewayd.transport import ClientRequest, Opcode, SocketOptions, TransportError
 
 SECTION = "WEBSOCKET AT command:"
@@ -78,55 +78,58 @@ class LinkConfig:
     stable_buf_num: int = 3
 
 
+#: AT+WSQUERY's status of a link in each state.
+STATUS_NUMBERS = {LinkState.OPEN: STATUS_OPEN, LinkState.CONNECTING: STATUS_CONNECTING,
+                  LinkState.CLOSING: STATUS_CLOSING}
+LINK_IDS = range(3)
+
+
 @dataclass
 class LinkSlot:
-    """One link id: its settings, headers and, while connected, its link."""
+    """One link id's settings and headers and, while connected, its send queue."""
 
     config: LinkConfig = field(default_factory=LinkConfig)
     headers: list[bytes] = field(default_factory=list)
-    link: ClientLink | None = None
     queue: asyncio.Queue[tuple[bytes, int, bool, bool]] | None = None
     sender: asyncio.Task[None] | None = None
-    closing: bool = False
     dropped_frames: int = 0
     discarded_messages: int = 0
 
-    @property
-    def status(self) -> int:
-        if self.link is None:
-            return STATUS_CLOSED
-        if self.closing:
-            return STATUS_CLOSING
-        return {LinkState.OPEN: STATUS_OPEN, LinkState.CONNECTING: STATUS_CONNECTING}.get(
-            self.link.state, STATUS_CLOSED)
-
-    @property
-    def is_open(self) -> bool:
-        return self.link is not None and self.link.state is LinkState.OPEN and not self.closing
-
-    async def close(self, *, graceful: bool) -> None:
-        link, self.link = self.link, None
+    def stop_sender(self) -> None:
         if self.sender is not None:
             self.sender.cancel()
             self.sender = None
         self.queue = None
-        self.closing = False
-        if link is not None:
-            await link.close(graceful=graceful)
 
 
 @dataclass
 class AmebaWsState:
     glcfg: GlobalConfig = field(default_factory=GlobalConfig)
-    slots: dict[int, LinkSlot] = field(default_factory=lambda: {i: LinkSlot() for i in range(3)})
+    slots: dict[int, LinkSlot] = field(default_factory=lambda: {i: LinkSlot() for i in LINK_IDS})
+    links: LinkTable[ClientLink] = field(default_factory=lambda: LinkTable(LINK_IDS))
+
+    def status(self, link_id: int) -> int:
+        link = self.links.get(link_id)
+        return STATUS_CLOSED if link is None else STATUS_NUMBERS.get(link.state, STATUS_CLOSED)
+
+    def open_link(self, link_id: int) -> ClientLink | None:
+        link = self.links.get(link_id)
+        return link if link is not None and link.state is LinkState.OPEN else None
+
+    async def close(self, link_id: int, *, graceful: bool) -> None:
+        link = self.links.pop(link_id)
+        self.slots[link_id].stop_sender()
+        if link is not None:
+            await link.close(graceful=graceful)
 
     async def close_all(self) -> None:
-        for slot in self.slots.values():
-            await slot.close(graceful=False)
+        for link_id in self.slots:
+            await self.close(link_id, graceful=False)
 
 
 def ws(ctx: PortContext) -> AmebaWsState:
-    return ctx.state.ws
+    state: AmebaWsState = ctx.state.ws
+    return state
 
 
 def slot_of(ctx: PortContext, link_id: int) -> LinkSlot:
@@ -141,8 +144,6 @@ class AmebaWsObserver:
         self.ctx, self.slot = ctx, slot
 
     async def data(self, link: ClientLink, payload: bytes, opcode: Opcode, fin: bool) -> None:
-        if ws(self.ctx).slots.get(link.id) is not self.slot:
-            return  # left over from before a restart
         if len(payload) > self.slot.config.buffer_size:
             self.slot.discarded_messages += 1
             link.log.warning("message larger than the link's buffer discarded",
@@ -166,13 +167,8 @@ class AmebaWsObserver:
         self._ended(link)
 
     def _ended(self, link: ClientLink) -> None:
-        if self.slot.link is link:
-            self.slot.link = None
-            if self.slot.sender is not None:
-                self.slot.sender.cancel()
-                self.slot.sender = None
-            self.slot.queue = None
-            self.slot.closing = False
+        if ws(self.ctx).links.remove(link.id, link):
+            self.slot.stop_sender()
         self.ctx.unsolicited(b"[$][WS][EVENT]:linkid:%d, disconnect\r\n" % link.id)
 
     def pong(self, link: ClientLink, payload: bytes) -> None:
@@ -227,13 +223,7 @@ async def wsheadraw(ctx: PortContext, link_id: int, length: int) -> None:
         raise AtError(1, why=f"a header is limited to {MAX_RAW_HEADER} bytes")
     if len(slot.headers) >= MAX_HEADERS:
         raise AtError(4, why=f"at most {MAX_HEADERS} headers per link")
-    try:
-        header = await ctx.read_raw(length, TT_PROMPT, abort=b"<")
-    except RawAborted as aborted:
-        if not aborted.data:
-            raise AtError(3, why="transparent transmission aborted before any data") from None
-        header = aborted.data
-    slot.headers.append(header)
+    slot.headers.append(await read_block(ctx, length))
 
 
 async def wsquery(ctx: PortContext, link_id: int | None) -> None:
@@ -250,7 +240,7 @@ async def wsquery(ctx: PortContext, link_id: int | None) -> None:
         slot = state.slots[lid]
         c = slot.config
         block = [
-            f"link_id: {lid}", f"status: {slot.status}", f"ping_interval: {c.ping_interval}",
+            f"link_id: {lid}", f"status: {state.status(lid)}", f"ping_interval: {c.ping_interval}",
             f"ping_timeout: {c.ping_timeout}", f"buffer_size: {c.buffer_size}",
             f"max_queue_size: {c.max_queue_size}", f"protocol: {c.protocol}",
             f"version: {c.version}", f"stable_buf_num: {c.stable_buf_num}", "header:",
@@ -269,7 +259,7 @@ async def wsquery_set(ctx: PortContext, link_id: bytes) -> None:
         await wsquery(ctx, None)
         return
     value = ameba_atoi(link_id)
-    if not 0 <= value <= 2:
+    if value not in LINK_IDS:
         raise AtError(1, why=f"link id {value}")
     await wsquery(ctx, value)
 
@@ -281,10 +271,7 @@ def _tls(ctx: PortContext, conn_type: int, cert_index: int) -> ssl.SSLContext | 
     if conn_type == 1:
         return None
     suite = client_suite(ctx, conn_type, cert_index, missing=4)
-    try:
-        return client_context(ctx, conn_type, suite)
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        raise AtError(4, why=f"certificate loading failed: {exc}") from None
+    return load(lambda: client_context(ctx, conn_type, suite), {}, 4)
 
 
 def _socket_options(g: GlobalConfig) -> SocketOptions:
@@ -306,17 +293,14 @@ def _header_pairs(headers: list[bytes]) -> tuple[tuple[str, str], ...]:
 
 async def wsconn(ctx: PortContext, link_id: int, host: str, path: str, port: int,
                  conn_type: int, cert_index: int) -> None:
-    slot = slot_of(ctx, link_id)
-    if slot.link is not None:
+    slot, state = slot_of(ctx, link_id), ws(ctx)
+    if link_id in state.links:
         raise AtError(1, why=f"link {link_id} is already open")
     if not host or len(host) > MAX_HOST or len(path) > MAX_PATH:
         raise AtError(1, why="host empty or too long, or path too long")
     tls = _tls(ctx, conn_type, cert_index)
     kind = "ws" if conn_type == 1 else "wss"
-    transport = ctx.plugins.transports.get(kind) if ctx.plugins is not None else None
-    if transport is None:
-        raise AtError(3, why=f"no transport plugin serves {kind!r} links")
-    config, glcfg = slot.config, ws(ctx).glcfg
+    config, glcfg = slot.config, state.glcfg
     request = ClientRequest(
         kind=kind, host=host, port=port or (80 if kind == "ws" else 443),
         path=path if path.startswith("/") else "/" + path, tls=tls,
@@ -324,18 +308,14 @@ async def wsconn(ctx: PortContext, link_id: int, host: str, path: str, port: int
         subprotocols=(config.protocol,) if config.protocol else (),
         connect_timeout=glcfg.connect_timeout / 1000 or None,
         options=_socket_options(glcfg))
-    link = ClientLink(link_id, transport, lambda: request, AmebaWsObserver(ctx, slot), ctx.log,
-                      ping=PingPolicy(config.ping_interval, config.ping_timeout, periodic=True),
-                      on_state_change=ctx.link_changed)
-    slot.link = link
     try:
-        await link.open(request.connect_timeout)
+        link = await open_client_link(
+            ctx, state.links, link_id, kind, lambda: request, AmebaWsObserver(ctx, slot),
+            entry=lambda link: link,
+            ping=PingPolicy(config.ping_interval, config.ping_timeout, periodic=True),
+            timeout=request.connect_timeout, no_transport=3)
     except TransportError as exc:
-        slot.link = None
         raise AtError(5, why=f"connection failed ({exc.stage}): {exc}") from None
-    except BaseException:
-        slot.link = None  # cancelled (restart, UART lost): the id is free again
-        raise
     slot.queue = asyncio.Queue(maxsize=config.max_queue_size)
     slot.sender = asyncio.get_running_loop().create_task(_send_queued(slot, link, glcfg))
     ctx.write(b"[$][WS][EVENT]:linkid:%d, connected\r\n" % link_id)
@@ -361,7 +341,7 @@ async def _send_queued(slot: LinkSlot, link: ClientLink, glcfg: GlobalConfig) ->
 
 def _open_slot(ctx: PortContext, link_id: int) -> LinkSlot:
     slot = slot_of(ctx, link_id)
-    if not slot.is_open or slot.queue is None:
+    if ws(ctx).open_link(link_id) is None or slot.queue is None:
         raise AtError(2, why=f"link {link_id} is not connected")
     return slot
 
@@ -414,38 +394,29 @@ async def wssendraw(ctx: PortContext, link_id: int, length: int, use_mask: int,
     slot = _open_slot(ctx, link_id)
     assert slot.queue is not None
     masked = bool(use_mask)
-    stream = ctx.read_raw_stream(length, TT_PROMPT, chunk=slot.config.buffer_size, abort=b"<",
-                                 watermarks=WATERMARKS if length >= TT_RING else None)
-    sent = 0
-    try:
-        async for piece in stream:
-            first = sent == 0
-            sent += len(piece)
-            await _enqueue(slot, (piece, opcode if first else Opcode.CONTINUATION,
-                                  sent >= length, masked))
-    except RawAborted as aborted:
-        if aborted.received == 0:
-            raise AtError(4, why="transparent transmission aborted before any data") from None
-        # Send what arrived: end the message its first frames started.
-        await _enqueue(slot, (b"", Opcode.CONTINUATION, True, masked))
+
+    async def send(piece: bytes, first: bool, last: bool) -> None:
+        await _enqueue(slot, (piece, opcode if first else Opcode.CONTINUATION, last, masked))
+
+    # Cut short by <<<: what arrived is sent, as the end of the message begun.
+    await stream_block(ctx, length, slot.config.buffer_size, send, empty_abort=4)
     if slot.queue is None:
         raise AtError(2, why="the link ended during the transfer")
     await _until_sent_or_lost(slot, slot.queue.join())
 
 
 async def wsdisconn(ctx: PortContext, link_id: int) -> None:
-    slot = slot_of(ctx, link_id)
-    if not slot.is_open:
+    state = ws(ctx)
+    link = state.open_link(link_id)
+    if link is None:
         raise AtError(2, why=f"link {link_id} is not connected")
-    slot.closing = True
-    link = slot.link
-    assert link is not None
+    link.begin_close()
 
     async def close() -> None:
         with contextlib.suppress(TransportError):
             await link.close(graceful=True)
-        if slot.link is link:
-            await slot.close(graceful=False)
+        if state.links.get(link_id) is link:
+            await state.close(link_id, graceful=False)
             ctx.unsolicited(b"[$][WS][EVENT]:linkid:%d, disconnect\r\n" % link_id)
 
     ctx.spawn(close())
@@ -461,7 +432,7 @@ async def wstxqueuecheck(ctx: PortContext, link_id: int) -> bytes:
 
 # -- table -------------------------------------------------------------------------
 
-_LINK = Int("link_id", lo=0, hi=2)
+_LINK = Int("link_id", lo=LINK_IDS.start, hi=LINK_IDS.stop - 1)
 _U32 = 2**31 - 1
 
 

@@ -30,16 +30,34 @@ empty message (the firmware refuses length 0).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from gatewayd.dialects.ameba.sockets import bind_address
-from gatewayd.dialects.ameba.tt import TT_PROMPT, TT_RING, WATERMARKS, exact
+from gatewayd.dialects.ameba.suites import load, server_suite
+from gatewayd.dialects.ameba.tt import exact, read_block, stream_block
 from gatewayd.dialects.ameba.websocket import SECTION
-from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, RawAborted, Setter
-from gatewayd.links import tls as cert_contexts
+from gatewayd.dialects.base import (
+    AtError,
+    CommandSpec,
+    Int,
+    PortContext,
+    Raw,
+    Setter,
+    transport_for,
+)
+from gatewayd.links import (
+    Expiry,
+    Keepalive,
+    LinkDescription,
+    LinkState,
+    LinkTable,
+    PingPolicy,
+    Token,
+    close_connection,
+)
+from gatewayd.links.tls import server_context
 from gatewayd.transport import (
     Connection,
     Listener,
@@ -58,8 +76,8 @@ MAX_CONTROL_PAYLOAD = 125
 
 CLIENT_CLOSED, SERVER_CLOSED, TLS_FAILED, TLS_TIMEOUT = 3, 4, 5, 6
 READ_FAILED, SEND_FAILED, NO_PONG, IDLE = 10, 11, 13, 14
-#: AT+WSSRVQUERY status numbers.
-CLOSED, CONNECTING, CONNECTED, AWAITING_PONG, CLOSING = 0, 1, 2, 3, 4
+#: AT+WSSRVQUERY status numbers (a slot exists only from "connected" on).
+CONNECTED, AWAITING_PONG, CLOSING = 2, 3, 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,26 +97,31 @@ class ClientSlot:
 
     id: int
     connection: Connection
-    state: WsServerState
-    status: int = CONNECTED
+    server: WsServerState
+    token: Token
+    keepalive: Keepalive
+    state: LinkState = LinkState.OPEN  # then CLOSING; the slot goes once closed
     reason: int | None = None  # set when gatewayd ends the connection
-    silent: bool = False  # ended by a restart: the MCU hears nothing more
-    last_activity: float = 0.0
     keeper: asyncio.Task[None] | None = None
-    #: Set by AT+WSSRVCFG: the keeper recomputes its deadlines.
-    settings_changed: asyncio.Event = field(default_factory=asyncio.Event)
     bytes_in: int = 0
     bytes_out: int = 0
 
-    def touch(self) -> None:
-        self.last_activity = asyncio.get_running_loop().time()
+    @property
+    def status(self) -> int:
+        """AT+WSSRVQUERY's status number."""
+        if self.state is LinkState.CLOSING:
+            return CLOSING
+        return AWAITING_PONG if self.keepalive.awaiting_pong else CONNECTED
 
-    def describe(self) -> dict[str, Any]:
+    def closing(self, reason: int) -> None:
+        self.reason = reason
+        self.state = LinkState.CLOSING
+
+    def describe(self) -> LinkDescription:
         peer = self.connection.peer
-        return {"id": self.id, "kind": "ws server client", "peer": f"{peer[0]}:{peer[1]}",
-                "state": {CONNECTED: "open", AWAITING_PONG: "open", CLOSING: "closing"}.get(
-                    self.status, "connecting"),
-                "bytes_in": self.bytes_in, "bytes_out": self.bytes_out, "last_error": None}
+        return LinkDescription(id=self.id, kind="ws server client", peer=f"{peer[0]}:{peer[1]}",
+                               state=self.state, bytes_in=self.bytes_in,
+                               bytes_out=self.bytes_out, last_error=None)
 
 
 @dataclass
@@ -108,33 +131,30 @@ class WsServerState:
     started: ServerConfig | None = None
     port: int = 0
     listener: Listener | None = None
-    slots: dict[int, ClientSlot] = field(default_factory=dict)
+    slots: LinkTable[ClientSlot] = field(default_factory=lambda: LinkTable(range(MAX_SLOTS)))
 
     def free_slot(self) -> int | None:
-        limit = (self.started or self.config).max_conn
-        return next((i for i in range(limit) if i not in self.slots), None)
+        return self.slots.free_id((self.started or self.config).max_conn)
 
-    async def stop(self, *, restart: bool = False) -> None:
-        """Stop listening and close every client (reason 4; unreported on a restart)."""
+    async def stop(self) -> None:
+        """Stop listening and close every client (reason 4; unreported once
+        the slots' generation ended, at a restart)."""
         listener, self.listener = self.listener, None
         self.started = None
         if listener is not None:
             await listener.close()
-        for slot in list(self.slots.values()):
-            slot.reason = SERVER_CLOSED
-            slot.status = CLOSING
-            slot.silent = restart
-        await asyncio.gather(*(_close(slot) for slot in list(self.slots.values())))
+        for slot in self.slots.values():
+            slot.closing(SERVER_CLOSED)
+        await asyncio.gather(*(_close(slot) for slot in self.slots.values()))
 
 
 def server(ctx: PortContext) -> WsServerState:
-    return ctx.state.wsserver
+    state: WsServerState = ctx.state.wsserver
+    return state
 
 
 async def _close(slot: ClientSlot) -> None:
-    with contextlib.suppress(TransportError, TimeoutError):
-        await asyncio.wait_for(slot.connection.close(), 2)
-    slot.connection.abort()
+    await close_connection(slot.connection, 2)
 
 
 # -- client events ------------------------------------------------------------
@@ -148,30 +168,28 @@ class SlotEvents:
 
     @property
     def stale(self) -> bool:
-        """The MCU must hear nothing more of this client (restart, or a state
-        that is no longer the port's)."""
-        return self.slot.silent or server(self.ctx) is not self.slot.state
+        """The MCU must hear nothing more of this client (the module restarted)."""
+        return not self.slot.token.live
 
     async def data(self, payload: bytes, *, opcode: Opcode = Opcode.BINARY, fin: bool = True,
                    peer: tuple[str, int] | None = None) -> None:
         slot = self.slot
         if self.stale:
             return
-        slot.touch()
+        slot.keepalive.received()
         slot.bytes_in += len(payload)
         await self.ctx.deliver(b"[$][WSSRV][DATA][%d][%d][%d]:" % (slot.id, int(opcode),
                                                                    len(payload))
                                + payload + b"\r\n")
 
     def pong(self, payload: bytes) -> None:
-        if self.slot.status == AWAITING_PONG:
-            self.slot.status = CONNECTED
+        if self.slot.state is LinkState.OPEN:
+            self.slot.keepalive.pong()
 
     def closed(self, *, by_peer: bool, code: int | None = None,
                error: BaseException | None = None) -> None:
-        slot, state = self.slot, self.slot.state
-        if state.slots.get(slot.id) is slot:
-            del state.slots[slot.id]
+        slot = self.slot
+        slot.server.slots.remove(slot.id, slot)
         if slot.keeper is not None and slot.keeper is not asyncio.current_task():
             slot.keeper.cancel()
         if slot.reason is not None:
@@ -189,39 +207,30 @@ class SlotEvents:
                              % (slot.id, reason))
 
 
-async def _keep_alive(ctx: PortContext, slot: ClientSlot) -> None:
+def _keepalive(ctx: PortContext, state: WsServerState,
+               slot: Callable[[], ClientSlot]) -> Keepalive:
     """Ping every ping_interval; drop a client whose pong has not come by the
-    next one (13), or that sent and received no data for idle_timeout (14)."""
-    loop = asyncio.get_running_loop()
-    last_ping = loop.time()
-    while slot.status in (CONNECTED, AWAITING_PONG):
-        config = slot.state.config  # AT+WSSRVCFG applies at once: re-read each round
-        next_ping = last_ping + config.ping_interval
-        now = loop.time()
-        idle_due = slot.last_activity + config.idle_timeout if config.idle_timeout else None
-        if idle_due is not None and now >= idle_due:
-            await _drop(ctx, slot, IDLE, "idle timeout")
-            return
-        if now >= next_ping:
-            if slot.status == AWAITING_PONG:
-                await _drop(ctx, slot, NO_PONG, "no pong by the next ping")
-                return
-            slot.status = AWAITING_PONG
-            last_ping = now
-            with contextlib.suppress(TransportError, TimeoutError):  # then no pong comes
-                async with asyncio.timeout(config.ping_interval):
-                    await slot.connection.send(b"", opcode=Opcode.PING)
-            continue
-        due = next_ping if idle_due is None else min(next_ping, idle_due)
-        slot.settings_changed.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(slot.settings_changed.wait(), max(0.0, due - loop.time()))
+    next one (13), or that sent and received no data for idle_timeout (14).
+    AT+WSSRVCFG applies at once. *slot* returns the client's slot."""
+
+    def policy() -> PingPolicy:
+        interval = state.config.ping_interval
+        return PingPolicy(interval, timeout=interval, periodic=True)
+
+    async def expire(why: Expiry) -> None:
+        if why is Expiry.IDLE:
+            await _drop(ctx, slot(), IDLE, "idle timeout")
+        else:
+            await _drop(ctx, slot(), NO_PONG, "no pong by the next ping")
+
+    return Keepalive(policy, send_ping=lambda: slot().connection.send(b"", opcode=Opcode.PING),
+                     expire=expire, alive=lambda: slot().state is LinkState.OPEN, log=ctx.log,
+                     idle_timeout=lambda: state.config.idle_timeout)
 
 
 async def _drop(ctx: PortContext, slot: ClientSlot, reason: int, why: str) -> None:
     ctx.log.info("closing websocket server client", link=slot.id, reason=why)
-    slot.reason = reason
-    slot.status = CLOSING
+    slot.closing(reason)
     await _close(slot)
 
 
@@ -232,7 +241,7 @@ async def wssrvcfg(ctx: PortContext, *values: int) -> None:
     state = server(ctx)
     state.config = ServerConfig(*values)
     for slot in state.slots.values():
-        slot.settings_changed.set()
+        slot.keepalive.wake()
 
 
 def _server_tls(ctx: PortContext, conn_type: int, cert_index: int) -> ssl.SSLContext | None:
@@ -241,17 +250,10 @@ def _server_tls(ctx: PortContext, conn_type: int, cert_index: int) -> ssl.SSLCon
         if require:
             raise AtError(6, why="the port requires client certificates: ws cannot start")
         return None
-    if not 1 <= cert_index <= 10:
-        raise AtError(1, why="conn_type 2 and 3 need cert_index 1..10")
-    suite = ctx.certs.server.get(cert_index)
     # The firmware loads server cert, key and CA for both TLS types.
-    if suite is None or suite.cert is None or suite.key is None or suite.ca is None:
-        raise AtError(3, why=f"certs.server.{cert_index} needs ca, cert and key")
-    try:
-        return cert_contexts.server_context(suite, require_client_cert=require)
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        code = 3 if cert_contexts.failure_stage(suite) == "read" else 5
-        raise AtError(code, why=f"certificate suite failed to load: {exc}") from None
+    suite = server_suite(ctx, cert_index, ("cert", "key", "ca"), missing=3)
+    # 3: a file it cannot read; 5: any other loading failure.
+    return load(lambda: server_context(suite, require_client_cert=require), {"read": 3}, 5)
 
 
 async def wssrvstart(ctx: PortContext, port: int, conn_type: int, cert_index: int) -> bytes:
@@ -260,9 +262,7 @@ async def wssrvstart(ctx: PortContext, port: int, conn_type: int, cert_index: in
         raise AtError(2, why="the server is already running")
     tls = _server_tls(ctx, conn_type, cert_index)
     kind = "ws" if tls is None else "wss"
-    transport = ctx.plugins.transports.get(kind) if ctx.plugins is not None else None
-    if transport is None:
-        raise AtError(6, why=f"no transport plugin serves {kind!r} links")
+    transport = transport_for(ctx, kind, 6)
     port = port or (80 if kind == "ws" else 443)
     try:
         host = bind_address(ctx)
@@ -272,7 +272,7 @@ async def wssrvstart(ctx: PortContext, port: int, conn_type: int, cert_index: in
     def current() -> bool:
         # Handshakes under way when the server stopped, or the module
         # restarted, must not reach the MCU.
-        return state.listener is not None and server(ctx) is state
+        return state.listener is not None and state.slots.generation.current
 
     def accept(connection: Connection) -> SlotEvents:
         if not current():
@@ -301,11 +301,12 @@ def _accept(ctx: PortContext, state: WsServerState, connection: Connection) -> S
         ctx.log.info("websocket client refused: every slot is taken",
                      peer=f"{connection.peer[0]}:{connection.peer[1]}")
         raise Refused("every connection slot is taken", status=429)
-    slot = ClientSlot(slot_id, connection, state)
-    slot.touch()
-    state.slots[slot_id] = slot
+    slot: ClientSlot
+    slot = ClientSlot(slot_id, connection, state, state.slots.token(),
+                      _keepalive(ctx, state, lambda: slot))
+    state.slots.add(slot_id, slot)
     events = SlotEvents(ctx, slot)
-    slot.keeper = asyncio.get_running_loop().create_task(_keep_alive(ctx, slot))
+    slot.keeper = asyncio.get_running_loop().create_task(slot.keepalive.run())
     ctx.unsolicited(b"[$][WSSRV][EVENT]:linkid:%d, connected\r\n" % slot_id)
     ctx.log.info("websocket server client connected", link=slot_id,
                  peer=f"{connection.peer[0]}:{connection.peer[1]}")
@@ -329,7 +330,7 @@ def _rejected(ctx: PortContext, state: WsServerState, kind: str, peer: tuple[str
 
 def _connected(ctx: PortContext, link_id: int, code: int) -> ClientSlot:
     slot = server(ctx).slots.get(link_id)
-    if slot is None or slot.status not in (CONNECTED, AWAITING_PONG):
+    if slot is None or slot.state is not LinkState.OPEN:
         raise AtError(code, why=f"link {link_id} is not connected")
     return slot
 
@@ -342,7 +343,7 @@ async def _send(slot: ClientSlot, payload: bytes, opcode: int, fin: bool) -> Non
         slot.connection.abort()
         raise AtError(1, why=f"send failed: {exc}") from None
     if opcode < Opcode.CLOSE:
-        slot.touch()
+        slot.keepalive.sent()
     slot.bytes_out += len(payload)
 
 
@@ -364,18 +365,11 @@ async def wssrvsendraw(ctx: PortContext, link_id: int, length: int, opcode: int)
         await _send_control_raw(ctx, slot, length, opcode)
         return
     tx_size = (server(ctx).started or server(ctx).config).tx_size
-    stream = ctx.read_raw_stream(length, TT_PROMPT, chunk=tx_size, abort=b"<",
-                                 watermarks=WATERMARKS if length >= TT_RING else None)
-    sent = 0
-    try:
-        async for piece in stream:
-            first = sent == 0
-            sent += len(piece)
-            await _send(slot, piece, opcode if first else Opcode.CONTINUATION, sent >= length)
-    except RawAborted as aborted:
-        if aborted.received == 0:
-            raise AtError(3, why="transparent transmission aborted before any data") from None
-        await _send(slot, b"", Opcode.CONTINUATION, True)  # end the message begun
+
+    async def send(piece: bytes, first: bool, last: bool) -> None:
+        await _send(slot, piece, opcode if first else Opcode.CONTINUATION, last)
+
+    await stream_block(ctx, length, tx_size, send, empty_abort=3)
 
 
 async def _send_control_raw(ctx: PortContext, slot: ClientSlot, length: int,
@@ -383,13 +377,7 @@ async def _send_control_raw(ctx: PortContext, slot: ClientSlot, length: int,
     """A control frame (opcode 8..15) is one frame of at most 125 bytes (RFC 6455)."""
     if length > MAX_CONTROL_PAYLOAD:
         raise AtError(1, why=f"a control frame carries at most {MAX_CONTROL_PAYLOAD} bytes")
-    try:
-        payload = await ctx.read_raw(length, TT_PROMPT, abort=b"<")
-    except RawAborted as aborted:
-        if not aborted.data:
-            raise AtError(3, why="transparent transmission aborted before any data") from None
-        payload = aborted.data
-    await _send(slot, payload, opcode, True)
+    await _send(slot, await read_block(ctx, length), opcode, True)
 
 
 # -- closing and query ---------------------------------------------------------------------
@@ -397,8 +385,7 @@ async def _send_control_raw(ctx: PortContext, slot: ClientSlot, length: int,
 
 async def wssrvdisconn(ctx: PortContext, link_id: int) -> None:
     slot = _connected(ctx, link_id, 2)
-    slot.reason = SERVER_CLOSED
-    slot.status = CLOSING
+    slot.closing(SERVER_CLOSED)
     ctx.spawn(_close(slot))
 
 
@@ -425,8 +412,7 @@ async def wssrvquery(ctx: PortContext) -> None:
     lines = [f"port: {state.port}", f"max_conn: {c.max_conn}",
              f"ping_interval: {c.ping_interval}", f"idle_timeout: {c.idle_timeout}",
              f"tx_size: {c.tx_size}", f"rx_size: {c.rx_size}"]
-    for slot_id in sorted(state.slots):
-        slot = state.slots[slot_id]
+    for slot_id, slot in state.slots.sorted():
         lines += [f"link_id: {slot_id}", f"status: {slot.status}",
                   f"ip: {slot.connection.peer[0]}"]
     ctx.write("".join(f"{line}\r\n" for line in lines).encode())

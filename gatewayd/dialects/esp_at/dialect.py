@@ -12,20 +12,19 @@ import re
 from typing import Any
 
 from gatewayd.at.engine import Framing, Overflow
-from gatewayd.at.grammar import GrammarError, esp_at_int, esp_at_split, esp_at_string
+from gatewayd.at.grammar import esp_at_int, esp_at_split, esp_at_string
 from gatewayd.dialects.base import (
-    REQUIRED,
     AtError,
+    Conversions,
     Dialect,
     Form,
-    Int,
     Invocation,
-    Raw,
     Setter,
-    Str,
     Unknown,
+    bind_params,
 )
 from gatewayd.dialects.esp_at.state import EspAtState
+from gatewayd.links import DescribedLink
 
 OK = b"\r\nOK\r\n"
 ERROR = b"\r\nERROR\r\n"
@@ -90,11 +89,7 @@ class EspAtDialect(Dialect):
         limit = setter.max_params if setter.max_params is not None else len(setter.params)
         if len(fields) > limit:
             raise AtError(err_code=ERR_PARSE | min(limit, 0xF), why="too many parameters")
-        values = []
-        for index, param in enumerate(setter.params):
-            field = fields[index] if index < len(fields) else None
-            values.append(_bind_one(param, index, field))
-        return tuple(values)
+        return bind_params(setter.params, fields, CONVERSIONS)
 
     def ok(self) -> bytes:
         return OK
@@ -119,31 +114,18 @@ class EspAtDialect(Dialect):
     def new_state(self) -> EspAtState:
         return EspAtState()
 
-    async def shutdown(self, state: EspAtState) -> None:
+    def retire(self, state: EspAtState) -> None:
+        state.ws.links.retire()
+
+    async def close_links(self, state: EspAtState) -> None:
         await state.ws.close_all()
 
-    def links(self, state: EspAtState) -> list[Any]:
-        return [info.link for _, info in sorted(state.ws.links.items())]
+    def links(self, state: EspAtState) -> list[DescribedLink]:
+        return [info.link for _, info in state.ws.links.sorted()]
 
 
-def _bind_one(param: Any, index: int, field: bytes | None) -> Any:
-    if not field:
-        if param.default is REQUIRED or (field is not None and not param.allow_empty):
-            raise AtError(err_code=ERR_PARSE | index, why=f"{param.name} missing")
-        return param.default
-    if isinstance(param, Raw):
-        return field
-    try:
-        if isinstance(param, Int):
-            value = esp_at_int(field)
-            if not param.lo <= value <= param.hi:
-                raise AtError(why=f"{param.name}={value} outside {param.lo}..{param.hi}")
-            return value
-        if isinstance(param, Str):
-            text = esp_at_string(field)
-            if param.max_len is not None and len(text) > param.max_len:
-                raise AtError(why=f"{param.name} longer than {param.max_len} bytes")
-            return text.decode("utf-8", "surrogateescape")
-    except GrammarError as exc:
-        raise AtError(err_code=ERR_PARSE | index, why=f"{param.name}: {exc}") from None
-    raise TypeError(f"unsupported parameter type {type(param).__name__}")
+CONVERSIONS = Conversions(
+    integer=esp_at_int, string=esp_at_string,
+    malformed=lambda param, index, why: AtError(err_code=ERR_PARSE | index, why=why),
+    out_of_range=lambda param, why: AtError(why=why),
+    empty_fields=True)

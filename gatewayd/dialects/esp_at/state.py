@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from gatewayd.links import ClientLink
+from gatewayd.links import ClientLink, LinkTable
+
+#: AT+WSOPEN link ids.
+WS_LINK_IDS = range(3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +33,10 @@ class WsLinkInfo:
 class WsState:
     configs: dict[int, WsConfig] = field(default_factory=dict)
     headers: list[tuple[str, str]] = field(default_factory=list)  # newest first
-    links: dict[int, WsLinkInfo] = field(default_factory=dict)
+    links: LinkTable[WsLinkInfo] = field(default_factory=lambda: LinkTable(WS_LINK_IDS))
 
     async def close_all(self) -> None:
-        links = list(self.links.values())
-        self.links.clear()
+        links = self.links.clear()
         self.configs.clear()
         for info in links:
             await info.link.close(graceful=False)

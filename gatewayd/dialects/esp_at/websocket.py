@@ -21,14 +21,21 @@ import ssl
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Setter, Str
+from gatewayd.dialects.base import (
+    AtError,
+    CommandSpec,
+    Int,
+    PortContext,
+    Setter,
+    Str,
+    open_client_link,
+)
 from gatewayd.dialects.esp_at.dialect import PROMPT, SEND_OK
-from gatewayd.dialects.esp_at.state import WsConfig, WsLinkInfo, WsState
+from gatewayd.dialects.esp_at.state import WS_LINK_IDS, WsConfig, WsLinkInfo, WsState
 from gatewayd.links import ClientLink, LinkState, PingPolicy, ReconnectPolicy
-from gatewayd.links import tls as cert_contexts
+from gatewayd.links.tls import SuiteLoadError, link_client_context
 from gatewayd.transport import ClientRequest, Opcode, TransportError
 
-LINK_IDS = range(3)
 MAX_SEND = 16384
 DEFAULT_CONNECT_TIMEOUT_MS = 15000
 USER_AGENT = "ESP32 Websocket Client"
@@ -46,7 +53,8 @@ STATE_NUMBERS = {
 
 
 def ws_state(ctx: PortContext) -> WsState:
-    return ctx.state.ws
+    state: WsState = ctx.state.ws
+    return state
 
 
 # -- messages ----------------------------------------------------------------
@@ -74,7 +82,7 @@ class EspWsObserver:
         self.ctx.unsolicited(b"+WS_DISCONNECTED:%d\r\n" % link.id)
 
     def closed_by_peer(self, link: ClientLink, code: int | None) -> None:
-        self.state.links.pop(link.id, None)
+        self.state.links.pop(link.id)
         self.state.configs.pop(link.id, None)
         self.ctx.unsolicited(b"+WS_CLOSED:%d\r\n" % link.id)
 
@@ -140,11 +148,8 @@ def _tls_context(ctx: PortContext, config: WsConfig) -> ssl.SSLContext:
     client_suites = ctx.certs.client
     own = client_suites.get(config.pki_number) if config.auth_mode & 1 else None
     ca_suite = client_suites.get(config.ca_number) if config.auth_mode & 2 else None
-    if ca_suite is not None:
-        return cert_contexts.client_context(own, verify=True, check_hostname=True,
-                                            ca_from=ca_suite)
-    verify = not ctx.config.trust_any_server_cert
-    return cert_contexts.client_context(own, verify=verify, check_hostname=verify)
+    return link_client_context(own, ca_suite,
+                               trust_any_server_cert=ctx.config.trust_any_server_cert)
 
 
 def _parse_uri(uri: str) -> tuple[str, str, int, str, str | None]:
@@ -174,12 +179,9 @@ async def wsopen(ctx: PortContext, link_id: int, uri: str, subprotocol: str | No
         raise AtError(why="auth ends with CRLF")
     kind, host, port, path, basic = _parse_uri(uri)
     config = state.configs.pop(link_id, WsConfig())
-    transport = ctx.plugins.transports.get(kind) if ctx.plugins is not None else None
-    if transport is None:
-        raise AtError(why=f"no transport plugin serves {kind!r} links")
     try:
         tls = _tls_context(ctx, config) if kind == "wss" else None
-    except (OSError, ssl.SSLError, ValueError) as exc:
+    except SuiteLoadError as exc:
         raise AtError(why=f"TLS setup failed: {exc}") from None
     authorization = auth or basic
 
@@ -193,29 +195,22 @@ async def wsopen(ctx: PortContext, link_id: int, uri: str, subprotocol: str | No
                              subprotocols=(subprotocol,) if subprotocol else (),
                              connect_timeout=timeout_ms / 1000)
 
-    observer = EspWsObserver(ctx, state, config)
-    link = ClientLink(link_id, transport, request, observer, ctx.log,
-                      ping=PingPolicy(config.ping_interval, config.ping_timeout),
-                      reconnect=ReconnectPolicy(ctx.config.ws_reconnect_interval),
-                      on_state_change=ctx.link_changed)
-    state.links[link_id] = WsLinkInfo(link, uri, config)
     try:
-        await link.open(timeout_ms / 1000)
+        await open_client_link(
+            ctx, state.links, link_id, kind, request, EspWsObserver(ctx, state, config),
+            entry=lambda link: WsLinkInfo(link, uri, config),
+            ping=PingPolicy(config.ping_interval, config.ping_timeout),
+            reconnect=ReconnectPolicy(ctx.config.ws_reconnect_interval),
+            timeout=timeout_ms / 1000, no_transport=None)
     except TransportError as exc:
-        state.links.pop(link_id, None)
-        state.configs.pop(link_id, None)
         ctx.write(b"+WS_DISCONNECTED:%d\r\n" % link_id)
         raise AtError(why=f"connect failed ({exc.stage}): {exc}") from None
-    except BaseException:
-        state.links.pop(link_id, None)  # cancelled: the link never existed
-        state.configs.pop(link_id, None)
-        raise
     ctx.write(b"+WS_CONNECTED:%d\r\n" % link_id)
 
 
 async def wsopen_query(ctx: PortContext) -> None:
     lines = []
-    for link_id, info in sorted(ws_state(ctx).links.items()):
+    for link_id, info in ws_state(ctx).links.sorted():
         lines.append(b'+WSOPEN:%d,%d,"%s"\r\n' % (
             link_id, STATE_NUMBERS[info.link.state], info.uri.encode("utf-8", "surrogateescape")))
     ctx.write(b"".join(lines))
@@ -264,14 +259,14 @@ async def wssend(ctx: PortContext, link_id: int, length: int, opcode: int, timeo
 async def wsclose(ctx: PortContext, link_id: int) -> None:
     state = ws_state(ctx)
     state.configs.pop(link_id, None)
-    info = state.links.pop(link_id, None)
+    info = state.links.pop(link_id)
     if info is not None:
         await info.link.close(graceful=False)
 
 
 # -- table -------------------------------------------------------------------
 
-_LINK = Int("link_id", lo=0, hi=2)
+_LINK = Int("link_id", lo=WS_LINK_IDS.start, hi=WS_LINK_IDS.stop - 1)
 
 
 def _opt_int(name: str, lo: int, hi: int, default: Any = None) -> Int:
