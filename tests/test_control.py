@@ -273,3 +273,83 @@ async def test_run_removes_its_signal_handlers_on_stop(tmp_path):
     assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     assert not (tmp_path / "tty").exists()
+
+
+METRICS_CONFIG = ('[[port]]\nname = "mcu"\ndevice = "pty:ttyAT0"\n'
+                  '[metrics]\nlisten = "127.0.0.1:0"\n')
+
+
+async def _raw_request(port: int, data: bytes, timeout: float = 5) -> bytes:
+    """Send *data* on a fresh connection; everything until the server closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+
+
+async def test_metrics_responder_answers_over_a_raw_socket(tmp_path):
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    from gatewayd.testing import running_gateway
+
+    async with running_gateway(tmp_path, config_text=METRICS_CONFIG) as (daemon, _):
+        port = daemon.metrics.address[1]
+        answer = await _raw_request(port, b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n")
+        head, _, body = answer.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        assert lines[0] == b"HTTP/1.1 200 OK"
+        assert b"Connection: close" in lines
+        assert f"Content-Type: {CONTENT_TYPE_LATEST}".encode() in lines
+        assert f"Content-Length: {len(body)}".encode() in lines
+        assert b'gatewayd_port_uart_up{port="mcu"} 1.0' in body
+
+        head_only = await _raw_request(port, b"HEAD /metrics HTTP/1.1\r\n\r\n")
+        assert head_only.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert head_only.endswith(b"\r\n\r\n")
+
+        assert (await _raw_request(port, b"GET / HTTP/1.1\r\n\r\n")).startswith(
+            b"HTTP/1.1 404 Not Found\r\n")
+        refused = await _raw_request(port, b"POST /metrics HTTP/1.1\r\n\r\n")
+        assert refused.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n")
+        assert b"\r\nAllow: GET, HEAD\r\n" in refused
+        assert (await _raw_request(port, b"nonsense\r\n\r\n")).startswith(
+            b"HTTP/1.1 400 Bad Request\r\n")
+        code, _, _ = await asyncio.to_thread(_http_get, port, "/other")
+        assert code == 404
+
+
+async def test_metrics_responder_refuses_a_head_too_large(tmp_path):
+    from gatewayd.service.metrics import MAX_HEAD
+    from gatewayd.testing import running_gateway
+
+    async with running_gateway(tmp_path, config_text=METRICS_CONFIG) as (daemon, _):
+        port = daemon.metrics.address[1]
+        huge = b"GET /metrics HTTP/1.1\r\nX-Pad: " + b"a" * (2 * MAX_HEAD) + b"\r\n\r\n"
+        answer = await _raw_request(port, huge)
+        assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+        # The endpoint still serves the next client.
+        code, _, _ = await asyncio.to_thread(_http_get, port)
+        assert code == 200
+
+
+async def test_metrics_responder_drops_a_head_that_never_completes(tmp_path):
+    from gatewayd.testing import running_gateway
+
+    async with running_gateway(tmp_path, config_text=METRICS_CONFIG) as (daemon, _):
+        daemon.metrics.head_timeout = 0.3
+        port = daemon.metrics.address[1]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        answer = await _raw_request(port, b"GET /metrics HTTP/1.1\r\nHost: a\r\n", timeout=5)
+        assert answer == b""  # closed without an answer
+        assert loop.time() - started < 3
+        # One never finishing does not block stop either.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /met")
+        daemon.metrics.head_timeout = 60
+        await asyncio.sleep(0.1)
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()

@@ -97,7 +97,7 @@ class MetricsServer:
         self._content_type = CONTENT_TYPE_LATEST
         self._server = await asyncio.start_server(self._client, self.host, self.port,
                                                   limit=MAX_HEAD)
-        self.log.info("metrics endpoint listening", address=f"{self.host}:{self.port}")
+        self.log.info("metrics endpoint listening", address=f"{self.host}:{self.address[1]}")
 
     async def stop(self) -> None:
         if self._server is not None:
