@@ -149,6 +149,7 @@ class Daemon:
 
     async def start(self) -> None:
         """Start every service; on failure, stop what started and raise."""
+        self._stop.clear()
         await self._services.start(*self.services())
 
     async def stop(self) -> None:

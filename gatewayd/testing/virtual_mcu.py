@@ -28,7 +28,10 @@ import tty
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gatewayd.service.daemon import Daemon
 
 __all__ = ["DEFAULT_TIMEOUT", "GatewaydProcess", "VirtualMcu", "running_gateway"]
 
@@ -165,9 +168,11 @@ async def _wait_for_path(path: Path, timeout: float) -> None:
 async def running_gateway(
     tmp_path: Path, *, dialect: str = "esp-at", extra_plugins: Sequence[object] = (),
     config_text: str | None = None,
-) -> AsyncIterator[tuple[Any, VirtualMcu]]:
+) -> AsyncIterator[tuple[Daemon, VirtualMcu]]:
     """Run gatewayd in this event loop on a pty under *tmp_path*; yield
-    ``(daemon, mcu)`` with the banner already read."""
+    ``(daemon, mcu)`` with the banner already read. ``daemon.start()`` starts
+    what *config_text* asks for (control socket, metrics) as ``gatewayd run``
+    does; only signal handlers and systemd notifications are left out."""
     from gatewayd.config import load_config
     from gatewayd.logs import get_logger
     from gatewayd.plugin.manager import load_plugins
