@@ -177,3 +177,15 @@ def test_a_wrapper_that_is_not_a_generator_is_refused_naming_the_plugin():
 
     with pytest.raises(PluginError, match="cannot register plugin NotAGenerator"):
         load_plugins(NotAGenerator())
+
+
+class BrokenPlugin:
+    @hookimpl
+    def gatewayd_transports(self):
+        raise RuntimeError("no network stack here")
+
+
+def test_a_hook_that_raises_is_reported_naming_its_plugin():
+    with pytest.raises(PluginError, match=r"plugin BrokenPlugin \(from \(registered in code\)\): "
+                       r"gatewayd_transports failed: RuntimeError\('no network stack here'\)"):
+        load_plugins(BrokenPlugin(), TransportPlugin(NullTransport("fine", {"x-fine"})))

@@ -148,10 +148,21 @@ class Plugins:
         except PluginError:
             raise
         except Exception as exc:  # a broken plugin must say who it is
-            names = sorted({_origin(self.manager, i.plugin)[0] for i in caller.get_hookimpls()
-                            if i.plugin is not self._origins})
-            raise PluginError(f"hook {hook_name} failed ({', '.join(names)}): {exc!r}") from exc
+            name, dist = self._raiser(caller.get_hookimpls(), exc)
+            raise PluginError(f"plugin {name} (from {dist}): {hook_name} failed: {exc!r}"
+                              ) from exc
         return _flatten(hook_name, results)
+
+    def _raiser(self, impls: list[Any], exc: BaseException) -> tuple[str, str]:
+        """The plugin whose implementation raised *exc*: the innermost frame
+        of the traceback that runs one of the hook's functions."""
+        codes = {getattr(i.function, "__code__", None): i.plugin for i in impls}
+        found: object = None
+        tb = exc.__traceback__
+        while tb is not None:
+            found = codes.get(tb.tb_frame.f_code, found)
+            tb = tb.tb_next
+        return _origin(self.manager, found) if found is not None else ("(unknown)", IN_CODE)
 
     def _index(self) -> None:
         for dialect in self._call("gatewayd_dialects"):
