@@ -134,7 +134,7 @@ class Daemon:
     def _ports(self, config: Config) -> tuple[PortConfig, ...]:
         return self.override_ports if self.override_ports is not None else config.ports
 
-    def services(self) -> list[Service]:
+    def _build_services(self) -> list[Service]:
         """What :meth:`start` starts, in order: ports, control socket, metrics."""
         services: list[Service] = [self.ports]
         socket_path = control_socket_path(self.config)
@@ -150,7 +150,7 @@ class Daemon:
     async def start(self) -> None:
         """Start every service; on failure, stop what started and raise."""
         self._stop.clear()
-        await self._services.start(*self.services())
+        await self._services.start(*self._build_services())
 
     async def stop(self) -> None:
         """Stop every service, last started first; remove the signal handlers.
