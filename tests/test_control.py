@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
+import pytest
 from conftest import port_of
 
 from gatewayd.service.control_client import render
@@ -141,3 +142,214 @@ def test_metrics_listen_must_be_host_and_port(tmp_path):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
     assert "metrics.listen" in result.stderr
+
+
+async def _status_over(path) -> dict:
+    import json
+
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    writer.write(b'{"command": "status"}\n')
+    line = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    await writer.wait_closed()
+    return json.loads(line)
+
+
+def _http_get(port: int, path: str = "/metrics") -> tuple[int, str, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.headers["Content-Type"], response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read().decode()
+
+
+async def test_running_gateway_starts_control_socket_and_metrics_and_stops_them(tmp_path):
+    from gatewayd.testing import running_gateway
+
+    config_text = ('[[port]]\nname = "mcu"\ndevice = "pty:ttyAT0"\n'
+                   '[control]\nsocket = "ctl.sock"\n'
+                   '[metrics]\nlisten = "127.0.0.1:0"\n')
+    async with running_gateway(tmp_path, config_text=config_text) as (daemon, mcu):
+        await mcu.command(b"AT", b"AT\r\n" + OK)
+        status = await _status_over(tmp_path / "ctl.sock")
+        assert [p["name"] for p in status["ports"]] == ["mcu"]
+        port = daemon.metrics.address[1]
+        code, content_type, text = await asyncio.to_thread(_http_get, port)
+        assert code == 200
+        assert content_type.startswith("text/plain")
+        assert 'gatewayd_port_commands_total{port="mcu"} 1.0' in text
+    assert not (tmp_path / "ctl.sock").exists()
+    assert not (tmp_path / "ttyAT0").exists()
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", port)
+
+
+class _Recorder:
+    def __init__(self, name: str, events: list[str], fail: bool = False) -> None:
+        self.name, self.events, self.fail = name, events, fail
+
+    async def start(self) -> None:
+        self.events.append(f"start {self.name}")
+        if self.fail:
+            raise OSError(f"{self.name} cannot start")
+
+    async def stop(self) -> None:
+        self.events.append(f"stop {self.name}")
+
+
+async def test_services_stop_in_reverse_and_a_failed_start_stops_what_started():
+    from gatewayd.logs import get_logger
+    from gatewayd.service.lifecycle import Service, Services
+
+    events: list[str] = []
+    services = Services(get_logger())
+    first, second = _Recorder("a", events), _Recorder("b", events)
+    assert isinstance(first, Service)
+    await services.start(first, second)
+    await services.stop()
+    await services.stop()  # twice is harmless
+    assert events == ["start a", "start b", "stop b", "stop a"]
+    events.clear()
+    with pytest.raises(OSError, match="c cannot start"):
+        await services.start(first, _Recorder("c", events, fail=True), second)
+    assert events == ["start a", "start c", "stop c", "stop a"]
+
+
+async def test_daemon_start_failing_on_metrics_closes_the_ports_again(tmp_path):
+    import socket
+
+    from gatewayd.config import load_config
+    from gatewayd.logs import get_logger
+    from gatewayd.plugin.manager import load_plugins
+    from gatewayd.service.daemon import Daemon
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config_file = tmp_path / "gw.toml"
+        config_file.write_text('[[port]]\nname = "mcu"\ndevice = "pty:tty"\n'
+                               '[control]\nsocket = "ctl.sock"\n'
+                               f'[metrics]\nlisten = "127.0.0.1:{taken.getsockname()[1]}"\n')
+        daemon = Daemon(load_config(config_file), load_plugins(), get_logger())
+        with pytest.raises(OSError):
+            await daemon.start()
+    assert daemon.sessions == {}
+    assert not (tmp_path / "tty").exists()
+    assert not (tmp_path / "ctl.sock").exists()
+
+
+async def test_run_removes_its_signal_handlers_on_stop(tmp_path):
+    import os
+    import signal
+    import socket
+    import tempfile
+
+    from gatewayd.config import load_config
+    from gatewayd.logs import get_logger
+    from gatewayd.plugin.manager import load_plugins
+    from gatewayd.service.daemon import Daemon
+    from gatewayd.service.systemd import Notifier
+
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+    config_file = tmp_path / "gw.toml"
+    config_file.write_text('[[port]]\nname = "mcu"\ndevice = "pty:tty"\n')
+    with tempfile.TemporaryDirectory(prefix="gwd-") as folder, \
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(os.path.join(folder, "notify"))
+        notify.setblocking(False)
+        daemon = Daemon(load_config(config_file), load_plugins(), get_logger())
+        daemon.notifier = Notifier({"NOTIFY_SOCKET": os.path.join(folder, "notify")})
+        running = asyncio.ensure_future(daemon.run())
+        loop = asyncio.get_running_loop()
+        message = await asyncio.wait_for(loop.sock_recv(notify, 4096), 5)
+        assert b"READY=1" in message.split(b"\n")
+        assert signal.getsignal(signal.SIGHUP) is not signal.SIG_DFL
+        os.kill(os.getpid(), signal.SIGTERM)  # the daemon's handler, not the default
+        assert await asyncio.wait_for(running, 5) == 0
+        assert b"STOPPING=1" in (await asyncio.wait_for(loop.sock_recv(notify, 4096), 5))
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert not (tmp_path / "tty").exists()
+
+
+METRICS_CONFIG = ('[[port]]\nname = "mcu"\ndevice = "pty:ttyAT0"\n'
+                  '[metrics]\nlisten = "127.0.0.1:0"\n')
+
+
+async def _raw_request(port: int, data: bytes, timeout: float = 5) -> bytes:
+    """Send *data* on a fresh connection; everything until the server closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+
+
+async def test_metrics_responder_answers_over_a_raw_socket(tmp_path):
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    from gatewayd.testing import running_gateway
+
+    async with running_gateway(tmp_path, config_text=METRICS_CONFIG) as (daemon, _):
+        port = daemon.metrics.address[1]
+        answer = await _raw_request(port, b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n")
+        head, _, body = answer.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        assert lines[0] == b"HTTP/1.1 200 OK"
+        assert b"Connection: close" in lines
+        assert f"Content-Type: {CONTENT_TYPE_LATEST}".encode() in lines
+        assert f"Content-Length: {len(body)}".encode() in lines
+        assert b'gatewayd_port_uart_up{port="mcu"} 1.0' in body
+
+        head_only = await _raw_request(port, b"HEAD /metrics HTTP/1.1\r\n\r\n")
+        assert head_only.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert head_only.endswith(b"\r\n\r\n")
+
+        assert (await _raw_request(port, b"GET / HTTP/1.1\r\n\r\n")).startswith(
+            b"HTTP/1.1 404 Not Found\r\n")
+        refused = await _raw_request(port, b"POST /metrics HTTP/1.1\r\n\r\n")
+        assert refused.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n")
+        assert b"\r\nAllow: GET, HEAD\r\n" in refused
+        assert (await _raw_request(port, b"nonsense\r\n\r\n")).startswith(
+            b"HTTP/1.1 400 Bad Request\r\n")
+        code, _, _ = await asyncio.to_thread(_http_get, port, "/other")
+        assert code == 404
+
+
+async def test_metrics_responder_refuses_a_head_too_large(tmp_path):
+    from gatewayd.service.metrics import MAX_HEAD
+    from gatewayd.testing import running_gateway
+
+    async with running_gateway(tmp_path, config_text=METRICS_CONFIG) as (daemon, _):
+        port = daemon.metrics.address[1]
+        huge = b"GET /metrics HTTP/1.1\r\nX-Pad: " + b"a" * (2 * MAX_HEAD) + b"\r\n\r\n"
+        answer = await _raw_request(port, huge)
+        assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+        # The endpoint still serves the next client.
+        code, _, _ = await asyncio.to_thread(_http_get, port)
+        assert code == 200
+
+
+async def test_metrics_responder_drops_a_head_that_never_completes(tmp_path):
+    from gatewayd.testing import running_gateway
+
+    async with running_gateway(tmp_path, config_text=METRICS_CONFIG) as (daemon, _):
+        daemon.metrics.head_timeout = 0.3
+        port = daemon.metrics.address[1]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        answer = await _raw_request(port, b"GET /metrics HTTP/1.1\r\nHost: a\r\n", timeout=5)
+        assert answer == b""  # closed without an answer
+        assert loop.time() - started < 3
+        # One never finishing does not block stop either.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /met")
+        daemon.metrics.head_timeout = 60
+        await asyncio.sleep(0.1)
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()

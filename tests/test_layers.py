@@ -148,3 +148,18 @@ def test_imports_run_down_the_layers() -> None:
 ])
 def test_cycle_finder_finds_cycles(edges, expected) -> None:
     assert cycles(edges) == expected
+
+
+def test_core_never_imports_aiohttp() -> None:
+    """DESIGN: the core never imports aiohttp; only transport plugins do."""
+    offenders = []
+    for name, path in modules().items():
+        if not name.startswith("gatewayd.") or name.startswith("gatewayd.testing"):
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "aiohttp" or n.startswith("aiohttp.") for n in names):
+                offenders.append(name)
+    assert offenders == []

@@ -77,3 +77,115 @@ async def test_a_plugin_dialect_serves_a_port(gateway):
             as (daemon, mcu):
         assert daemon.sessions["mcu"].dialect.name == "esp-at-clone"
         await mcu.command(b"AT", b"AT\r\n\r\nOK\r\n")
+
+
+class CountingWrapper:
+    """A new-style pluggy wrapper around the transports hook: it sees what the
+    other plugins returned and adds a transport of its own."""
+
+    def __init__(self, extra: Transport) -> None:
+        self.extra = extra
+        self.seen: list[str] = []
+
+    @hookimpl(wrapper=True)
+    def gatewayd_transports(self):
+        results = yield
+        self.seen = [t.name for returned in results for t in returned]
+        return [*results, [self.extra]]
+
+
+class OldStyleWrapper:
+    def __init__(self) -> None:
+        self.called = False
+
+    @hookimpl(hookwrapper=True)
+    def gatewayd_dialects(self):
+        outcome = yield
+        self.called = bool(outcome.get_result())
+
+
+def test_a_wrapper_sees_the_builtins_and_its_addition_is_indexed():
+    added = NullTransport("wrapped-in", {"x-wrapped"})
+    wrapper = CountingWrapper(added)
+    plugins = load_plugins(wrapper)
+    assert {"aiohttp-ws-client", "asyncio-sockets"} <= set(wrapper.seen)
+    assert plugins.transports["x-wrapped"] is added
+    assert plugins.transports["ws"].name == "aiohttp-ws-client"
+    [provided] = [p for p in plugins.provided_transports if p.name == "wrapped-in"]
+    assert provided.plugin == "CountingWrapper"
+    assert provided.distribution == "(registered in code)"
+    [ws] = [p for p in plugins.provided_transports if p.name == "aiohttp-ws-client"]
+    assert ws.plugin == "ws-client"
+
+
+def test_an_old_style_hookwrapper_runs():
+    wrapper = OldStyleWrapper()
+    plugins = load_plugins(wrapper)
+    assert wrapper.called
+    assert {"esp-at", "ameba"} <= set(plugins.dialects)
+
+
+def test_tryfirst_and_trylast_keep_their_transports():
+    class First(TransportPlugin):
+        @hookimpl(tryfirst=True)
+        def gatewayd_transports(self):
+            return self.transports
+
+    class Last(TransportPlugin):
+        @hookimpl(trylast=True)
+        def gatewayd_transports(self):
+            return self.transports
+
+    plugins = load_plugins(First(NullTransport("first", {"x-first"})),
+                           Last(NullTransport("last", {"x-last"})))
+    origins = {p.name: p.plugin for p in plugins.provided_transports}
+    assert origins["first"] == "First"
+    assert origins["last"] == "Last"
+
+
+class MisspeltPlugin:
+    @hookimpl
+    def gatewayd_transport(self):  # the hook is gatewayd_transports
+        return []
+
+
+def test_a_misspelt_hook_is_refused_naming_the_plugin():
+    with pytest.raises(PluginError, match=r"plugin MisspeltPlugin \(from \(registered in code\)\)"
+                       r".*unknown hook 'gatewayd_transport'"):
+        load_plugins(MisspeltPlugin())
+
+
+def test_a_misspelt_hook_in_a_module_plugin_names_the_module():
+    import types
+
+    module = types.ModuleType("my_gatewayd_plugin")
+
+    @hookimpl
+    def gatewayd_dialect():
+        return []
+
+    module.gatewayd_dialect = gatewayd_dialect
+    with pytest.raises(PluginError, match=r"plugin my_gatewayd_plugin .*'gatewayd_dialect'"):
+        load_plugins(module)
+
+
+def test_a_wrapper_that_is_not_a_generator_is_refused_naming_the_plugin():
+    class NotAGenerator:
+        @hookimpl(wrapper=True)
+        def gatewayd_transports(self):
+            return []
+
+    with pytest.raises(PluginError, match="cannot register plugin NotAGenerator"):
+        load_plugins(NotAGenerator())
+
+
+class BrokenPlugin:
+    @hookimpl
+    def gatewayd_transports(self):
+        raise RuntimeError("no network stack here")
+
+
+def test_a_hook_that_raises_is_reported_naming_its_plugin():
+    with pytest.raises(PluginError, match=r"plugin BrokenPlugin \(from \(registered in code\)\): "
+                       r"gatewayd_transports failed: RuntimeError\('no network stack here'\)"):
+        load_plugins(BrokenPlugin(), TransportPlugin(NullTransport("fine", {"x-fine"})))

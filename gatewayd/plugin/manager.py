@@ -1,20 +1,38 @@
 """Loads plugins from the ``gatewayd`` entry-point group and indexes what they
-provide, remembering which distribution each dialect and transport came from."""
+provide, remembering which distribution each dialect and transport came from.
+
+Hooks are called through pluggy (``manager.hook.gatewayd_transports()``), so
+``wrapper=True``, old-style ``hookwrapper``, ``tryfirst`` and ``trylast`` work
+as pluggy documents them: the index is built from what the outermost wrapper
+hands back. After loading, :meth:`pluggy.PluginManager.check_pending` refuses
+any ``@hookimpl`` whose name is not a gatewayd hook (a misspelt hook would
+otherwise never run), naming the plugin and its distribution.
+
+Where each object came from is recorded by a wrapper of gatewayd's own, the
+innermost one (``trylast``): it sees every implementation's list, in the order
+pluggy called them, before any plugin's wrapper. An object that a plugin's
+wrapper adds or swaps in is credited to that wrapper's plugin.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from gatewayd.plugin import ENTRY_POINT_GROUP, PROJECT, spec
+from gatewayd.plugin import ENTRY_POINT_GROUP, PROJECT, hookimpl, spec
 
 if TYPE_CHECKING:
     from gatewayd.dialects.base import Dialect
     from gatewayd.transport import Transport
 
 __all__ = ["PluginError", "Plugins", "Provided", "load_plugins"]
+
+IN_CODE = "(registered in code)"
 
 
 class PluginError(Exception):
@@ -31,6 +49,82 @@ class Provided:
     distribution: str  # "gatewayd 0.1.0", or "(registered in code)"
 
 
+def _origin(manager: pluggy.PluginManager, plugin: object) -> tuple[str, str]:
+    name = manager.get_name(plugin) or repr(plugin)
+    for dist_plugin, dist in manager.list_plugin_distinfo():
+        if dist_plugin is plugin:
+            return name, f"{dist.project_name} {dist.version}"
+    return name, IN_CODE
+
+
+class _Origins:
+    """gatewayd's own innermost wrapper: which plugin returned which object."""
+
+    def __init__(self, manager: pluggy.PluginManager) -> None:
+        self.manager = manager
+        self.by_object: dict[int, tuple[str, str]] = {}
+        self.complete: dict[str, bool] = {}
+
+    def _record(self, hook_name: str, results: list[Any]) -> None:
+        caller = getattr(self.manager.hook, hook_name)
+        # pluggy calls the last registered implementation first and keeps only
+        # results that are not None; a None contributes nothing to credit.
+        impls = [i for i in reversed(caller.get_hookimpls())
+                 if not (i.wrapper or i.hookwrapper)]
+        self.complete[hook_name] = len(impls) == len(results)
+        if not self.complete[hook_name]:
+            return  # an implementation returned None: see of()
+        for impl, returned in zip(impls, results, strict=True):
+            origin = _origin(self.manager, impl.plugin)
+            for obj in returned if isinstance(returned, Iterable) else ():
+                self.by_object[id(obj)] = origin
+
+    @hookimpl(wrapper=True, trylast=True)
+    def gatewayd_dialects(self) -> Generator[None, list[Any], list[Any]]:
+        results = yield
+        self._record("gatewayd_dialects", results)
+        return results
+
+    @hookimpl(wrapper=True, trylast=True)
+    def gatewayd_transports(self) -> Generator[None, list[Any], list[Any]]:
+        results = yield
+        self._record("gatewayd_transports", results)
+        return results
+
+    def of(self, hook_name: str, obj: object) -> tuple[str, str]:
+        """Where *obj* came from: its implementation, else the wrappers that
+        could have added it, else the only implementation left."""
+        if id(obj) in self.by_object:
+            return self.by_object[id(obj)]
+        impls = [i for i in getattr(self.manager.hook, hook_name).get_hookimpls()
+                 if i.plugin is not self]
+        wrappers = [i for i in impls if i.wrapper or i.hookwrapper]
+        # Recorded per implementation: an unknown object was added by a wrapper.
+        candidates = wrappers if wrappers and self.complete.get(hook_name) else impls
+        origins = {_origin(self.manager, i.plugin) for i in candidates}
+        if len(origins) == 1:
+            return origins.pop()
+        names = " or ".join(sorted(n for n, _ in origins))
+        dists = " or ".join(sorted({d for _, d in origins}))
+        return names or "(unknown)", dists or IN_CODE
+
+
+def _flatten(hook_name: str, results: object) -> list[Any]:
+    """One list per implementation, as pluggy collects them, made one list in
+    registration order (pluggy calls the last registered first), the order
+    ``gatewayd plugins`` lists them and clashes are reported in."""
+    if not isinstance(results, list):
+        raise PluginError(f"hook {hook_name} returned {type(results).__name__}, not a list "
+                          "(a wrapper must return what it received)")
+    flat: list[Any] = []
+    for returned in reversed(results):
+        if not isinstance(returned, Iterable):
+            raise PluginError(f"a {hook_name} implementation returned "
+                              f"{type(returned).__name__}, not a list")
+        flat.extend(returned)
+    return flat
+
+
 class Plugins:
     """The loaded plugins: dialects by name, transports by link kind."""
 
@@ -40,38 +134,90 @@ class Plugins:
         self.transports: dict[str, Transport] = {}
         self.provided_dialects: list[Provided] = []
         self.provided_transports: list[Provided] = []
-        self._index()
+        self._origins = _Origins(manager)
+        manager.register(self._origins, name="gatewayd-origins")
+        try:
+            self._index()
+        finally:
+            manager.unregister(self._origins)
 
-    def _origin(self, plugin: object) -> tuple[str, str]:
-        name = self.manager.get_name(plugin) or repr(plugin)
-        for dist_plugin, dist in self.manager.list_plugin_distinfo():
-            if dist_plugin is plugin:
-                return name, f"{dist.project_name} {dist.version}"
-        return name, "(registered in code)"
+    def _call(self, hook_name: str) -> list[Any]:
+        caller = getattr(self.manager.hook, hook_name)
+        try:
+            results = caller()
+        except PluginError:
+            raise
+        except Exception as exc:  # a broken plugin must say who it is
+            name, dist = self._raiser(caller.get_hookimpls(), exc)
+            raise PluginError(f"plugin {name} (from {dist}): {hook_name} failed: {exc!r}"
+                              ) from exc
+        return _flatten(hook_name, results)
+
+    def _raiser(self, impls: list[Any], exc: BaseException) -> tuple[str, str]:
+        """The plugin whose implementation raised *exc*: the innermost frame
+        of the traceback that runs one of the hook's functions."""
+        codes = {getattr(i.function, "__code__", None): i.plugin for i in impls}
+        found: object = None
+        tb = exc.__traceback__
+        while tb is not None:
+            found = codes.get(tb.tb_frame.f_code, found)
+            tb = tb.tb_next
+        return _origin(self.manager, found) if found is not None else ("(unknown)", IN_CODE)
 
     def _index(self) -> None:
-        hook = self.manager.hook
-        for impl in hook.gatewayd_dialects.get_hookimpls():
-            name, dist = self._origin(impl.plugin)
-            for dialect in impl.function() or []:
-                if dialect.name in self.dialects:
+        for dialect in self._call("gatewayd_dialects"):
+            name, dist = self._origins.of("gatewayd_dialects", dialect)
+            if dialect.name in self.dialects:
+                raise PluginError(
+                    f"dialect {dialect.name!r} registered twice (again by {name})")
+            self.dialects[dialect.name] = dialect
+            self.provided_dialects.append(Provided(dialect.name, dialect.summary, name, dist))
+        for transport in self._call("gatewayd_transports"):
+            name, dist = self._origins.of("gatewayd_transports", transport)
+            for kind in sorted(transport.kinds):
+                if kind in self.transports:
+                    other = self.transports[kind].name
                     raise PluginError(
-                        f"dialect {dialect.name!r} registered twice (again by {name})")
-                self.dialects[dialect.name] = dialect
-                self.provided_dialects.append(Provided(dialect.name, dialect.summary, name, dist))
-        for impl in hook.gatewayd_transports.get_hookimpls():
-            name, dist = self._origin(impl.plugin)
-            for transport in impl.function() or []:
-                for kind in sorted(transport.kinds):
-                    if kind in self.transports:
-                        other = self.transports[kind].name
-                        raise PluginError(
-                            f"link kind {kind!r} served by both {other!r} and {transport.name!r}"
-                        )
-                    self.transports[kind] = transport
-                self.provided_transports.append(
-                    Provided(transport.name, transport.summary, name, dist)
-                )
+                        f"link kind {kind!r} served by both {other!r} and {transport.name!r}"
+                    )
+                self.transports[kind] = transport
+            self.provided_transports.append(
+                Provided(transport.name, transport.summary, name, dist)
+            )
+
+
+def _check_pending(manager: pluggy.PluginManager) -> None:
+    """Refuse an ``@hookimpl`` that names no gatewayd hook."""
+    try:
+        manager.check_pending()
+    except pluggy.PluginValidationError as exc:
+        name, dist = _origin(manager, exc.plugin)
+        known = ", ".join(sorted(n for n in vars(manager.hook) if not n.startswith("_")
+                                 and getattr(manager.hook, n).has_spec()))
+        raise PluginError(f"plugin {name} (from {dist}): {exc} (gatewayd's hooks: {known})"
+                          ) from exc
+
+
+def _code_name(manager: pluggy.PluginManager, plugin: object) -> str:
+    """A readable name for a plugin registered in code: its module name, or
+    its class name (numbered when taken), rather than pluggy's ``id()``."""
+    base = getattr(plugin, "__name__", None) or type(plugin).__name__
+    name, n = base, 1
+    while manager.has_plugin(name):
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def _entry_point_of(plugin: object) -> tuple[str, str]:
+    """The entry point and distribution of a plugin pluggy refused to register
+    (so it knows neither)."""
+    for dist in importlib.metadata.distributions():
+        for ep in dist.entry_points.select(group=ENTRY_POINT_GROUP):
+            with contextlib.suppress(Exception):
+                if ep.load() is plugin:
+                    return ep.name, f"{dist.metadata['name']} {dist.version}"
+    return repr(plugin), "(unknown distribution)"
 
 
 def load_plugins(*extra: object) -> Plugins:
@@ -81,8 +227,16 @@ def load_plugins(*extra: object) -> Plugins:
     manager.add_hookspecs(spec)
     try:
         manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    except pluggy.PluginValidationError as exc:
+        name, dist = _entry_point_of(exc.plugin)
+        raise PluginError(f"cannot load plugin {name} (from {dist}): {exc}") from exc
     except Exception as exc:  # a broken third-party plugin must say who it is
         raise PluginError(f"cannot load plugins: {exc!r}") from exc
     for plugin in extra:
-        manager.register(plugin)
+        name = _code_name(manager, plugin)
+        try:
+            manager.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"cannot register plugin {name} ({IN_CODE}): {exc}") from exc
+    _check_pending(manager)
     return Plugins(manager)

@@ -10,6 +10,11 @@ and decorated with :data:`gatewayd.plugin.hookimpl`. Hooks are synchronous
 (pluggy has no async hooks): they return objects, and those objects do the
 asynchronous work. The built-in dialects and transports register exactly
 this way.
+
+gatewayd calls each hook through pluggy, so ``@hookimpl(wrapper=True)``,
+``hookwrapper=True``, ``tryfirst`` and ``trylast`` behave as pluggy documents.
+An ``@hookimpl`` whose name is not one of the hooks below is refused when
+plugins load, naming the plugin and its distribution.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ if TYPE_CHECKING:
 def gatewayd_dialects() -> list[Dialect]:
     """Return the AT dialects this plugin provides. Names must be unique
     across all plugins (``esp-at`` and ``ameba`` are built in)."""
+    raise NotImplementedError  # a specification: plugins implement it
 
 
 @hookspec
@@ -34,3 +40,4 @@ def gatewayd_transports() -> list[Transport]:
     """Return the transports this plugin provides. Each serves one or more
     link kinds; a kind served twice is a configuration error reported at
     start-up, naming both plugins."""
+    raise NotImplementedError  # a specification: plugins implement it

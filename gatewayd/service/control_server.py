@@ -57,7 +57,7 @@ class ControlServer:
         os.chmod(self.path, 0o660)
         self.log.info("control socket listening", path=str(self.path))
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):

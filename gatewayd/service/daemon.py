@@ -1,7 +1,11 @@
 """The daemon: every port's session, signals, and systemd notifications.
 
-Start-up order: plugins are loaded, every port is opened (its pty symlink
-appears), and only then ``READY=1`` is sent. SIGTERM/SIGINT close every port
+:meth:`Daemon.start` starts its services in order (see
+:mod:`gatewayd.service.lifecycle`): the ports (each pty symlink appears),
+then the control socket, then the metrics endpoint; :meth:`Daemon.stop`
+stops them in reverse. :meth:`Daemon.run` adds what only the real process
+needs: signal handlers (removed again on stop), ``READY=1`` once everything
+started, the watchdog. SIGTERM/SIGINT close every port
 and return 0. SIGHUP re-reads the config file: ports whose settings changed
 are reopened, new ports open, removed ports close, unchanged ports (and their
 links) stay up; a file that fails validation is logged and ignored.
@@ -14,16 +18,19 @@ import contextlib
 import ctypes
 import gc
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from gatewayd.config import Config, ConfigError, PortConfig, Problem, load_config
 from gatewayd.plugin.manager import Plugins
 from gatewayd.service.control_server import ControlServer, control_socket_path
+from gatewayd.service.lifecycle import Service, Services
+from gatewayd.service.metrics import MetricsServer
 from gatewayd.service.systemd import Notifier
 from gatewayd.session.port import PortSession
 
-__all__ = ["Daemon", "release_startup_memory"]
+__all__ = ["Daemon", "PortSet", "release_startup_memory"]
 
 
 def release_startup_memory() -> None:
@@ -35,6 +42,53 @@ def release_startup_memory() -> None:
         ctypes.CDLL(None).malloc_trim(0)
 
 
+class PortSet:
+    """Service: the sessions of every configured port. Start-up and reload
+    open a port the same way (:meth:`open`)."""
+
+    def __init__(self, ports: tuple[PortConfig, ...],
+                 make_session: Callable[[PortConfig], PortSession], log: Any) -> None:
+        self.ports = ports
+        self.make_session = make_session
+        self.log = log
+        self.sessions: dict[str, PortSession] = {}
+
+    async def open(self, port: PortConfig) -> PortSession:
+        session = self.make_session(port)
+        try:
+            await session.start()
+        except BaseException:
+            await session.stop()  # a half-opened port must not leak its pty or fds
+            raise
+        self.sessions[port.name] = session
+        return session
+
+    async def start(self) -> None:
+        for port in self.ports:
+            await self.open(port)
+
+    async def apply(self, ports: tuple[PortConfig, ...]) -> None:
+        """Reload: close ports that changed or went, open new ones; unchanged
+        ports (and their links) stay up. A port that fails to open is logged."""
+        self.ports = ports
+        wanted = {p.name: p for p in ports}
+        for name, session in list(self.sessions.items()):
+            if wanted.get(name) != session.config:
+                self.sessions.pop(name, None)
+                await session.stop()
+        for name, port in wanted.items():
+            if name not in self.sessions:
+                try:
+                    await self.open(port)
+                except Exception as exc:
+                    self.log.error("port failed to open on reload", port=name, error=str(exc))
+
+    async def stop(self) -> None:
+        sessions = list(self.sessions.values())
+        self.sessions.clear()
+        await asyncio.gather(*(s.stop() for s in sessions), return_exceptions=True)
+
+
 class Daemon:
     def __init__(self, config: Config, plugins: Plugins, log: Any,
                  *, reload_source: Path | None = None,
@@ -44,14 +98,17 @@ class Daemon:
         self.log = log
         self.reload_source = reload_source
         self.override_ports = override_ports
-        self.sessions: dict[str, PortSession] = {}
+        self.ports = PortSet(self._ports(config), self._session, log)
+        self.sessions = self.ports.sessions  # what status, trace and metrics read
         self.notifier = Notifier()
         self.control: ControlServer | None = None
-        self.metrics: Any = None
+        self.metrics: MetricsServer | None = None
+        self._services = Services(log)
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._ready = False
         self._reloads: set[asyncio.Task[None]] = set()
+        self._signals: list[signal.Signals] = []
 
     def _session(self, port: PortConfig) -> PortSession:
         dialect = self.plugins.dialects.get(port.dialect)
@@ -74,66 +131,64 @@ class Daemon:
         links = sum(len(s.dialect.links(s.state)) for s in self.sessions.values())
         return f"{len(self.sessions)} port(s) open: {ports}; {links} link(s)"
 
-    async def start(self) -> None:
-        for port in self._ports(self.config):
-            session = self._session(port)
-            try:
-                await session.start()
-            except BaseException:
-                await session.stop()  # a half-opened port must not leak its pty or fds
-                raise
-            self.sessions[port.name] = session
-
     def _ports(self, config: Config) -> tuple[PortConfig, ...]:
         return self.override_ports if self.override_ports is not None else config.ports
 
-    async def run(self) -> int:
-        loop = asyncio.get_running_loop()
-        try:
-            await self.start()
-            socket_path = control_socket_path(self.config)
-            if socket_path is not None:
-                self.control = ControlServer(self, socket_path, self.log)
-                await self.control.start()
-            if self.config.metrics.listen is not None:
-                from gatewayd.service.metrics import MetricsServer
+    def _build_services(self) -> list[Service]:
+        """What :meth:`start` starts, in order: ports, control socket, metrics."""
+        services: list[Service] = [self.ports]
+        socket_path = control_socket_path(self.config)
+        if socket_path is not None:
+            self.control = ControlServer(self, socket_path, self.log)
+            services.append(self.control)
+        if self.config.metrics.listen is not None:
+            host, _, port = self.config.metrics.listen.rpartition(":")
+            self.metrics = MetricsServer(self, host.strip("[]"), int(port), self.log)
+            services.append(self.metrics)
+        return services
 
-                host, _, port = self.config.metrics.listen.rpartition(":")
-                self.metrics = MetricsServer(self, host.strip("[]"), int(port), self.log)
-                await self.metrics.start()
-        except BaseException:
-            await self.stop()
-            raise
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
-        release_startup_memory()
-        self._ready = True
-        self.notifier.ready(self.status_line())
-        self.notifier.start_watchdog()
-        self.log.info("gatewayd ready", status=self.status_line())
-        await self._stop.wait()
-        self.log.info("gatewayd stopping")
-        self.notifier.stopping()
-        await self.stop()
-        return 0
-
-    def request_stop(self) -> None:
-        self._stop.set()
+    async def start(self) -> None:
+        """Start every service; on failure, stop what started and raise."""
+        self._stop.clear()
+        await self._services.start(*self._build_services())
 
     async def stop(self) -> None:
+        """Stop every service, last started first; remove the signal handlers.
+        Waits for a reload in progress; a reload requested later does nothing."""
+        self._stop.set()
+        self._remove_signal_handlers()
         async with self._reload_lock:
-            await self._stop_all()
+            await self._services.stop()
+            self.control = self.metrics = None
 
-    async def _stop_all(self) -> None:
-        if self.metrics is not None:
-            await self.metrics.close()
-            self.metrics = None
-        if self.control is not None:
-            await self.control.close()
-            self.control = None
-        sessions, self.sessions = list(self.sessions.values()), {}
-        await asyncio.gather(*(s.stop() for s in sessions), return_exceptions=True)
+    async def run(self) -> int:
+        await self.start()
+        try:
+            self._add_signal_handlers()
+            release_startup_memory()
+            self._ready = True
+            self.notifier.ready(self.status_line())
+            self.notifier.start_watchdog()
+            self.log.info("gatewayd ready", status=self.status_line())
+            await self._stop.wait()
+            self.log.info("gatewayd stopping")
+            self.notifier.stopping()
+        finally:
+            await self.stop()
+        return 0
+
+    def _add_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+            self._signals.append(sig)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
+        self._signals.append(signal.SIGHUP)
+
+    def _remove_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._signals:
+            loop.remove_signal_handler(self._signals.pop())
 
     def _reload_soon(self) -> None:
         task = asyncio.get_running_loop().create_task(self.reload())
@@ -163,21 +218,7 @@ class Daemon:
             for problem in exc.problems:
                 self.log.error("reload rejected", problem=str(problem))
             return
-        wanted = {p.name: p for p in self._ports(config)}
-        for name, session in list(self.sessions.items()):
-            if wanted.get(name) != session.config:
-                self.sessions.pop(name, None)
-                await session.stop()
-        for name, port in wanted.items():
-            if name not in self.sessions:
-                session = self._session(port)
-                try:
-                    await session.start()
-                except Exception as exc:
-                    self.log.error("port failed to open on reload", port=name, error=str(exc))
-                    await session.stop()
-                    continue
-                self.sessions[name] = session
+        await self.ports.apply(self._ports(config))
         self.config = config
         for session in self.sessions.values():
             session.certs = config.certs  # changed suites apply to new connections

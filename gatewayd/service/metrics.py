@@ -1,7 +1,8 @@
 """The optional Prometheus endpoint (``[metrics] listen``, off by default).
 
-Served by aiohttp on the event loop (no thread), in the Prometheus text format
-rendered by ``prometheus-client``. Nothing is counted twice: on each scrape a
+Served on the event loop (no thread, no web framework: the core never
+imports aiohttp) by a minimal HTTP/1.1 responder, in the Prometheus text
+format rendered by ``prometheus-client``. Nothing is counted twice: on each scrape a
 collector reads the same figures ``gatewayd status`` shows.
 
 Per port: ``gatewayd_port_bytes_total{port,direction}``,
@@ -12,10 +13,17 @@ link,kind,direction}``, ``gatewayd_link_up{port,link,kind,peer}``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import contextlib
+import functools
+import urllib.parse
+from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["MetricsServer"]
+__all__ = ["MAX_HEAD", "MetricsServer"]
+
+#: Bytes a request head (request line and headers) may take.
+MAX_HEAD = 8192
 
 
 class _Collector:
@@ -55,31 +63,104 @@ class _Collector:
 
 
 class MetricsServer:
-    """``GET /metrics`` on *host*:*port*."""
+    """``GET /metrics`` on *host*:*port* (a :class:`~gatewayd.service.lifecycle.Service`).
+
+    A minimal HTTP/1.1 responder on ``asyncio.start_server``: one request per
+    connection, whose head must arrive within :attr:`head_timeout` seconds and
+    :data:`MAX_HEAD` bytes; ``GET`` (or ``HEAD``) ``/metrics`` answers 200,
+    another path 404, another method 405; then the connection closes.
+    """
+
+    #: Seconds a client has to send its request head, and to take the answer.
+    head_timeout = 10.0
 
     def __init__(self, daemon: Any, host: str, port: int, log: Any) -> None:
         self.daemon, self.host, self.port, self.log = daemon, host, port, log
-        self._runner: Any = None
+        self._server: asyncio.Server | None = None
+        self._clients: set[asyncio.Task[Any]] = set()
+        self._render: Callable[[], bytes] = bytes
+        self._content_type = ""
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """Where it listens (the port the OS chose for ``:0``)."""
+        assert self._server is not None, "start() first"
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return host, port
 
     async def start(self) -> None:
-        from aiohttp import web
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Collector(self.daemon))  # type: ignore[arg-type]
+        registry.register(_Collector(self.daemon))
+        self._render = functools.partial(generate_latest, registry)
+        self._content_type = CONTENT_TYPE_LATEST
+        self._server = await asyncio.start_server(self._client, self.host, self.port,
+                                                  limit=MAX_HEAD)
+        self.log.info("metrics endpoint listening", address=f"{self.host}:{self.address[1]}")
 
-        async def metrics(_request: web.Request) -> web.Response:
-            return web.Response(body=generate_latest(registry),
-                                headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._clients):
+                task.cancel()  # a client still sending its head is not waited for
+            await asyncio.gather(*self._clients, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+            self._server = None
 
-        app = web.Application()
-        app.router.add_get("/metrics", metrics)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
-        self.log.info("metrics endpoint listening", address=f"{self.host}:{self.port}")
+    def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.ensure_future(self._serve(reader, writer))
+        self._clients.add(task)
+        task.add_done_callback(self._clients.discard)
 
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(self.head_timeout):
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.LimitOverrunError:
+                    await self._answer(writer, 431, "Request Header Fields Too Large")
+                    return
+                except asyncio.IncompleteReadError:
+                    return  # the client went away before finishing its request
+                await self._respond(writer, head)
+        except (TimeoutError, ConnectionError):
+            pass  # too slow a client, or gone: it just loses its connection
+        except Exception:
+            self.log.exception("metrics request failed")
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _respond(self, writer: asyncio.StreamWriter, head: bytes) -> None:
+        request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        parts = request_line.split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            await self._answer(writer, 400, "Bad Request")
+            return
+        method, target, _ = parts
+        if urllib.parse.urlsplit(target).path != "/metrics":
+            await self._answer(writer, 404, "Not Found")
+        elif method not in ("GET", "HEAD"):
+            await self._answer(writer, 405, "Method Not Allowed", allow="GET, HEAD")
+        else:
+            body = self._render()
+            await self._answer(writer, 200, "OK", body, self._content_type,
+                               send_body=method == "GET")
+
+    @staticmethod
+    async def _answer(writer: asyncio.StreamWriter, status: int, reason: str,
+                      body: bytes | None = None, content_type: str = "text/plain; charset=utf-8",
+                      *, allow: str | None = None, send_body: bool = True) -> None:
+        if body is None:
+            body = f"{status} {reason}\n".encode()
+        lines = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {content_type}",
+                 f"Content-Length: {len(body)}", "Connection: close"]
+        if allow is not None:
+            lines.append(f"Allow: {allow}")
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        if send_body:
+            writer.write(body)
+        await writer.drain()

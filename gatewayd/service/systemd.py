@@ -30,10 +30,6 @@ class Notifier:
             self.watchdog_interval = int(usec) / 1e6 / 2
         self._timer: asyncio.TimerHandle | None = None
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.address)
-
     def notify(self, *fields: str) -> None:
         if not self.address:
             return

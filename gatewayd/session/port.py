@@ -443,7 +443,7 @@ class PortSession:
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
             "commands": self.commands_run,
-            "links": [link.describe() for link in self.dialect.links(self.state)],
+            "links": [link.describe().as_dict() for link in self.dialect.links(self.state)],
         }
 
     # -- for links -------------------------------------------------------

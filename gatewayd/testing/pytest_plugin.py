@@ -12,28 +12,29 @@ installing gatewayd never breaks an unrelated test suite.
 from __future__ import annotations
 
 import functools
+import importlib.util
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-try:
+if importlib.util.find_spec("pytest_asyncio") is not None:
     import pytest_asyncio
-except ImportError:  # pragma: no cover - depends on the environment
-    pytest_asyncio = None
 
-if pytest_asyncio is not None:
-    from gatewayd.testing.virtual_mcu import running_gateway
+    from gatewayd.testing.virtual_mcu import VirtualMcu, running_gateway
 
     @pytest.fixture
-    def gateway(tmp_path):
+    def gateway(tmp_path: Path) -> Callable[..., Any]:
         """Factory: ``async with gateway(dialect="ameba") as (daemon, mcu): …``."""
         return functools.partial(running_gateway, tmp_path)
 
     @pytest_asyncio.fixture
-    async def esp_at_mcu(tmp_path):
+    async def esp_at_mcu(tmp_path: Path) -> AsyncIterator[VirtualMcu]:
         async with running_gateway(tmp_path, dialect="esp-at") as (_, mcu):
             yield mcu
 
     @pytest_asyncio.fixture
-    async def ameba_mcu(tmp_path):
+    async def ameba_mcu(tmp_path: Path) -> AsyncIterator[VirtualMcu]:
         async with running_gateway(tmp_path, dialect="ameba") as (_, mcu):
             yield mcu

@@ -28,7 +28,10 @@ import tty
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gatewayd.service.daemon import Daemon
 
 __all__ = ["DEFAULT_TIMEOUT", "GatewaydProcess", "VirtualMcu", "running_gateway"]
 
@@ -179,9 +182,11 @@ async def _wait_for_path(path: Path, timeout: float) -> None:
 async def running_gateway(
     tmp_path: Path, *, dialect: str = "esp-at", extra_plugins: Sequence[object] = (),
     config_text: str | None = None, boot_time: float | None = 0.0,
-) -> AsyncIterator[tuple[Any, VirtualMcu]]:
+) -> AsyncIterator[tuple[Daemon, VirtualMcu]]:
     """Run gatewayd in this event loop on a pty under *tmp_path*; yield
-    ``(daemon, mcu)`` with the banner already read.
+    ``(daemon, mcu)`` with the banner already read. ``daemon.start()`` starts
+    what *config_text* asks for (control socket, metrics) as ``gatewayd run``
+    does; only signal handlers and systemd notifications are left out.
 
     *boot_time* replaces every port's ``boot_time`` (default 0: no silence
     before the banner, so tests run fast); ``None`` keeps the config's."""
