@@ -27,6 +27,7 @@ run: $(STAMP)
 test: system-deps $(STAMP)
 	$(BIN)/python -c 'import systemd.journal' 2>/dev/null \
 		|| $(BIN)/python -m pip install --quiet -e ".[systemd]"
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest
 
 system-deps:
@@ -34,6 +35,7 @@ system-deps:
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/python -m mypy
 
 bench: $(STAMP)
 	$(BIN)/python bench/at_roundtrip.py

@@ -403,15 +403,15 @@ def test_reference_from_the_command_line() -> None:
 
 
 @pytest.mark.parametrize("listen, message", [
-    ("0.0.0.0:99999", "port '99999' of '0.0.0.0:99999' is not in 1..65535"),
-    ("127.0.0.1:0", "port '0' of '127.0.0.1:0' is not in 1..65535"),
+    ("0.0.0.0:99999", "port '99999' of '0.0.0.0:99999' is not in 0..65535"),
+    ("127.0.0.1:-1", "port '-1' of '127.0.0.1:-1' is not in 0..65535"),
     ("127.0.0.1", "'127.0.0.1' should be host:port (127.0.0.1:9464, [::1]:9464)"),
     (":9464", "':9464' should be host:port (127.0.0.1:9464, [::1]:9464)"),
     ("::1:9464", "IPv6 address '::1' needs brackets: [::1]:9464"),
     ("[::g]:9464", "[::g] is not an IPv6 address"),
     ("300.1.1.1:9464", "'300.1.1.1' is not an IPv4 address"),
     ("bad_host:9464", "'bad_host' is not a host name or address"),
-    ("127.0.0.1:94x", "port '94x' of '127.0.0.1:94x' is not in 1..65535"),
+    ("127.0.0.1:94x", "port '94x' of '127.0.0.1:94x' is not in 0..65535"),
 ])
 def test_metrics_listen_is_checked(tmp_path: Path, listen: str, message: str) -> None:
     path = write_config(tmp_path, PORT + f'[metrics]\nlisten = "{listen}"\n')
@@ -421,6 +421,7 @@ def test_metrics_listen_is_checked(tmp_path: Path, listen: str, message: str) ->
 @pytest.mark.parametrize("listen, address", [
     ("127.0.0.1:9464", ("127.0.0.1", 9464)), ("[::1]:1", ("::1", 1)),
     ("localhost:65535", ("localhost", 65535)), ("metrics.lan.:80", ("metrics.lan.", 80)),
+    ("127.0.0.1:0", ("127.0.0.1", 0)),
 ])
 def test_metrics_listen_accepted(tmp_path: Path, listen: str, address: tuple[str, int]) -> None:
     path = write_config(tmp_path, PORT + f'[metrics]\nlisten = "{listen}"\n')

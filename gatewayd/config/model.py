@@ -86,13 +86,13 @@ def split_host_port(value: str) -> tuple[str, int]:
     """`host:port` or `[v6]:port` into (host, port); ValueError says what is wrong.
 
     The host is an IPv4 address, a bracketed IPv6 address or a DNS name; the
-    port is 1..65535.
+    port is 0..65535 (0: any free port, for a listener that logs where it is).
     """
     host, colon, port_text = value.rpartition(":")
     if not colon or not host:
         raise ValueError(f"{value!r} should be host:port (127.0.0.1:9464, [::1]:9464)")
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"port {port_text!r} of {value!r} is not in 1..65535")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"port {port_text!r} of {value!r} is not in 0..65535")
     if host.startswith("[") and host.endswith("]"):
         try:
             ipaddress.IPv6Address(host[1:-1])
@@ -423,7 +423,7 @@ class MetricsConfig(_Section):
         default=None,
         description=(
             "`host:port` to serve metrics on, e.g. `127.0.0.1:9464` or `[::1]:9464`"
-            " (port 1..65535); unset: off."
+            " (port 0..65535; 0 picks a free port, which the log names); unset: off."
         ),
     )
 

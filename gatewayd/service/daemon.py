@@ -141,9 +141,9 @@ class Daemon:
         if socket_path is not None:
             self.control = ControlServer(self, socket_path, self.log)
             services.append(self.control)
-        if self.config.metrics.listen is not None:
-            host, _, port = self.config.metrics.listen.rpartition(":")
-            self.metrics = MetricsServer(self, host.strip("[]"), int(port), self.log)
+        metrics_address = self.config.metrics.address
+        if metrics_address is not None:
+            self.metrics = MetricsServer(self, *metrics_address, self.log)
             services.append(self.metrics)
         return services
 
