@@ -72,7 +72,7 @@ class ControlServer:
             request = json.loads(line or b"{}")
             command = request.get("command") if isinstance(request, dict) else None
             if command == "status":
-                ports = [s.describe() for s in self.daemon.sessions.values()]
+                ports = [s.describe().as_dict() for s in self.daemon.sessions.values()]
                 await self._send(writer, {"ports": ports})
             elif command == "trace":
                 await self._trace(reader, writer, str(request.get("port", "")))

@@ -20,6 +20,8 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from gatewayd.links import LinkState
+
 __all__ = ["MAX_HEAD", "MetricsServer"]
 
 #: Bytes a request head (request line and headers) may take.
@@ -47,18 +49,18 @@ class _Collector:
                                     labels=["port", "link", "kind", "peer"])
         for session in list(self.daemon.sessions.values()):
             port = session.describe()
-            name = port["name"]
-            port_bytes.add_metric([name, "in"], port["bytes_in"])
-            port_bytes.add_metric([name, "out"], port["bytes_out"])
-            commands.add_metric([name], port["commands"])
-            uart_up.add_metric([name], 1 if port["uart_open"] else 0)
-            links.add_metric([name], len(port["links"]))
-            for link in port["links"]:
-                ident, kind = str(link["id"]), str(link["kind"])
-                link_bytes.add_metric([name, ident, kind, "in"], link["bytes_in"])
-                link_bytes.add_metric([name, ident, kind, "out"], link["bytes_out"])
-                link_up.add_metric([name, ident, kind, str(link["peer"])],
-                                   1 if link["state"] == "open" else 0)
+            name = port.name
+            port_bytes.add_metric([name, "in"], port.bytes_in)
+            port_bytes.add_metric([name, "out"], port.bytes_out)
+            commands.add_metric([name], port.commands)
+            uart_up.add_metric([name], 1 if port.uart_open else 0)
+            links.add_metric([name], len(port.links))
+            for link in port.links:
+                ident, kind = str(link.id), str(link.kind)
+                link_bytes.add_metric([name, ident, kind, "in"], link.bytes_in)
+                link_bytes.add_metric([name, ident, kind, "out"], link.bytes_out)
+                link_up.add_metric([name, ident, kind, str(link.peer)],
+                                   1 if link.state is LinkState.OPEN else 0)
         yield from (port_bytes, commands, uart_up, links, link_bytes, link_up)
 
 

@@ -18,6 +18,7 @@ import contextlib
 import os
 from collections import deque
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +42,13 @@ from gatewayd.dialects.base import (
     Unknown,
     Watermarks,
 )
+from gatewayd.links.table import LinkDescription
 from gatewayd.logs import RateLimit
 from gatewayd.session.rawblock import RawStream
 from gatewayd.session.store import PortStore
 from gatewayd.session.uart import Uart, UartSettings
 
-__all__ = ["PortSession"]
+__all__ = ["PortDescription", "PortSession"]
 
 #: How much of a line or block the debug log shows.
 LOG_PREVIEW = 160
@@ -54,6 +56,27 @@ LOG_PREVIEW = 160
 #: wait (:meth:`PortSession.deliver`); with the UART's own write buffer this
 #: bounds what a port keeps in memory for the MCU.
 UNSOLICITED_LIMIT = 32 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PortDescription:
+    """One port as ``gatewayd status`` and the metrics see it."""
+
+    name: str
+    dialect: str
+    device: str
+    pty: str | None
+    uart_open: bool
+    bytes_in: int
+    bytes_out: int
+    commands: int
+    links: tuple[LinkDescription, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON shape of the control socket's ``status`` answer."""
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        fields["links"] = [link.as_dict() for link in self.links]
+        return fields
 
 
 def preview(data: bytes) -> str:
@@ -432,19 +455,13 @@ class PortSession:
         if self.on_links_changed is not None:
             self.on_links_changed()
 
-    def describe(self) -> dict[str, Any]:
-        """What ``gatewayd status`` shows of this port."""
-        return {
-            "name": self.config.name,
-            "dialect": self.dialect.name,
-            "device": self.config.device,
-            "pty": self.uart.pty_path,
-            "uart_open": self.uart.opened.is_set(),
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "commands": self.commands_run,
-            "links": [link.describe().as_dict() for link in self.dialect.links(self.state)],
-        }
+    def describe(self) -> PortDescription:
+        """What ``gatewayd status`` and the metrics show of this port."""
+        return PortDescription(
+            name=self.config.name, dialect=self.dialect.name, device=self.config.device,
+            pty=self.uart.pty_path, uart_open=self.uart.opened.is_set(),
+            bytes_in=self.bytes_in, bytes_out=self.bytes_out, commands=self.commands_run,
+            links=tuple(link.describe() for link in self.dialect.links(self.state)))
 
     # -- for links -------------------------------------------------------
 
