@@ -159,3 +159,25 @@ async def test_a_flood_of_unknown_commands_logs_a_few_lines(gateway, json_log):
         await mcu.command(b"AT+TEST", b"\r\nOK\r\n", timeout=10)
     unknown = [e for e in events(json_log) if e["event"] == "at unknown command"]
     assert len(unknown) == 10
+
+
+async def test_link_open_keeps_the_port_field_for_the_gatewayd_port(tmp_path, json_log):
+    """journald's PORT field names the gatewayd port; the peer's TCP port is
+    peer_port (it once overwrote port)."""
+    from conftest import port_of
+    from websockets.asyncio.server import serve
+
+    from gatewayd.testing import running_gateway
+
+    async def idle(ws):
+        await ws.wait_closed()
+
+    config = '[[port]]\nname = "mcu"\ndevice = "pty:tty"\n'
+    async with serve(idle, "127.0.0.1", 0) as server, \
+            running_gateway(tmp_path, config_text=config) as (_, mcu):
+        await mcu.command(b"ATE0", b"ATE0\r\n\r\nOK\r\n")
+        peer_port = port_of(server)
+        await mcu.command(b'AT+WSOPEN=0,"ws://127.0.0.1:%d/"' % peer_port,
+                          b"+WS_CONNECTED:0\r\n\r\nOK\r\n")
+    [opened] = [e for e in events(json_log) if e["event"] == "link open"]
+    assert (opened["port"], opened["peer_port"]) == ("mcu", peer_port)

@@ -179,7 +179,8 @@ class ClientLink:
                 expire=self._expired, alive=lambda: self.state is LinkState.OPEN,
                 log=self.log)
             self._keeper = self._loop.create_task(self._keepalive.run())
-        self.log.info("link open", host=request.host, port=request.port, kind=request.kind)
+        # `port` names the gatewayd port (and journald's PORT field): the peer's is peer_port.
+        self.log.info("link open", host=request.host, peer_port=request.port, kind=request.kind)
 
     # -- traffic -------------------------------------------------------
 
