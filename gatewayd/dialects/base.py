@@ -322,18 +322,20 @@ class Dialect(ABC):
     def new_state(self) -> Any:
         """Fresh per-port state, as after power-on."""
 
-    def shutdown(self, state: Any) -> Coroutine[Any, Any, None]:
-        """Close every link *state* holds (restart, port closing). The links
-        stop reporting to the MCU at once (:meth:`retire`, before this
-        returns); the coroutine returned closes them."""
+    def shutdown(self, state: Any, *, going_away: bool = False) -> Coroutine[Any, Any, None]:
+        """Close every link *state* holds. The links stop reporting to the MCU
+        at once (:meth:`retire`, before this returns); the coroutine returned
+        closes them: as the module's restart does, or, with *going_away* (the
+        daemon stopping), cleanly and together: WebSocket close 1001, TCP FIN,
+        each within 2 s."""
         self.retire(state)
-        return self.close_links(state)
+        return self.close_links(state, going_away=going_away)
 
     def retire(self, state: Any) -> None:  # noqa: B027 - most dialects hold no links
         """End the generation of every link table *state* holds."""
 
-    async def close_links(self, state: Any) -> None:  # noqa: B027
-        """Close every link *state* holds."""
+    async def close_links(self, state: Any, *, going_away: bool = False) -> None:  # noqa: B027
+        """Close every link *state* holds (see :meth:`shutdown`)."""
 
     def links(self, state: Any) -> list[DescribedLink]:
         """Every link *state* holds, table by table, by id; ``describe()``

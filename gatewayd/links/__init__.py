@@ -9,7 +9,13 @@ certificate suites; :mod:`~gatewayd.links.hostnet` reads the host's network
 facts the dialects report.
 """
 
-from gatewayd.links.client import ClientLink, LinkObserver, ReconnectPolicy, close_connection
+from gatewayd.links.client import (
+    GOING_AWAY,
+    ClientLink,
+    LinkObserver,
+    ReconnectPolicy,
+    close_connection,
+)
 from gatewayd.links.keepalive import Expiry, Keepalive, PingPolicy
 from gatewayd.links.table import (
     DescribedLink,
@@ -21,6 +27,7 @@ from gatewayd.links.table import (
 )
 
 __all__ = [
+    "GOING_AWAY",
     "ClientLink",
     "DescribedLink",
     "Expiry",

@@ -31,11 +31,16 @@ __all__ = ["ClientLink", "LinkObserver", "LinkState", "PingPolicy", "ReconnectPo
            "close_connection"]
 
 
-async def close_connection(connection: Connection, timeout: float) -> None:
-    """End *connection* cleanly (WebSocket close handshake, TCP FIN), waiting
-    at most *timeout* s for the peer, then release it for good."""
+#: WebSocket close code of a daemon shutting down (RFC 6455 "going away").
+GOING_AWAY = 1001
+
+
+async def close_connection(connection: Connection, timeout: float, *,
+                           code: int | None = None) -> None:
+    """End *connection* cleanly (WebSocket close handshake with *code*, TCP
+    FIN), waiting at most *timeout* s for the peer, then release it for good."""
     with contextlib.suppress(TransportError, TimeoutError):
-        await asyncio.wait_for(connection.close(), timeout)
+        await asyncio.wait_for(connection.close(code=code), timeout)
     connection.abort()
 
 
@@ -262,9 +267,10 @@ class ClientLink:
         if self.state is LinkState.OPEN:
             self.state = LinkState.CLOSING
 
-    async def close(self, *, graceful: bool = False) -> None:
-        """Close for good. ``graceful`` sends a close frame / FIN first; otherwise
-        the connection is simply dropped (ESP-AT ``AT+WSCLOSE``)."""
+    async def close(self, *, graceful: bool = False, code: int | None = None) -> None:
+        """Close for good. ``graceful`` sends a close frame (with *code*) / FIN
+        first, waiting up to 2 s; otherwise the connection is simply dropped
+        (ESP-AT ``AT+WSCLOSE``)."""
         self._closing = True
         for task in (self._keeper, self._reconnector):
             if task is not None and task is not asyncio.current_task():
@@ -274,7 +280,7 @@ class ClientLink:
             self._events.token.end()
         if connection is not None:
             if graceful:
-                await close_connection(connection, 2)
+                await close_connection(connection, 2, code=code)
             else:
                 connection.abort()
         self.state = LinkState.CLOSED

@@ -146,7 +146,7 @@ class PortSession:
         for task in list(self._background):
             task.cancel()
         self._cancel_boot()
-        await self.dialect.shutdown(self.state)
+        await self.dialect.shutdown(self.state, going_away=True)
         await self.uart.drain(timeout=1.0)
         await self.uart.close()
         self.log.info("port closed")

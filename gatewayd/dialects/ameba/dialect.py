@@ -9,6 +9,7 @@ on the AT port for a line that names no command: the firmware writes
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from gatewayd.at.engine import Framing, Overflow
@@ -85,10 +86,10 @@ class AmebaDialect(Dialect):
         state.sockets.links.retire()
         state.wsserver.slots.retire()
 
-    async def close_links(self, state: AmebaState) -> None:
-        await state.ws.close_all()
-        await state.sockets.close_all()
-        await state.wsserver.stop()
+    async def close_links(self, state: AmebaState, *, going_away: bool = False) -> None:
+        await asyncio.gather(state.ws.close_all(going_away=going_away),
+                             state.sockets.close_all(),
+                             state.wsserver.stop(going_away=going_away))
 
     def links(self, state: AmebaState) -> list[DescribedLink]:
         ws: list[DescribedLink] = [link for _, link in state.ws.links.sorted()]

@@ -245,8 +245,9 @@ class SocketState:
             await close_connection(connection, 1)
 
     async def close_all(self) -> None:
-        for link in [link for link in self.links.values() if link.server is None]:
-            await self.delete(link)
+        """Close every link cleanly (FIN), servers with their seeds, together."""
+        await asyncio.gather(*(self.delete(link) for link in list(self.links.values())
+                               if link.server is None))
 
 
 def sockets(ctx: PortContext) -> SocketState:

@@ -37,7 +37,7 @@ from gatewayd.dialects.base import (
     Str,
     open_client_link,
 )
-from gatewayd.links import ClientLink, LinkState, LinkTable, PingPolicy
+from gatewayd.links import GOING_AWAY, ClientLink, LinkState, LinkTable, PingPolicy
 from gatewayd.transport import ClientRequest, Opcode, SocketOptions, TransportError
 
 SECTION = "WEBSOCKET AT command:"
@@ -116,15 +116,17 @@ class AmebaWsState:
         link = self.links.get(link_id)
         return link if link is not None and link.state is LinkState.OPEN else None
 
-    async def close(self, link_id: int, *, graceful: bool) -> None:
+    async def close(self, link_id: int, *, graceful: bool, code: int | None = None) -> None:
         link = self.links.pop(link_id)
         self.slots[link_id].stop_sender()
         if link is not None:
-            await link.close(graceful=graceful)
+            await link.close(graceful=graceful, code=code)
 
-    async def close_all(self) -> None:
-        for link_id in self.slots:
-            await self.close(link_id, graceful=False)
+    async def close_all(self, *, going_away: bool = False) -> None:
+        """Drop every link (a restart), or close each cleanly with 1001."""
+        code = GOING_AWAY if going_away else None
+        await asyncio.gather(*(self.close(link_id, graceful=going_away, code=code)
+                               for link_id in self.slots))
 
 
 def ws(ctx: PortContext) -> AmebaWsState:

@@ -48,6 +48,7 @@ from gatewayd.dialects.base import (
     transport_for,
 )
 from gatewayd.links import (
+    GOING_AWAY,
     Expiry,
     Keepalive,
     LinkDescription,
@@ -136,16 +137,17 @@ class WsServerState:
     def free_slot(self) -> int | None:
         return self.slots.free_id((self.started or self.config).max_conn)
 
-    async def stop(self) -> None:
+    async def stop(self, *, going_away: bool = False) -> None:
         """Stop listening and close every client (reason 4; unreported once
-        the slots' generation ended, at a restart)."""
+        the slots' generation ended, at a restart); *going_away*: with 1001."""
         listener, self.listener = self.listener, None
         self.started = None
         if listener is not None:
             await listener.close()
         for slot in self.slots.values():
             slot.closing(SERVER_CLOSED)
-        await asyncio.gather(*(_close(slot) for slot in self.slots.values()))
+        code = GOING_AWAY if going_away else None
+        await asyncio.gather(*(_close(slot, code) for slot in self.slots.values()))
 
 
 def server(ctx: PortContext) -> WsServerState:
@@ -153,8 +155,8 @@ def server(ctx: PortContext) -> WsServerState:
     return state
 
 
-async def _close(slot: ClientSlot) -> None:
-    await close_connection(slot.connection, 2)
+async def _close(slot: ClientSlot, code: int | None = None) -> None:
+    await close_connection(slot.connection, 2, code=code)
 
 
 # -- client events ------------------------------------------------------------

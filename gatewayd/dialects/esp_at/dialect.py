@@ -117,8 +117,8 @@ class EspAtDialect(Dialect):
     def retire(self, state: EspAtState) -> None:
         state.ws.links.retire()
 
-    async def close_links(self, state: EspAtState) -> None:
-        await state.ws.close_all()
+    async def close_links(self, state: EspAtState, *, going_away: bool = False) -> None:
+        await state.ws.close_all(going_away=going_away)
 
     def links(self, state: EspAtState) -> list[DescribedLink]:
         return [info.link for _, info in state.ws.links.sorted()]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
-from gatewayd.links import ClientLink, LinkTable
+from gatewayd.links import GOING_AWAY, ClientLink, LinkTable
 
 #: AT+WSOPEN link ids.
 WS_LINK_IDS = range(3)
@@ -35,11 +36,13 @@ class WsState:
     headers: list[tuple[str, str]] = field(default_factory=list)  # newest first
     links: LinkTable[WsLinkInfo] = field(default_factory=lambda: LinkTable(WS_LINK_IDS))
 
-    async def close_all(self) -> None:
+    async def close_all(self, *, going_away: bool = False) -> None:
+        """Drop every link (a restart), or close each cleanly with 1001."""
         links = self.links.clear()
         self.configs.clear()
-        for info in links:
-            await info.link.close(graceful=False)
+        code = GOING_AWAY if going_away else None
+        await asyncio.gather(*(info.link.close(graceful=going_away, code=code)
+                               for info in links))
 
 
 @dataclass
