@@ -46,7 +46,8 @@ async def test_list(ameba_mcu):
                             b"AT+TEST\r\nAT+LIST\r\n"
                             b"Wi-Fi AT Command:\r\nAT+WLSTATICIP\r\nAT+WLCONN\r\n"
                             b"AT+WLDISCONN\r\nAT+WLSCAN\r\nAT+WLRSSI\r\nAT+WLSTARTAP\r\n"
-                            b"AT+WLSTOPAP\r\nAT+WLSTATE\r\nAT+WLRECONN\r\nAT+WLPS\r\n"
+                            b"AT+WLSTOPAP\r\nAT+WLSTATE\r\nAT+WLRECONN\r\nAT+WLPROMISC\r\n"
+                            b"AT+WLDBG\r\nAT+WLPS\r\n"
                             b"Socket AT Commands:\r\nAT+SKTCFG\r\nAT+SKTQUERY\r\n"
                             b"AT+SKTSERVER\r\nAT+SKTCLIENT\r\nAT+SKTSEND\r\nAT+SKTREAD\r\n"
                             b"AT+SKTSENDRAW\r\nAT+SKTSTATE\r\nAT+SKTDEL\r\n"
@@ -56,8 +57,9 @@ async def test_list(ameba_mcu):
                             b"AT+WSTXQUEUECHECK\r\nAT+WSSRVCFG\r\nAT+WSSRVSTART\r\n"
                             b"AT+WSSRVDISCONN\r\nAT+WSSRVSTOP\r\nAT+WSSRVSEND\r\n"
                             b"AT+WSSRVSENDRAW\r\nAT+WSSRVQUERY\r\n"
-                            b"NETWORK AT command:\r\nAT+PING\r\nAT+DNS\r\nAT+QUERYDNSSRV\r\n"
-                            b"AT+SETDNSSRV\r\nAT+SNTPCFG\r\nAT+SNTPQUERY\r\nAT+SNTPTIME\r\n" + OK)
+                            b"NETWORK AT command:\r\nAT+PING\r\nAT+IPERF\r\nAT+IPERF3\r\n"
+                            b"AT+DNS\r\nAT+QUERYDNSSRV\r\nAT+SETDNSSRV\r\nAT+MDNS\r\n"
+                            b"AT+SNTPCFG\r\nAT+SNTPQUERY\r\nAT+SNTPTIME\r\n" + OK)
 
 
 async def test_list_ignores_arguments(ameba_mcu):

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import pytest
 
+from gatewayd.links import hostnet
 from gatewayd.testing import VirtualMcu, running_gateway
 
 OK = b"\r\nOK\r\n"
@@ -139,6 +140,55 @@ async def test_ping_while_running_and_stop(results):
     await results.read_until(b"\r\n", timeout=1)
     await results.expect_silence(1.5)
     await results.command(b"AT+TEST", OK)
+
+
+# -- AT+IPERF, AT+IPERF3, AT+MDNS -----------------------------------------------------
+
+
+@pytest.mark.parametrize(("line", "code"), [
+    (b"AT+IPERF", 3),
+    (b"AT+IPERF=-s,-p,5001", None),
+    (b"AT+IPERF=-c,192.168.1.1,-t,10", None),
+    (b"AT+IPERF3", 1),
+    (b"AT+IPERF3=-x", 2),
+    (b"AT+IPERF3=-c", 2),
+    (b"AT+IPERF3=-s", None),
+    (b"AT+IPERF3=-c,192.168.1.1", None),
+])
+async def test_iperf_accepted_and_not_run(mcu, line, code):
+    await mcu.command(line, OK if code is None else error(code))
+    await mcu.command(b"AT+TEST", OK)
+
+
+@pytest.mark.parametrize(("line", "code"), [
+    (b"AT+MDNS", 1),
+    (b"AT+MDNS=", 1),
+    (b"AT+MDNS=2", 1),
+    (b"AT+MDNS=1,ameba,_http", 1),                     # no port
+    (b"AT+MDNS=1,ameba,_http,0", 1),
+    (b"AT+MDNS=1,ameba,_http,65536", 1),
+    (b"AT+MDNS=1,,_http,80", 1),
+    (b"AT+MDNS=1,ameba,_http,80,web,3", 1),            # proto not 1 or 2
+    (b"AT+MDNS=1,ameba,_http,80,web,1,7", 1),          # txt_cnt above 6
+    (b"AT+MDNS=1,ameba,_http,80,web,1,2,k1,v1", 1),    # fewer pairs than txt_cnt
+    (b"AT+MDNS=1,ameba,_http,80", 4),                  # Wi-Fi not joined
+    (b"AT+MDNS=0", None),
+])
+async def test_mdns_errors(mcu, line, code):
+    await mcu.command(line, OK if code is None else error(code))
+    await mcu.command(b"AT+TEST", OK)
+
+
+@pytest.mark.skipif(hostnet.default_interface() is None, reason="the host has no default route")
+async def test_mdns_while_joined(mcu):
+    await mcu.send(b"AT+WLCONN=ssid,MyWiFi\r\n")
+    await mcu.read_until(OK)
+    await mcu.command(b"AT+MDNS=1,ameba,_http,80,web,1,2,k1,v1,k2,v2", OK)
+    await mcu.command(b"AT+MDNS=1,ameba,_http,80", error(3))   # already enabled
+    await mcu.command(b"AT+MDNS=0", OK)
+    await mcu.command(b"AT+MDNS=1,ameba,_http,80", OK)
+    await mcu.command(b"AT+RST", OK + b"ATCMD READY\r\n")     # RAM only
+    await mcu.command(b"AT+MDNS=1,ameba,_http,80", error(4))
 
 
 # -- AT+DNS, AT+QUERYDNSSRV, AT+SETDNSSRV ----------------------------------------------

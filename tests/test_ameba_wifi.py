@@ -412,6 +412,22 @@ async def test_start_ap(mcu, line, code):
     await mcu.command(b"AT+TEST", OK)
 
 
+@pytest.mark.parametrize(("line", "code"), [
+    (b"AT+WLPROMISC", 1),
+    (b"AT+WLPROMISC=enable", 1),
+    (b"AT+WLPROMISC=on", 2),
+    (b"AT+WLPROMISC=enable,some", 2),
+    (b"AT+WLPROMISC=enable,all", None),
+    (b"AT+WLPROMISC=enable,apall", None),
+    (b"AT+WLPROMISC=disable", None),
+    (b"AT+WLDBG", 1),
+    (b"AT+WLDBG=get_security", None),
+])
+async def test_promisc_and_dbg(mcu, line, code):
+    await mcu.command(line, OK if code is None else error(code))
+    await mcu.command(b"AT+TEST", OK)
+
+
 # -- what a confused MCU sends ---------------------------------------------------------------
 
 

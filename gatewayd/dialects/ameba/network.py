@@ -1,5 +1,6 @@
-"""Ameba network commands: AT+PING, AT+DNS, AT+QUERYDNSSRV, AT+SETDNSSRV,
-AT+SNTPCFG, AT+SNTPQUERY, AT+SNTPTIME (group "NETWORK AT command").
+"""Ameba network commands: AT+PING, AT+IPERF, AT+IPERF3, AT+DNS,
+AT+QUERYDNSSRV, AT+SETDNSSRV, AT+MDNS, AT+SNTPCFG, AT+SNTPQUERY, AT+SNTPTIME
+(group "NETWORK AT command").
 
 Bytes and error numbers follow ``shared/reference/ameba-wifi-network.md`` §4
 and §8. Everything answers from the host and changes nothing on it:
@@ -16,6 +17,9 @@ and §8. Everything answers from the host and changes nothing on it:
 - SNTP reads the host clock (assumed synchronised) once AT+SNTPCFG=1 was
   sent, shown in the configured zone; it never sets the clock. Before, the
   module's RTC runs from 1970 as it does before its first sync.
+
+- AT+IPERF/AT+IPERF3 are accepted and run nothing; AT+MDNS is validated and
+  accepted while joined, and advertises nothing on the host network.
 
 All of it is RAM state: a restart resets it (reference §6).
 """
@@ -68,6 +72,7 @@ class NetworkState:
     sntp_interval: int = SNTP_INTERVAL
     sntp_servers: list[str] = field(default_factory=list)
     booted: float = field(default_factory=time.monotonic)
+    mdns: bool = False  #: AT+MDNS=1 accepted (nothing is advertised)
 
 
 def _text(value: bytes | None) -> str:
@@ -208,6 +213,49 @@ async def _ping_task(ctx: PortContext, net: NetworkState, host: str, echoes: int
         net.ping_running = False
 
 
+# -- AT+IPERF, AT+IPERF3, AT+MDNS (accepted, nothing runs) ---------------------------
+
+
+async def iperf_missing(ctx: PortContext) -> None:
+    raise AtError(3, why="AT+IPERF needs options")
+
+
+async def iperf(ctx: PortContext, *fields: bytes | None) -> None:
+    ctx.log.info("iperf not run: gatewayd measures nothing on the MCU's behalf")
+
+
+async def iperf3(ctx: PortContext, *fields: bytes | None) -> None:
+    if fields[0] not in (b"-s", b"-c") or (fields[0] == b"-c" and fields[1] is None):
+        raise AtError(2, why="AT+IPERF3=-s[,…] or -c,<host>[,…]")
+    ctx.log.info("iperf3 not run: gatewayd measures nothing on the MCU's behalf")
+
+
+async def mdns(ctx: PortContext, *fields: bytes | None) -> None:
+    net: NetworkState = ctx.state.network
+    count = field_count(fields)
+    if fields[0] == b"0" and count == 1:
+        net.mdns = False
+        return
+    if fields[0] != b"1" or count < 4 or fields[1] is None or fields[2] is None:
+        raise AtError(1, why="AT+MDNS=1,<hostname>,<service_type>,<port>[,…]")
+    port = fields[3]
+    if port is None or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise AtError(1, why="port outside 1..65535")
+    if fields[5] is not None and fields[5] not in (b"1", b"2"):
+        raise AtError(1, why="proto must be 1 (tcp) or 2 (udp)")
+    if count > 6:
+        txt = fields[6]
+        if txt is None or not txt.isdigit() or not 1 <= int(txt) <= 6 \
+                or count != 7 + 2 * int(txt) or any(f is None for f in fields[7:count:2]):
+            raise AtError(1, why="txt_cnt 1..6 and that many key,value pairs")
+    if net.mdns:
+        raise AtError(3, why="mDNS already enabled: AT+MDNS=0 first")
+    if not ctx.state.wifi.joined:
+        raise AtError(4, why="Wi-Fi not connected")
+    ctx.log.info("mDNS accepted, not advertised on the host network", hostname=_text(fields[1]))
+    net.mdns = True
+
+
 # -- DNS ------------------------------------------------------------------------
 
 
@@ -325,12 +373,18 @@ async def sntptime(ctx: PortContext) -> None:
 COMMANDS = (
     CommandSpec("+PING", "ICMP echo from the host (OK at once; results logged)",
                 execute=missing, set=fields_setter(ping), section=SECTION),
+    CommandSpec("+IPERF", "throughput test (accepted, not run)", execute=iperf_missing,
+                set=fields_setter(iperf), section=SECTION),
+    CommandSpec("+IPERF3", "throughput test (accepted, not run)", execute=missing,
+                set=fields_setter(iperf3), section=SECTION),
     CommandSpec("+DNS", "resolve a name with the host's resolver",
                 execute=missing, set=fields_setter(dns), section=SECTION),
     CommandSpec("+QUERYDNSSRV", "DNS servers: AT+SETDNSSRV's, else the host's",
                 execute=querydnssrv, set=fields_setter(no_arguments), section=SECTION),
     CommandSpec("+SETDNSSRV", "store DNS servers (the host's resolver is untouched)",
                 execute=missing, set=fields_setter(setdnssrv), section=SECTION),
+    CommandSpec("+MDNS", "mDNS responder (validated; nothing is advertised)",
+                execute=missing, set=fields_setter(mdns), section=SECTION),
     CommandSpec("+SNTPCFG", "SNTP settings (the host clock is never set)",
                 execute=missing, set=fields_setter(sntpcfg), section=SECTION),
     CommandSpec("+SNTPQUERY", "SNTP settings", execute=sntpquery,

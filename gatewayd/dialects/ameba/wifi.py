@@ -1,6 +1,6 @@
 """Ameba Wi-Fi station commands: AT+WLSTATICIP, AT+WLCONN, AT+WLDISCONN,
 AT+WLSCAN, AT+WLRSSI, AT+WLSTARTAP, AT+WLSTOPAP, AT+WLSTATE, AT+WLRECONN,
-AT+WLPS.
+AT+WLPROMISC, AT+WLDBG, AT+WLPS.
 
 Bytes, error numbers and message order follow
 ``shared/reference/ameba-wifi-network.md`` §1-§3, §6 and §8 (ATCMD 2.x).
@@ -107,6 +107,7 @@ class WifiState:
     power_save: dict[str, bool] = field(default_factory=lambda: {"lps": True, "ips": True})
     #: Bumped to end a running auto-reconnect loop (it checks between attempts).
     retry_generation: int = 0
+    promiscuous: bool = False  #: AT+WLPROMISC, stored only
 
     def cancel_retry(self) -> None:
         self.retry_generation += 1
@@ -475,6 +476,28 @@ async def wlps(ctx: PortContext, *fields: bytes | None) -> None:
     ctx.state.wifi.power_save.update(settings)
 
 
+# -- AT+WLPROMISC, AT+WLDBG ---------------------------------------------------------
+
+
+async def wlpromisc(ctx: PortContext, *fields: bytes | None) -> None:
+    mode, scope = fields[0], fields[1]
+    if mode == b"disable":
+        ctx.state.wifi.promiscuous = False
+        return
+    if mode != b"enable":
+        raise AtError(INVALID_PARAM_VALUE, why="AT+WLPROMISC=<enable|disable>[,<all|apall>]")
+    if scope is None:
+        raise AtError(REQUIRED_PARAM_MISS, why="enable needs <all|apall>")
+    if scope not in (b"all", b"apall"):
+        raise AtError(INVALID_PARAM_VALUE, why="AT+WLPROMISC=enable,<all|apall>")
+    ctx.log.info("promiscuous mode accepted; there is no radio to sniff with")
+    ctx.state.wifi.promiscuous = True
+
+
+async def wldbg(ctx: PortContext, *fields: bytes | None) -> None:
+    ctx.log.info("driver debug command ignored", command=_text(fields[0] or b"")[:40])
+
+
 # -- AT+WLSTARTAP, AT+WLSTOPAP -------------------------------------------------
 
 
@@ -539,6 +562,10 @@ COMMANDS = (
                 execute=wlstate, section=SECTION),
     CommandSpec("+WLRECONN", "auto-reconnect / fast-connect switches",
                 execute=missing, set=fields_setter(wlreconn), section=SECTION),
+    CommandSpec("+WLPROMISC", "promiscuous mode (stored; nothing is sniffed)",
+                execute=missing, set=fields_setter(wlpromisc), section=SECTION),
+    CommandSpec("+WLDBG", "driver debug command (accepted, ignored)",
+                execute=missing, set=fields_setter(wldbg), section=SECTION),
     CommandSpec("+WLPS", "power save switches (stored)",
                 execute=missing, set=fields_setter(wlps), section=SECTION),
 )
