@@ -17,9 +17,15 @@ failure).
 
 from __future__ import annotations
 
+import asyncio
 import re
+import tempfile
+from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from gatewayd.links import hostnet
 from gatewayd.testing import running_gateway
@@ -466,3 +472,78 @@ async def test_restart_resets_wifi_state(mcu):
     # The static IP is gone too: the next join takes the host's address.
     await mcu.command(b"AT+WLCONN=ssid,MyWiFi,pw,password123",
                       b"[$]wifi connected\r\n" + got_ip() + OK)
+
+
+# -- property: no command of the family wedges the port --------------------------------------
+
+FAMILY = [b"+WLSTATICIP", b"+WLCONN", b"+WLDISCONN", b"+WLSCAN", b"+WLRSSI", b"+WLSTARTAP",
+          b"+WLSTOPAP", b"+WLSTATE", b"+WLRECONN", b"+WLPROMISC", b"+WLDBG", b"+WLPS",
+          b"+PING", b"+IPERF", b"+IPERF3", b"+DNS", b"+QUERYDNSSRV", b"+SETDNSSRV", b"+MDNS",
+          b"+SNTPCFG", b"+SNTPQUERY", b"+SNTPTIME"]
+#: What fields are made of: the family's keys and values, and junk.
+FIELD = st.one_of(
+    st.sampled_from([b"", b"ssid", b"pw", b"bssid", b"key_id", b"ch", b"auto", b"fast", b"lps",
+                     b"ips", b"sec", b"band", b"pl", b"-t", b"-n", b"-l", b"if", b"stop", b"0",
+                     b"1", b"2", b"-530", b"+8", b"65536", b"aa:bb:cc:dd:ee:ff", b"1.2.3.4",
+                     b"wpa2", b"enable", b"all", b"-s", b"-c", b"S" * 33, b"\xff\x00", b"\\",
+                     b'"', b"?"]),
+    st.binary(max_size=6).filter(lambda b: b"\r" not in b and b"\n" not in b and b"," not in b),
+)
+#: PING and DNS resolve their first field: only ever localhost or literals.
+HOST = st.sampled_from([b"", b"localhost", b"127.0.0.1", b"stop", b"0.0.0.0"])
+
+
+@st.composite
+def family_line(draw: st.DrawFn) -> bytes:
+    name = draw(st.sampled_from(FAMILY))
+    if draw(st.booleans()):
+        return b"AT" + name + draw(st.sampled_from([b"", b"?", b"=?"]))
+    fields = draw(st.lists(FIELD, max_size=12))
+    if name in (b"+PING", b"+DNS"):
+        fields = [draw(HOST), *fields]
+    return b"AT" + name + b"=" + b",".join(fields)
+
+
+async def _conversation(lines: list[bytes]) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        async with running_gateway(Path(folder), config_text=config(
+                'wifi_interface = "lo"\n')) as (_, mcu):
+            for line in lines:
+                await mcu.send(line.replace(b"\x00", b"") + b"\r\n")
+            await mcu.send(b"AT+TEST=0,alive\r\n")
+            await mcu.read_until(b"\r\n arg = alive \r\n" + OK, timeout=10)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(family_line(), min_size=1, max_size=6))
+def test_no_family_command_leaves_the_port_unable_to_answer(lines):
+    asyncio.run(_conversation(lines))
+
+
+# -- the password and the logs ------------------------------------------------------------
+
+
+@online
+async def test_wifi_events_never_log_the_password(tmp_path):
+    """The Wi-Fi handlers' own log events carry no password. (The session's
+    debug events ``at in``/``at out`` show lines and replies as they are;
+    hiding the password there is gatewayd.logs' job.)"""
+    with capture_logs() as events:
+        async with running_gateway(tmp_path, config_text=config(NETWORKS)) as (_, mcu):
+            await mcu.command(b"AT+WLCONN=ssid,MyWiFi,pw,Secret-Wrong-1",
+                              b"[$]wifi connect failed\r\n" + error(17))
+            await mcu.command(b"AT+WLCONN=ssid,MyWiFi,pw,password123",
+                              b"[$]wifi connected\r\n" + got_ip() + OK)
+            await mcu.send(b"AT+WLSTATE\r\n")
+            await mcu.read_until(b"\r\n\r\n" + OK)
+            await mcu.command(b"AT+WLSTARTAP=ssid,ap,pw,Secret-AP-22", error(21))
+            await mcu.command(b"AT+WLCONN=ssid,MyWiFi,pw,Secret-3",
+                              b"[$]wifi connect failed\r\n" + error(17))
+            await mcu.command(b"AT+WLDISCONN", OK)
+    session_events = {"at in", "at out"}
+    for event in events:
+        if event["event"] in session_events:
+            continue
+        text = repr(event)
+        for secret in ("Secret-", "password123"):
+            assert secret not in text, event
