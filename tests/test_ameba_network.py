@@ -348,8 +348,11 @@ def _snapshot(ns: str) -> tuple[str, ...]:
             Path("/etc/resolv.conf").read_text())
 
 
-@pytest.fixture
-def netns():
+@contextlib.contextmanager
+def namespace(*, dhcp: bool = True):
+    """A namespace as the module docstring describes; without *dhcp*, wlan0
+    has the default route but no IPv4 address (a DHCP server that never
+    answers)."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.skip("needs root and iproute2 for a network namespace")
     name = f"gwd-ameba-{os.getpid()}"
@@ -365,12 +368,16 @@ def netns():
 
         ns("link", "set", "lo", "up")
         ns("link", "add", "wlan0", "type", "veth", "peer", "name", "ap0")
-        ns("addr", "add", "192.168.1.57/24", "dev", "wlan0")
+        if dhcp:
+            ns("addr", "add", "192.168.1.57/24", "dev", "wlan0")
         ns("addr", "add", "192.168.1.1/24", "dev", "ap0")
         ns("addr", "add", "192.168.1.10/24", "dev", "ap0")
         ns("link", "set", "wlan0", "up")
         ns("link", "set", "ap0", "up")
-        ns("route", "add", "default", "via", "192.168.1.1", "dev", "wlan0")
+        if dhcp:
+            ns("route", "add", "default", "via", "192.168.1.1", "dev", "wlan0")
+        else:
+            ns("route", "add", "default", "dev", "wlan0")
         subprocess.run(["ip", "netns", "exec", name, "sysctl", "-q", "-w",
                         "net.ipv4.ping_group_range=0 2147483647"], check=True, timeout=10)
         yield name
@@ -380,6 +387,18 @@ def netns():
         if made_netns_dir:
             with contextlib.suppress(OSError):
                 Path("/etc/netns").rmdir()
+
+
+@pytest.fixture
+def netns():
+    with namespace() as name:
+        yield name
+
+
+@pytest.fixture
+def netns_without_dhcp():
+    with namespace(dhcp=False) as name:
+        yield name
 
 
 @contextlib.asynccontextmanager
@@ -486,3 +505,15 @@ async def test_t3_wrong_password_static_ip_dns(netns, tmp_path):
         await mcu.command(b"AT+QUERYDNSSRV", b"\r\n+QUERYDNSSRV:8.8.8.8\r\n\r\nOK\r\n")
         await mcu.expect_silence(6)  # the new join cancelled the pending retry
     assert _snapshot(netns) == before
+
+
+async def test_join_without_dhcp_answer_waits_for_got_ip_timeout(netns_without_dhcp, tmp_path):
+    """A default route but no address: joined at once, then DHCP runs (the
+    firmware gives up after about 60 s with ``got ip timeout`` and then OK;
+    this test stops the daemon after 2 s of the wait)."""
+    before = _snapshot(netns_without_dhcp)
+    async with gatewayd_in(netns_without_dhcp, tmp_path) as mcu:
+        await mcu.expect(b"ATCMD READY\r\n", timeout=10)
+        await mcu.command(b"AT+WLCONN=ssid,MyWiFi,pw,password123", b"[$]wifi connected\r\n")
+        await mcu.expect_silence(2.0)  # neither got ip nor OK yet
+    assert _snapshot(netns_without_dhcp) == before

@@ -38,12 +38,11 @@ import asyncio
 import hashlib
 import socket
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from gatewayd.at.grammar import ameba_atoi
 from gatewayd.dialects.base import AtError, CommandSpec, PortContext, Raw, Setter
-from gatewayd.links import hostnet
+from gatewayd.links import hostnet, routes
 
 __all__ = ["COMMANDS", "WifiState"]
 
@@ -136,15 +135,6 @@ def _text(value: bytes) -> str:
 
 
 # -- host facts -----------------------------------------------------------
-
-
-def _has_default_route(name: str | None) -> bool:
-    try:
-        lines = Path("/proc/net/route").read_text().splitlines()[1:]
-    except OSError:
-        return False
-    return any(f[1] == "00000000" and (name is None or f[0] == name)
-               for f in (line.split() for line in lines) if len(f) >= 3)
 
 
 def host_interface(ctx: PortContext) -> hostnet.Interface | None:
@@ -272,11 +262,10 @@ async def _attempt(ctx: PortContext, wifi: WifiState, join: Join, *,
     say = ctx.unsolicited if unsolicited else ctx.write
     wifi.joined = False
     wifi.applied_static = None
-    name = ctx.config.wifi_interface
-    if not _has_default_route(name) or not _credentials_ok(ctx, join):
+    online = routes.has_default_route(ctx.config.wifi_interface)
+    if not online or not _credentials_ok(ctx, join):
         ctx.log.info("wifi join failed", ssid=_text(join.ssid or b""),
-                     reason="host offline" if not _has_default_route(name)
-                     else "not in wifi_networks")
+                     reason="not in wifi_networks" if online else "host has no default route")
         say(CONNECT_FAILED_URC)
         return False
     wifi.joined = True
