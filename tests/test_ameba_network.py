@@ -517,3 +517,38 @@ async def test_join_without_dhcp_answer_waits_for_got_ip_timeout(netns_without_d
         await mcu.command(b"AT+WLCONN=ssid,MyWiFi,pw,password123", b"[$]wifi connected\r\n")
         await mcu.expect_silence(2.0)  # neither got ip nor OK yet
     assert _snapshot(netns_without_dhcp) == before
+
+
+def _routes(ns: str) -> set[str]:
+    return set(_ip("-n", ns, "-4", "route", "show").splitlines())
+
+
+async def test_t4_host_loses_and_regains_its_route(netns, tmp_path):
+    """T4's Wi-Fi lines: the interface goes down (the default route goes with
+    it), comes back and gets its default route again, as after a DHCP renew."""
+    before = _snapshot(netns)
+    async with gatewayd_in(netns, tmp_path) as mcu:
+        await mcu.expect(b"ATCMD READY\r\n", timeout=10)
+        await mcu.command(b"AT+WLCONN=ssid,MyWiFi,pw,password123",
+                          b"[$]wifi connected\r\n"
+                          b'[$]wifi got ip:"192.168.1.57"\r\n'
+                          b"\r\nOK\r\n")
+        _ip("-n", netns, "link", "set", "wlan0", "down")
+        await mcu.expect(b"[$]wifi disconnected\r\n", timeout=3)
+        await mcu.command(b"AT+WLSTATE", T1_STATE.replace(b"MyWiFi", b"").replace(
+            b"password123", b"").replace(b"e8:91:20:fa:8d:1d", b"00:00:00:00:00:00").replace(
+            b"CHANNEL => 6", b"CHANNEL => 0").replace(b"WPA2 AES", b"OPEN").replace(
+            b"192.168.1.57", b"0.0.0.0").replace(b"192.168.1.1", b"0.0.0.0").replace(
+            b"255.255.255.0", b"0.0.0.0"))
+        # Still down at the first retry, 5 s after the loss:
+        await mcu.expect(b"[$]wifi reconnecting\r\n[$]wifi connect failed\r\n", timeout=7)
+        _ip("-n", netns, "link", "set", "wlan0", "up")
+        _ip("-n", netns, "route", "add", "default", "via", "192.168.1.1", "dev", "wlan0")
+        await mcu.expect(b"[$]wifi reconnecting\r\n"
+                         b"[$]wifi connected\r\n"
+                         b'[$]wifi got ip:"192.168.1.57"\r\n', timeout=7)
+        await mcu.command(b"AT+WLSTATE", T1_STATE)
+        await mcu.expect_silence(1)
+    after = _snapshot(netns)
+    assert _routes(netns) == set(before[1].splitlines())
+    assert after[0] == before[0] and after[3:] == before[3:]

@@ -20,7 +20,9 @@ Failure: ``[$]wifi connect failed`` → ``ERROR: 17``, then, with
 auto-reconnect on, ``[$]wifi reconnecting`` and a new attempt every
 :data:`RECONNECT_INTERVAL` s, :data:`RECONNECT_COUNT` times, then
 ``[$]wifi reconnect done``. A new AT+WLCONN, AT+WLDISCONN, ``auto,0`` or a
-restart ends the retries.
+restart ends the retries. While joined, the host is watched through
+rtnetlink (:mod:`gatewayd.links.netwatch`): losing the default route or the
+address is the AP lost, ``[$]wifi disconnected`` and the same retries.
 
 The firmware splits arguments with ``parse_param``; the command table hands
 handlers each field with empty and absent fields alike as ``None``, so a
@@ -42,7 +44,7 @@ from typing import Any
 
 from gatewayd.at.grammar import ameba_atoi
 from gatewayd.dialects.base import AtError, CommandSpec, PortContext, Raw, Setter
-from gatewayd.links import hostnet, routes
+from gatewayd.links import hostnet, netwatch, routes
 
 __all__ = ["COMMANDS", "WifiState"]
 
@@ -107,6 +109,7 @@ class WifiState:
     #: Bumped to end a running auto-reconnect loop (it checks between attempts).
     retry_generation: int = 0
     promiscuous: bool = False  #: AT+WLPROMISC, stored only
+    watching: bool = False  #: the host watch (AP loss) runs for this state
 
     def cancel_retry(self) -> None:
         self.retry_generation += 1
@@ -269,6 +272,9 @@ async def _attempt(ctx: PortContext, wifi: WifiState, join: Join, *,
         say(CONNECT_FAILED_URC)
         return False
     wifi.joined = True
+    if not wifi.watching:
+        wifi.watching = True
+        ctx.spawn(_watch_host(ctx, wifi))
     say(CONNECTED)
     ctx.log.info("wifi joined", ssid=_text(join.ssid or b""), static_ip=wifi.use_static)
     if wifi.use_static:
@@ -300,6 +306,33 @@ async def _reconnect(ctx: PortContext, wifi: WifiState, generation: int) -> None
             return
     if not cancelled():
         ctx.unsolicited(RECONNECT_DONE)
+
+
+async def _watch_host(ctx: PortContext, wifi: WifiState) -> None:
+    """The host losing its default route or address is the AP lost:
+    ``[$]wifi disconnected``, then (auto-reconnect on) the retries, which
+    rejoin once the host is back."""
+    try:
+        async for _ in netwatch.changes():
+            if ctx.state.wifi is not wifi:
+                return  # restarted
+            if not wifi.joined:
+                continue
+            if routes.has_default_route(ctx.config.wifi_interface) and (
+                    wifi.applied_static is not None or host_interface(ctx) is not None):
+                continue
+            wifi.joined = False
+            wifi.applied_static = None
+            ctx.log.info("wifi lost: the host has no default route or address")
+            ctx.unsolicited(DISCONNECTED)
+            wifi.cancel_retry()
+            if wifi.auto_reconnect:
+                ctx.spawn(_reconnect(ctx, wifi, wifi.retry_generation))
+    except OSError as exc:
+        ctx.log.warning("cannot watch the host's network", error=str(exc))
+    finally:
+        if ctx.state.wifi is wifi:
+            wifi.watching = False
 
 
 # -- AT+WLDISCONN, AT+WLSTATE, AT+WLRSSI, AT+WLSCAN -------------------------
