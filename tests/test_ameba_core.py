@@ -44,6 +44,10 @@ async def test_gmr(ameba_mcu):
 async def test_list(ameba_mcu):
     await ameba_mcu.command(b"AT+LIST", b"Common AT Command:\r\nAT+RST\r\nAT+GMR\r\n"
                             b"AT+TEST\r\nAT+LIST\r\n"
+                            b"Wi-Fi AT Command:\r\nAT+WLSTATICIP\r\nAT+WLCONN\r\n"
+                            b"AT+WLDISCONN\r\nAT+WLSCAN\r\nAT+WLRSSI\r\nAT+WLSTARTAP\r\n"
+                            b"AT+WLSTOPAP\r\nAT+WLSTATE\r\nAT+WLRECONN\r\nAT+WLPROMISC\r\n"
+                            b"AT+WLDBG\r\nAT+WLPS\r\n"
                             b"Socket AT Commands:\r\nAT+SKTCFG\r\nAT+SKTQUERY\r\n"
                             b"AT+SKTSERVER\r\nAT+SKTCLIENT\r\nAT+SKTSEND\r\nAT+SKTREAD\r\n"
                             b"AT+SKTSENDRAW\r\nAT+SKTSTATE\r\nAT+SKTDEL\r\n"
@@ -52,7 +56,10 @@ async def test_list(ameba_mcu):
                             b"AT+WSSENDRAW\r\nAT+WSDISCONN\r\nAT+WSQUERY\r\n"
                             b"AT+WSTXQUEUECHECK\r\nAT+WSSRVCFG\r\nAT+WSSRVSTART\r\n"
                             b"AT+WSSRVDISCONN\r\nAT+WSSRVSTOP\r\nAT+WSSRVSEND\r\n"
-                            b"AT+WSSRVSENDRAW\r\nAT+WSSRVQUERY\r\n" + OK)
+                            b"AT+WSSRVSENDRAW\r\nAT+WSSRVQUERY\r\n"
+                            b"NETWORK AT command:\r\nAT+PING\r\nAT+IPERF\r\nAT+IPERF3\r\n"
+                            b"AT+DNS\r\nAT+QUERYDNSSRV\r\nAT+SETDNSSRV\r\nAT+MDNS\r\n"
+                            b"AT+SNTPCFG\r\nAT+SNTPQUERY\r\nAT+SNTPTIME\r\n" + OK)
 
 
 async def test_list_ignores_arguments(ameba_mcu):

@@ -155,6 +155,19 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class WifiNetwork(_Section):
+    """Ameba: a network AT+WLCONN may join (`wifi_networks`)."""
+
+    ssid: StrictStr = Field(
+        min_length=1, max_length=32, description="The SSID, as the MCU sends it.")
+    password: StrictStr | None = Field(
+        default=None, description="Its password; absent: an open network (no `pw` in AT+WLCONN).")
+    bssid: StrictStr | None = Field(
+        default=None, pattern=r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$",
+        description="BSSID that AT+WLSTATE/AT+WLSCAN report (and that a `bssid` join must name).")
+    channel: StrictInt = Field(default=6, ge=1, le=165, description="Channel reported.")
+
+
 class PortConfig(_Section):
     """One UART wired to an MCU: one `[[port]]` table each, at least one.
 
@@ -268,6 +281,31 @@ class PortConfig(_Section):
             " server suite the MCU names, whatever its conn_type (2 behaves as 3); a plain"
             " `ws` server (conn_type 1) then fails to start with `ERROR: 6`. Default: as the"
             " MCU asks."
+        ),
+    )
+    wifi_networks: tuple[WifiNetwork, ...] = Field(
+        default=(),
+        description=(
+            "Ameba: the networks AT+WLCONN may join, e.g. `[{ssid = \"MyWiFi\", password ="
+            " \"password123\"}]`; a join with another SSID or a wrong password fails as on the"
+            " module (`[$]wifi connect failed`, `ERROR: 17`). Default: any SSID and password"
+            " join while the host has a default route. Each entry: `ssid`, `password` (absent:"
+            " an open network, joined without `pw`), and optionally the `bssid` and `channel`"
+            " AT+WLSTATE and AT+WLSCAN report."
+        ),
+    )
+    wifi_mac: StrictStr | None = Field(
+        default=None, pattern=r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$",
+        description=(
+            "Ameba: the station MAC AT+WLSTATE reports. Default: a Realtek address"
+            " (`00:e0:4c:…`) derived from the port name, stable across restarts."
+        ),
+    )
+    ameba_ping_results: StrictBool = Field(
+        default=False,
+        description=(
+            "Ameba: AT+PING reports each echo on the AT port as `[$][ping_test] …` lines (the"
+            " documented form) instead of only the log (the firmware's)."
         ),
     )
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gatewayd.dialects.ameba.network import NetworkState
 from gatewayd.dialects.ameba.sockets import SocketState
 from gatewayd.dialects.ameba.websocket import AmebaWsState
+from gatewayd.dialects.ameba.wifi import WifiState
 from gatewayd.dialects.ameba.wsserver import WsServerState
 
 __all__ = ["AmebaState"]
@@ -18,3 +20,5 @@ class AmebaState:
     ws: AmebaWsState = field(default_factory=AmebaWsState)
     sockets: SocketState = field(default_factory=SocketState)
     wsserver: WsServerState = field(default_factory=WsServerState)
+    wifi: WifiState = field(default_factory=WifiState)
+    network: NetworkState = field(default_factory=NetworkState)
