@@ -209,3 +209,27 @@ async def test_status_notification_follows_the_links(tmp_path, ws_echo):
         await proc.wait_for("STATUS=1 port(s) open: mcu (esp-at); 0 link(s)")
         await mcu.close()
         assert (await proc.stop())[0] == 0
+
+
+async def test_device_with_a_file_that_has_no_ports(tmp_path):
+    """DESIGN: --device replaces the file's ports, and a file holding only other
+    settings is valid then; a reload keeps the --device port."""
+    config = tmp_path / "only-settings.toml"
+    config.write_text('[log]\nlevel = "debug"\n[control]\nsocket = "ctl.sock"\n')
+    link = tmp_path / "tty"
+    async with GatewaydProcess(["run", "-c", str(config), "--device", f"pty:{link}"],
+                               cwd=tmp_path) as proc:
+        await proc.wait_for("READY=1")
+        assert (tmp_path / "ctl.sock").is_socket()  # the file's other settings apply
+        mcu = await VirtualMcu.open(link)
+        await mcu.expect(b"\r\nready\r\n")
+        proc.signal(signal.SIGHUP)
+        await proc.wait_for("READY=1")
+        await mcu.command(b"AT", b"AT\r\n" + OK)  # the port was not reopened
+        await mcu.close()
+        code, stderr = await proc.stop()
+        assert code == 0, stderr
+    result = gatewayd("check-config", str(config))
+    assert result.returncode == 2
+    assert result.stderr == (f"{config}: port: no [[port]] table: add one, or give the port"
+                             " with --device\n")

@@ -58,6 +58,7 @@ __all__ = [
 PTY_PREFIX = "pty:"
 _BASE_CONTEXT_KEY = "base"
 _CHECK_FILES_CONTEXT_KEY = "check_files"
+_NEED_PORTS_CONTEXT_KEY = "need_ports"
 
 
 def resolve_path(path: str | os.PathLike[str], base: str | os.PathLike[str]) -> Path:
@@ -484,7 +485,8 @@ class Config(_Section):
     model_config = ConfigDict(populate_by_name=True)
 
     ports: tuple[PortConfig, ...] = Field(
-        alias="port", description="The UARTs: `[[port]]` tables, at least one."
+        default=(), alias="port", validate_default=True,
+        description="The UARTs: `[[port]]` tables, at least one unless `--device` gives the port.",
     )
     certs: CertsConfig = Field(default_factory=CertsConfig, description="Certificate suites.")
     log: LogConfig = Field(default_factory=LogConfig, description="Logging.")
@@ -496,9 +498,10 @@ class Config(_Section):
 
     @field_validator("ports")
     @classmethod
-    def _unique_ports(cls, ports: tuple[PortConfig, ...]) -> tuple[PortConfig, ...]:
-        if not ports:
-            raise ValueError("at least one [[port]] table is needed")
+    def _unique_ports(cls, ports: tuple[PortConfig, ...],
+                      info: ValidationInfo) -> tuple[PortConfig, ...]:
+        if not ports and (info.context or {}).get(_NEED_PORTS_CONTEXT_KEY, True):
+            raise ValueError("no [[port]] table: add one, or give the port with --device")
         for attribute in ("name", "device"):
             first_index: dict[str, int] = {}
             for index, port in enumerate(ports):
@@ -539,6 +542,8 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
+    if loc[:1] == ("ports",):  # a default's validation reports the field, not its alias
+        loc = ("port", *loc[1:])
     path = ""
     for part in loc:
         if part == "[key]":
@@ -578,11 +583,13 @@ def _problems_from(error: ValidationError, file: str) -> list[Problem]:
     return [Problem(file, _key_path(e["loc"]), _message(e)) for e in error.errors()]
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
+def load_config(path: str | os.PathLike[str], *, need_ports: bool = True) -> Config:
     """The config in TOML file `path`; `ConfigError` lists every problem found.
 
     Checks types, ranges, unknown keys, unique port names and devices, and that every
-    certificate file exists; `check_config` also parses the certificates.
+    certificate file exists; `check_config` also parses the certificates. With
+    `need_ports=False` (the command line gives the port, `--device`) a file without
+    `[[port]]` tables is valid.
     """
     file = os.fspath(path)
     try:
@@ -598,7 +605,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     try:
         config = Config.model_validate(
             {**data, "source": source},
-            context={_BASE_CONTEXT_KEY: source.parent, _CHECK_FILES_CONTEXT_KEY: True},
+            context={_BASE_CONTEXT_KEY: source.parent, _CHECK_FILES_CONTEXT_KEY: True,
+                     _NEED_PORTS_CONTEXT_KEY: need_ports},
         )
     except ValidationError as error:
         raise ConfigError(_problems_from(error, file)) from None

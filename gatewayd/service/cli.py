@@ -123,7 +123,10 @@ def _plugins() -> int:
 
 
 def _load(args: argparse.Namespace) -> Config:
-    config = load_config(args.config) if args.config else default_config(os.getcwd())
+    if args.config:
+        config = load_config(args.config, need_ports=args.device is None)
+    else:
+        config = default_config(os.getcwd())
     if args.device is not None:
         port = PortConfig(
             name="mcu",

@@ -213,7 +213,7 @@ class Daemon:
 
     async def _apply(self, source: Path) -> None:
         try:
-            config = load_config(source)
+            config = load_config(source, need_ports=self.override_ports is None)
         except ConfigError as exc:
             for problem in exc.problems:
                 self.log.error("reload rejected", problem=str(problem))
