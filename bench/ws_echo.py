@@ -223,7 +223,7 @@ def run_gatewayd(workdir: Path, ports: tuple[int, int, int], args) -> dict[str, 
         mcu = Pty(link)
         if args.dialect == "ameba" and args.link == "tcp":
             mcu.read_until(b"ATCMD READY\r\n")
-            mcu.write(b"AT+SKTCFG=,,1\r\n")  # TCP_NODELAY, as socat has
+            mcu.write(b"AT+SKTCFG=,,1,,,,\r\n")  # TCP_NODELAY, as socat has
             mcu.read_until(b"\r\nOK\r\n")
             mcu.write(b"AT+SKTCLIENT=0,1,,127.0.0.1,%d,,1\r\n" % ports[2])
             mcu.read_until(b"\r\nOK\r\n")

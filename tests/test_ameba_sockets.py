@@ -202,13 +202,16 @@ async def test_sktcfg_example_then_query(ameba_mcu):
 
 async def test_sktcfg_is_absolute(ameba_mcu):
     await ameba_mcu.command(b"AT+SKTCFG=2000,2000,1,1,60,10,3", OK)
-    await ameba_mcu.command(b"AT+SKTCFG=,,1", OK)
+    await ameba_mcu.command(b"AT+SKTCFG=,,1,,,,", OK)  # all seven fields, five empty
     await ameba_mcu.command(b"AT+SKTQUERY", QUERY_DEFAULT.replace(b"tcp_nodelay: 0",
                                                                    b"tcp_nodelay: 1"))
 
 
 @pytest.mark.parametrize("args", [
     b"-1", b",-5", b",,2", b",,,2", b",,,,7201", b",,,,,76", b",,,,,,11", b"0,0,0,0,0,0,0,0",
+    # The firmware's handler wants exactly seven fields (once answered OK,
+    # resetting the other options to 0).
+    b"1", b"", b",,1", b"2000,2000,,1,60,10",
 ])
 async def test_sktcfg_parameter_error(ameba_mcu, args):
     await ameba_mcu.command(b"AT+SKTCFG=" + args, error(1))
@@ -242,7 +245,7 @@ async def test_sktcfg_options_reach_client_and_seed_sockets(tmp_path):
             assert int.from_bytes(rcvtimeo[8:], "little") == 500_000
         writer.close()
         # Options apply to sockets created afterwards only: a new default.
-        await mcu.command(b"AT+SKTCFG=", OK)
+        await mcu.command(b"AT+SKTCFG=,,,,,,", OK)  # seven empty fields: all 0
         await mcu.command(b"AT+SKTCLIENT=3,1,,127.0.0.1,%d,,1" % port, OK)
         sock = links_of(daemon)[3].connection.get_extra_info("socket")
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0

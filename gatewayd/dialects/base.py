@@ -154,12 +154,14 @@ class Setter:
     """A set handler with its parameter grammar.
 
     ``escaped`` selects Ameba's escape-aware split (``\\,`` ``\\\\``); ESP-AT
-    always honours backslashes. ``max_params`` defaults to ``len(params)``."""
+    always honours backslashes. ``max_params`` defaults to ``len(params)``;
+    fewer than ``min_params`` fields (empty ones count) is an error."""
 
     run: Handler
     params: tuple[Param, ...] = ()
     escaped: bool = False
     max_params: int | None = None
+    min_params: int = 0
 
 
 @dataclass(frozen=True, slots=True)

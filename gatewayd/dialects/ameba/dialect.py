@@ -67,6 +67,8 @@ class AmebaDialect(Dialect):
         # server commands check their field count, as the firmware does).
         if setter.max_params is not None and len(fields) > setter.max_params:
             raise AtError(1, why="too many parameters")
+        if len(fields) < setter.min_params:
+            raise AtError(1, why=f"{setter.min_params} fields needed, {len(fields)} given")
         return bind_params(setter.params, fields, CONVERSIONS)
 
     def ok(self) -> bytes:

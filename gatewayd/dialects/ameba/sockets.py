@@ -618,7 +618,7 @@ _U31 = 2**31 - 1
 
 COMMANDS = (
     CommandSpec("+SKTCFG", "global socket options for sockets created afterwards",
-                section=SECTION, set=exact(sktcfg, (
+                section=SECTION, set=exact(every_field=True, run=sktcfg, params=(
                     Int("so_sndtimeo", default=0, lo=0, hi=_U31),
                     Int("so_rcvtimeo", default=0, lo=0, hi=_U31),
                     Int("tcp_nodelay", default=0, lo=0, hi=1),

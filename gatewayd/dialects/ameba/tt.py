@@ -23,10 +23,13 @@ WATERMARKS = Watermarks(high_at=TT_RING * 7 // 10, low_at=TT_RING * 2 // 10,
                         high=TT_HIGH_WATERMARK, low=TT_LOW_WATERMARK)
 
 
-def exact(run: Any, params: tuple[Any, ...], *, escaped: bool = False) -> Setter:
+def exact(run: Any, params: tuple[Any, ...], *, escaped: bool = False,
+          every_field: bool = False) -> Setter:
     """A setter that refuses fields beyond its parameters with ``ERROR: 1``
-    (the socket and WebSocket server handlers check their field count)."""
-    return Setter(run, params, escaped=escaped, max_params=len(params))
+    (the socket and WebSocket server handlers check their field count); with
+    *every_field*, fewer fields too (each may be empty)."""
+    return Setter(run, params, escaped=escaped, max_params=len(params),
+                  min_params=len(params) if every_field else 0)
 
 
 def _nothing_sent(code: int) -> AtError:

@@ -89,6 +89,8 @@ class EspAtDialect(Dialect):
         limit = setter.max_params if setter.max_params is not None else len(setter.params)
         if len(fields) > limit:
             raise AtError(err_code=ERR_PARSE | min(limit, 0xF), why="too many parameters")
+        if len(fields) < setter.min_params:
+            raise AtError(err_code=ERR_PARSE | min(len(fields), 0xF), why="too few parameters")
         return bind_params(setter.params, fields, CONVERSIONS)
 
     def ok(self) -> bytes:
