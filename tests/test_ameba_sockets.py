@@ -981,3 +981,25 @@ async def test_restart_closes_every_socket(tmp_path):
         await mcu.command(b"AT+RST", OK + b"ATCMD READY\r\n")
         await mcu.command(b"AT+SKTSTATE", OK)
         await mcu.command(b"AT+SKTSERVER=0,1,,%d,1" % port, OK)  # the port is free again
+
+
+async def test_an_untrusted_server_is_explained_in_the_log(tmp_path, tls_files):
+    """Where gatewayd is stricter than the module (conn_type 2 verifies against
+    the system store), the failure's log line says so and names the setting."""
+    import io
+    import json
+
+    from gatewayd.logs import configure_logging
+
+    stream = io.StringIO()
+    configure_logging("info", "json", stream)
+    try:
+        async with tcp_peer(tls=server_tls(tls_files), echo=True) as (_, port), \
+                running_gateway(tmp_path, config_text=config(tmp_path, tls_files)) as (_, mcu):
+            await mcu.command(b"AT+SKTCLIENT=5,2,,127.0.0.1,%d,,1" % port, error(14))
+    finally:
+        configure_logging("info", "json")
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    [event] = [e for e in events if e["event"] == "server certificate not trusted"]
+    assert event["port"] == "mcu" and event["setting"] == "trust_any_server_cert"
+    assert "trust_any_server_cert = true" in event["hint"]

@@ -632,3 +632,28 @@ async def test_a_server_that_answers_pings_keeps_the_link(tmp_path):
         await mcu.command(b"AT+WSOPEN?", b'+WSOPEN:0,2,"ws://127.0.0.1:%d"\r\n'
                           % port_of(server) + OK)
     assert pings >= 2
+
+
+async def test_an_untrusted_wss_server_is_explained_in_the_log(tmp_path, tls_files):
+    """auth_mode 0: the module would not verify the server; gatewayd does (system
+    store), so the failure's log line names trust_any_server_cert."""
+    import io
+    import json
+
+    from gatewayd.logs import configure_logging
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls_files["server_cert"], tls_files["server_key"])
+    stream = io.StringIO()
+    configure_logging("info", "json", stream)
+    try:
+        async with serve(echo, "127.0.0.1", 0, ssl=context) as server, \
+                running_gateway(tmp_path, config_text=port_config()) as (_, mcu):
+            await quiet(mcu)
+            await mcu.command(b'AT+WSOPEN=0,"wss://127.0.0.1:%d"' % port_of(server),
+                              b"+WS_DISCONNECTED:0\r\n" + ERROR)
+    finally:
+        configure_logging("info", "json")
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    [event] = [e for e in events if e["event"] == "server certificate not trusted"]
+    assert event["port"] == "mcu" and event["setting"] == "trust_any_server_cert"

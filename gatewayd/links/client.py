@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from gatewayd.links.keepalive import Expiry, Keepalive, PingPolicy
 from gatewayd.links.table import Generation, LinkDescription, LinkState, Token
+from gatewayd.links.tls import log_untrusted_server
 from gatewayd.transport import ClientRequest, Connection, Opcode, Transport, TransportError
 
 __all__ = ["ClientLink", "LinkObserver", "LinkState", "PingPolicy", "ReconnectPolicy",
@@ -152,7 +153,12 @@ class ClientLink:
         except BaseException as exc:  # TransportError, or the command was cancelled
             self.state = LinkState.CLOSED
             self.last_error = str(exc) or type(exc).__name__
+            self._explain(exc)
             raise
+
+    def _explain(self, error: BaseException) -> None:
+        if self.request is not None:
+            log_untrusted_server(self.log, self.request.tls, error)
 
     def describe(self) -> LinkDescription:
         """What ``gatewayd status`` shows of this link."""
@@ -256,6 +262,7 @@ class ClientLink:
                 self.last_error = str(exc)
                 self.state = LinkState.WAITING_TO_RECONNECT
                 self.log.info("reconnect failed", error=str(exc))
+                self._explain(exc)
                 self.observer.disconnected(self)
                 continue
             self.observer.connected(self)

@@ -14,10 +14,11 @@ from __future__ import annotations
 import os
 import ssl
 import stat
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from gatewayd.config import CertSuite
@@ -209,7 +210,38 @@ def link_client_context(own: CertSuite | None, ca_from: CertSuite | None, *,
     if ca_from is not None:
         return client_context(own, verify=True, check_hostname=True, ca_from=ca_from)
     verify = not trust_any_server_cert
-    return client_context(own, verify=verify, check_hostname=verify)
+    context = client_context(own, verify=verify, check_hostname=verify)
+    if verify and (own is None or own.ca is None):
+        _STRICTER_THAN_THE_MODULE.add(context)
+    return context
+
+
+#: Contexts that verify against the system store where the module would not.
+_STRICTER_THAN_THE_MODULE: weakref.WeakSet[ssl.SSLContext] = weakref.WeakSet()
+
+#: The per-port setting that restores the module's behaviour.
+TRUST_ANY_SETTING = "trust_any_server_cert"
+
+
+def untrusted_server(context: ssl.SSLContext | None, error: BaseException) -> bool:
+    """Did a link fail only because gatewayd verified the server against the
+    system trust store, where the module would have accepted any certificate?
+    Then the log should say so and name :data:`TRUST_ANY_SETTING`."""
+    return (context is not None and context in _STRICTER_THAN_THE_MODULE
+            and "CERTIFICATE_VERIFY_FAILED" in str(error))
+
+
+def log_untrusted_server(log: Any, context: ssl.SSLContext | None,
+                         error: BaseException) -> None:
+    """One warning line for :func:`untrusted_server` failures (nothing otherwise);
+    *log* is bound to the port, whose name the line's ``port`` field gives."""
+    if untrusted_server(context, error):
+        log.warning("server certificate not trusted", error=str(error),
+                    setting=TRUST_ANY_SETTING,
+                    hint=(f"the module would not verify this server; gatewayd checks it"
+                          f" against the system trust store. Set {TRUST_ANY_SETTING} = true"
+                          " in this port's [[port]] table to accept it as the module does,"
+                          " or give the server's CA in a certificate suite"))
 
 
 def server_context(suite: CertSuite, *, require_client_cert: bool) -> ssl.SSLContext:

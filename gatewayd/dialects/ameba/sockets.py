@@ -54,7 +54,7 @@ from gatewayd.dialects.base import (
     transport_for,
 )
 from gatewayd.links import LinkDescription, LinkState, LinkTable, Token, close_connection, hostnet
-from gatewayd.links.tls import Stage, server_context
+from gatewayd.links.tls import Stage, log_untrusted_server, server_context
 from gatewayd.transport import (
     ClientRequest,
     Connection,
@@ -473,6 +473,7 @@ async def sktclient(ctx: PortContext, link_id: int, conn_type: int, cert_index: 
         with state.links.reserving(link_id, link):
             link.connection = await transport.connect(request, SocketEvents(ctx, link))
     except TransportError as exc:
+        log_untrusted_server(ctx.log, tls, exc)
         code = 14 if protocol == TLS and exc.stage == "tls" else failed
         raise AtError(code, why=f"cannot connect ({exc.stage}): {exc}") from None
     state.opened(link)
