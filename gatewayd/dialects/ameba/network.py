@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 
 from gatewayd.at.grammar import ameba_atoi
-from gatewayd.dialects.ameba.wifi import field_count, fields_setter
+from gatewayd.dialects.ameba.wifi import field_count, fields_setter, value_after
 from gatewayd.dialects.base import AtError, CommandSpec, PortContext
 from gatewayd.links import resolvers
 
@@ -103,7 +103,7 @@ async def ping(ctx: PortContext, *fields: bytes | None) -> None:
     size = PING_SIZE
     i = 1
     while i < count:
-        option, value = fields[i], fields[i + 1] if i + 1 < len(fields) else None
+        option, value = fields[i], value_after(fields, i)
         if option == b"-t":
             echoes = None
             i += 1

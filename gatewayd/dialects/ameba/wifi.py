@@ -125,6 +125,18 @@ def field_count(fields: tuple[bytes | None, ...]) -> int:
     return max((i + 1 for i, f in enumerate(fields) if f is not None), default=1)
 
 
+def value_after(fields: tuple[bytes | None, ...], key_index: int) -> bytes | None:
+    """The value of the key/value pair whose key is ``fields[key_index]``."""
+    return fields[key_index + 1] if key_index + 1 < len(fields) else None
+
+
+def checked_ssid(value: bytes | None) -> bytes:
+    """An SSID field: present, at most 32 bytes (``ERROR: 2`` otherwise)."""
+    if value is None or len(value) > STRING_MAX:
+        raise AtError(INVALID_PARAM_VALUE, why="ssid empty or longer than 32 bytes")
+    return value
+
+
 def inet_addr(value: bytes | None) -> str:
     """lwIP's ``inet_addr``: no validation, garbage becomes 255.255.255.255."""
     try:
@@ -210,13 +222,11 @@ def parse_join(fields: tuple[bytes | None, ...]) -> Join:
     join = Join()
     i = 0
     while i < count:
-        key, value = fields[i], fields[i + 1] if i + 1 < len(fields) else None
+        key, value = fields[i], value_after(fields, i)
         if key == b"ch":
             join.channel = ameba_atoi(value) if value is not None else join.channel
         elif key == b"ssid":
-            if value is None or len(value) > STRING_MAX:
-                raise AtError(INVALID_PARAM_VALUE, why="ssid empty or longer than 32 bytes")
-            join.ssid = value
+            join.ssid = checked_ssid(value)
         elif key == b"pw":
             if value is None:
                 raise AtError(INVALID_PARAM_VALUE, why="pw empty")
@@ -421,13 +431,11 @@ async def wlscan_set(ctx: PortContext, *fields: bytes | None) -> None:
     channels: set[int] | None = None
     count = field_count(fields)
     for i in range(0, count, 2):
-        key, value = fields[i], fields[i + 1] if i + 1 < len(fields) else None
+        key, value = fields[i], value_after(fields, i)
         if value is None:
             raise AtError(INVALID_PARAM_VALUE, why="key without a value")
         if key == b"ssid":
-            if len(value) > STRING_MAX:
-                raise AtError(INVALID_PARAM_VALUE, why="ssid longer than 32 bytes")
-            ssid = value
+            ssid = checked_ssid(value)
         elif key == b"ch":
             parts = value.split(b":")
             if not all(p.isdigit() for p in parts):
@@ -491,7 +499,7 @@ async def wlps(ctx: PortContext, *fields: bytes | None) -> None:
         raise AtError(PARAM_NUM_ERR, why="AT+WLPS=<lps|ips>,<0|1>")
     settings = {}
     for i in range(0, count, 2):
-        mode, value = fields[i], fields[i + 1] if i + 1 < len(fields) else None
+        mode, value = fields[i], value_after(fields, i)
         if mode not in (b"lps", b"ips") or value is None:
             raise AtError(INVALID_PARAM_VALUE, why="AT+WLPS=<lps|ips>,<0|1>")
         settings[mode.decode()] = ameba_atoi(value) != 0
@@ -530,13 +538,11 @@ async def wlstartap(ctx: PortContext, *fields: bytes | None) -> None:
     ssid = password = security = None
     i = 0
     while i < count:
-        key, value = fields[i], fields[i + 1] if i + 1 < len(fields) else None
+        key, value = fields[i], value_after(fields, i)
         if value is None:
             raise AtError(INVALID_PARAM_VALUE, why="key without a value")
         if key == b"ssid":
-            if len(value) > STRING_MAX:
-                raise AtError(INVALID_PARAM_VALUE, why="ssid longer than 32 bytes")
-            ssid = value
+            ssid = checked_ssid(value)
         elif key == b"pw":
             if not (len(value) == 5 or 8 <= len(value) <= 64):
                 raise AtError(INVALID_PARAM_VALUE, why="pw length")
