@@ -145,6 +145,7 @@ class AtEngine:
         self._raw = bytearray()
         self._raw_needed = 0  # bytes of the raw block not received yet
         self._raw_chunk: int | None = None
+        self._raw_eager = False
         self._held = bytearray()
         self._out = bytearray()
         self._unsolicited: deque[bytes] = deque()
@@ -173,7 +174,10 @@ class AtEngine:
         self._raw += data[:take]
         self._raw_needed -= take
         chunk = self._raw_chunk
-        if chunk is not None:
+        if self._raw_eager and self._raw_needed and self._raw:
+            events.append(RawData(bytes(self._raw), final=False))
+            self._raw.clear()
+        elif chunk is not None:
             while len(self._raw) >= chunk and (self._raw_needed or len(self._raw) > chunk):
                 events.append(RawData(bytes(self._raw[:chunk]), final=False))
                 del self._raw[:chunk]
@@ -182,6 +186,7 @@ class AtEngine:
         events.append(RawData(bytes(self._raw)))
         self._raw.clear()
         self._raw_chunk = None
+        self._raw_eager = False
         self.state = State.RUNNING
         rest = data[take:]
         if rest and not self.framing.busy_rejects_input:
@@ -276,10 +281,12 @@ class AtEngine:
         """Write part of the running command's response (or a prompt-less reply)."""
         self._out += data
 
-    def expect_raw(self, length: int, prompt: bytes, chunk: int | None = None) -> None:
+    def expect_raw(self, length: int, prompt: bytes, chunk: int | None = None, *,
+                   eager: bool = False) -> None:
         """Write *prompt*, then collect exactly *length* raw bytes (no echo, no
         escapes), reported as :class:`RawData`: whole, or in pieces of *chunk*
-        bytes as they arrive (so a large block need not sit in memory).
+        bytes as they arrive (so a large block need not sit in memory), or,
+        *eager*, each time bytes arrive, however few (ESP-AT passthrough).
         *length* must be > 0."""
         if self.state is not State.RUNNING:
             raise RuntimeError("raw input is only read on behalf of a running command")
@@ -288,6 +295,7 @@ class AtEngine:
         self._out += prompt
         self._raw_needed = length
         self._raw_chunk = chunk
+        self._raw_eager = eager
         self.state = State.RAW
 
     def abort_raw(self) -> bytes:
@@ -299,6 +307,7 @@ class AtEngine:
         self._raw.clear()
         self._raw_needed = 0
         self._raw_chunk = None
+        self._raw_eager = False
         self.state = State.RUNNING
         return rest
 
@@ -314,6 +323,7 @@ class AtEngine:
         self._raw.clear()
         self._raw_needed = 0
         self._raw_chunk = None
+        self._raw_eager = False
         while self._unsolicited:
             self._out += self._unsolicited.popleft()
         self.unsolicited_pending = 0
@@ -340,6 +350,7 @@ class AtEngine:
         self._raw.clear()
         self._raw_needed = 0
         self._raw_chunk = None
+        self._raw_eager = False
         self._held.clear()
         self._unsolicited.clear()
         self.unsolicited_pending = 0

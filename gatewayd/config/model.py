@@ -234,6 +234,14 @@ class PortConfig(_Section):
             " firmware) instead of the documented `[$][WS][DATA][<id>][<len>]:`."
         ),
     )
+    ipd_trailing_crlf: StrictBool = Field(
+        default=True,
+        description=(
+            "ESP-AT: end each active-mode `+IPD` message with CRLF after the data, as the"
+            " firmware's code does (`at_construct_tail`); `false` ends it with the data, as"
+            " the documents draw it."
+        ),
+    )
     wifi_interface: StrictStr | None = Field(
         default=None,
         description=(

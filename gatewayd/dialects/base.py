@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "REQUIRED",
     "AtError",
+    "ChunkAbort",
     "CommandSpec",
     "Conversions",
     "Dialect",
@@ -89,6 +90,14 @@ class RawAborted(Exception):
         super().__init__(f"raw block aborted after {received} bytes")
         self.received = received
         self.data = b""  # filled in by PortContext.read_raw
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkAbort:
+    """A raw block ends early when one UART transfer is exactly ``pattern``
+    (ESP-AT ``+++`` during ``AT+CIPSEND`` data)."""
+
+    pattern: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,14 +216,15 @@ class PortContext(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
-    async def read_raw(self, length: int, prompt: bytes, *, abort: bytes | None = None,
-                       ) -> bytes: ...
+    async def read_raw(self, length: int, prompt: bytes, *,
+                       abort: bytes | ChunkAbort | None = None) -> bytes: ...
 
     async def writable(self) -> None:
         """Returns once the UART's write buffer has room (backpressure)."""
 
     def read_raw_stream(self, length: int, prompt: bytes, *, chunk: int | None = None,
-                        abort: bytes | None = None, watermarks: Any = None) -> Any:
+                        abort: bytes | ChunkAbort | None = None, watermarks: Any = None,
+                        eager: bool = False) -> Any:
         """Async iterator over the raw block's pieces (see gatewayd.session.rawblock.RawStream)."""
 
     def spawn(self, coro: Any) -> None: ...

@@ -35,6 +35,7 @@ from gatewayd.at.engine import (
 from gatewayd.config import CertsConfig, PortConfig
 from gatewayd.dialects.base import (
     AtError,
+    ChunkAbort,
     Dialect,
     Invocation,
     RawAborted,
@@ -411,7 +412,8 @@ class PortSession:
         self.engine.send(data)
         self._flush()
 
-    async def read_raw(self, length: int, prompt: bytes, *, abort: bytes | None = None) -> bytes:
+    async def read_raw(self, length: int, prompt: bytes, *,
+                       abort: bytes | ChunkAbort | None = None) -> bytes:
         """The whole raw block; with *abort*, :class:`RawAborted` carries what arrived."""
         pieces: list[bytes] = []
         try:
@@ -423,13 +425,15 @@ class PortSession:
         return b"".join(pieces)
 
     def read_raw_stream(self, length: int, prompt: bytes, *, chunk: int | None = None,
-                        abort: bytes | None = None,
-                        watermarks: Watermarks | None = None) -> RawStream:
+                        abort: bytes | ChunkAbort | None = None,
+                        watermarks: Watermarks | None = None,
+                        eager: bool = False) -> RawStream:
         """Write *prompt* and yield the *length* raw bytes that follow, in
-        pieces of *chunk* bytes (default: one piece). See :class:`RawStream`."""
+        pieces of *chunk* bytes (default: one piece; *eager*: whatever each
+        UART transfer brought). See :class:`RawStream`."""
         stream = RawStream(self, length, chunk, abort, watermarks)
         self._raw = stream
-        self.engine.expect_raw(length, prompt, chunk)
+        self.engine.expect_raw(length, prompt, chunk, eager=eager)
         self._flush()
         return stream
 

@@ -15,7 +15,7 @@ import contextlib
 from collections import deque
 from typing import Any, Protocol
 
-from gatewayd.dialects.base import RawAborted, Watermarks
+from gatewayd.dialects.base import ChunkAbort, RawAborted, Watermarks
 
 __all__ = ["ABORT_SILENCE", "RAW_BUFFER_LIMIT", "RawHost", "RawStream"]
 
@@ -53,16 +53,20 @@ class RawStream:
     byte sent three times as single transfers followed by
     :data:`ABORT_SILENCE` seconds of silence ends the block early: the
     iterator then yields what arrived (without those bytes) and raises
-    :class:`RawAborted`."""
+    :class:`RawAborted`. With a :class:`~gatewayd.dialects.base.ChunkAbort`,
+    a UART transfer of exactly its pattern does the same at once (ESP-AT
+    ``+++``). :attr:`arrived_at` is the loop time the piece last yielded
+    came from the UART."""
 
     def __init__(self, host: RawHost, length: int, chunk: int | None,
-                 abort: bytes | None, watermarks: Watermarks | None) -> None:
+                 abort: bytes | ChunkAbort | None, watermarks: Watermarks | None) -> None:
         self.host = host
         self.length = length
         self.abort = abort
         self.watermarks = watermarks
         self.received = 0
-        self._pieces: deque[bytes] = deque()
+        self._pieces: deque[tuple[bytes, float]] = deque()
+        self.arrived_at = 0.0
         self._waiting = 0
         self._final = False
         self._aborted = False
@@ -88,7 +92,7 @@ class RawStream:
         if self._discarding:
             data = b""
         else:
-            self._pieces.append(data)
+            self._pieces.append((data, asyncio.get_running_loop().time()))
         self._waiting += len(data)
         self.received += len(data)
         self._final = final
@@ -110,6 +114,11 @@ class RawStream:
             self.host.pause_reading(should_pause)
 
     def watch_for_abort(self, data: bytes) -> None:
+        if isinstance(self.abort, ChunkAbort):
+            if data == self.abort.pattern:
+                # After the engine has taken the transfer: it is stripped then.
+                asyncio.get_running_loop().call_soon(self._abort_now)
+            return
         if self._abort_timer is not None:
             self._abort_timer.cancel()
             self._abort_timer = None
@@ -127,7 +136,15 @@ class RawStream:
         rest = self.host.abort_raw()
         assert self.abort is not None  # only watched for with an abort byte
         self._aborted = True
-        rest = rest.removesuffix(self.abort * 3)
+        pattern = self.abort.pattern if isinstance(self.abort, ChunkAbort) else self.abort * 3
+        if not rest and self._pieces and self._pieces[-1][0].endswith(pattern):
+            # An eager block handed the pattern out already: take it back.
+            piece, at = self._pieces.pop()
+            self._waiting -= len(pattern)
+            self.received -= len(pattern)
+            if len(piece) > len(pattern):
+                self._pieces.append((piece[:-len(pattern)], at))
+        rest = rest.removesuffix(pattern)
         if rest:
             self.put(rest, final=True)
         else:
@@ -148,10 +165,21 @@ class RawStream:
                 raise StopAsyncIteration
             self._arrived.clear()
             await self._arrived.wait()
-        piece = self._pieces.popleft()
+        piece, self.arrived_at = self._pieces.popleft()
         self._waiting -= len(piece)
         self._check_levels()
         return piece
+
+    def end(self) -> None:
+        """End the block here, from the reading side (ESP-AT passthrough's
+        ``+++``): bytes not yet handed out are dropped, and the UART is read
+        as commands again once the command finishes."""
+        if not self._final and not self._finished:
+            self.host.abort_raw()
+            self._final = True
+            self._pieces.clear()
+            self._waiting = 0
+        self.finish()
 
     def finish(self) -> None:
         """Stop taking bytes and let the UART be read again (idempotent)."""

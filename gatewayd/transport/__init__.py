@@ -105,6 +105,10 @@ class SocketOptions:
     keepalive_idle: int | None = None
     keepalive_interval: int | None = None
     keepalive_count: int | None = None
+    #: SO_LINGER seconds (0: a close sends RST); streams only.
+    linger: int | None = None
+    #: SO_BROADCAST (datagrams only).
+    broadcast: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +127,8 @@ class ClientRequest:
     headers: tuple[tuple[str, str], ...] = ()
     subprotocols: tuple[str, ...] = ()
     connect_timeout: float | None = None
+    #: Bind to this local address (and ``local_port``) before connecting.
+    local_host: str | None = None
     local_port: int | None = None
     options: SocketOptions = field(default_factory=SocketOptions)
 

@@ -29,7 +29,8 @@ def _timeval(seconds: float) -> bytes:
 
 def apply_socket_options(sock: Any, options: SocketOptions, *, stream: bool = True) -> None:
     """Set the options that are not ``None`` on *sock*; TCP-level ones (nodelay,
-    keep-alive timing) and SO_KEEPALIVE only when *stream*. A keep-alive
+    keep-alive timing), SO_KEEPALIVE and SO_LINGER only when *stream*,
+    SO_BROADCAST only when not. A keep-alive
     timing of 0 (Ameba's "not set") is skipped: the kernel refuses it.
 
     A refused option is logged and skipped: the link works without it.
@@ -46,6 +47,11 @@ def apply_socket_options(sock: Any, options: SocketOptions, *, stream: bool = Tr
                               ("TCP_KEEPCNT", options.keepalive_count)):
             if seconds and hasattr(socket, name):
                 settings.append((socket.IPPROTO_TCP, getattr(socket, name), int(seconds)))
+        if options.linger is not None:
+            settings.append((socket.SOL_SOCKET, socket.SO_LINGER,
+                             struct.pack("ii", 1, options.linger)))
+    elif options.broadcast is not None:
+        settings.append((socket.SOL_SOCKET, socket.SO_BROADCAST, int(options.broadcast)))
     if options.send_timeout is not None:
         settings.append((socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(options.send_timeout)))
     if options.recv_timeout is not None:

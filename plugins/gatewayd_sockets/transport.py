@@ -540,9 +540,10 @@ class SocketTransport(Transport):
             context = request.tls or ssl.create_default_context()
             kwargs["ssl"] = context
             kwargs["server_hostname"] = request.server_hostname or host
-        if request.local_port is not None:
+        if request.local_port is not None or request.local_host:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            kwargs["local_addr"] = (kit.any_address(family), request.local_port)
+            kwargs["local_addr"] = (request.local_host or kit.any_address(family),
+                                    request.local_port or 0)
         transport, proto = await loop.create_connection(_StreamProtocol, host, request.port,
                                                         **kwargs)
         # No await from here on: a cancelled connect cannot leak the connection.

@@ -27,19 +27,17 @@ All of it is RAM state: a restart resets it (reference §6).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import ipaddress
 import re
 import socket
-import struct
 import time
 from dataclasses import dataclass, field
 
 from gatewayd.at.grammar import ameba_atoi
 from gatewayd.dialects.ameba.wifi import field_count, fields_setter, value_after
 from gatewayd.dialects.base import AtError, CommandSpec, PortContext
-from gatewayd.links import resolvers
+from gatewayd.links import icmp, resolvers
 
 __all__ = ["COMMANDS", "NetworkState"]
 
@@ -128,49 +126,6 @@ def _report(ctx: PortContext, text: str) -> None:
         ctx.unsolicited(b"[$][ping_test] " + text.encode() + b"\r\n")
 
 
-def _icmp_socket() -> socket.socket | None:
-    try:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
-    except OSError:
-        return None  # ping_group_range does not admit us
-    sock.setblocking(False)
-    return sock
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
-
-
-async def _echo(sock: socket.socket | None, address: str, seq: int, size: int) -> float | None:
-    """Milliseconds until the reply to echo *seq*, or ``None`` on a timeout."""
-    loop = asyncio.get_running_loop()
-    if sock is None:
-        await asyncio.sleep(PING_TIMEOUT)
-        return None
-    payload = bytes(i & 0xFF for i in range(size))
-    header = struct.pack("!BBHHH", 8, 0, 0, 0, seq & 0xFFFF)
-    packet = header[:2] + struct.pack("!H", _checksum(header + payload)) + header[4:] + payload
-    start = loop.time()
-    try:
-        await loop.sock_sendto(sock, packet, (address, 0))
-    except OSError:
-        await asyncio.sleep(PING_TIMEOUT)
-        return None
-    with contextlib.suppress(TimeoutError, OSError):
-        async with asyncio.timeout(PING_TIMEOUT):
-            while True:
-                reply = await loop.sock_recv(sock, 65535)
-                if len(reply) >= 8 and reply[0] == 0 and \
-                        struct.unpack("!H", reply[6:8])[0] == seq & 0xFFFF:
-                    return (loop.time() - start) * 1000
-    return None
-
-
 async def _ping_task(ctx: PortContext, net: NetworkState, host: str, echoes: int | None,
                      size: int) -> None:
     loop = asyncio.get_running_loop()
@@ -184,7 +139,7 @@ async def _ping_task(ctx: PortContext, net: NetworkState, host: str, echoes: int
             _report(ctx, f"Failed to resolve: {host}")
             return
         ctx.log.info("ping", result=f"PING {address} {size}({size + 28}) bytes of data")
-        sock = _icmp_socket()
+        sock = icmp.icmp_socket()
         times: list[int] = []
         sent = 0
         try:
@@ -194,7 +149,7 @@ async def _ping_task(ctx: PortContext, net: NetworkState, host: str, echoes: int
                 if sent:
                     await asyncio.sleep(PING_INTERVAL)
                 sent += 1
-                elapsed = await _echo(sock, address, sent, size)
+                elapsed = await icmp.echo(sock, address, sent, size, PING_TIMEOUT)
                 if elapsed is None:
                     _report(ctx, f"Request timeout for icmp_seq {sent}")
                 else:

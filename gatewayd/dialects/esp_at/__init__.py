@@ -1,8 +1,9 @@
 """Espressif ESP-AT: the dialect object assembled from its command modules."""
 
-from gatewayd.dialects.esp_at import core, websocket, wifi
+from gatewayd.dialects.esp_at import core, ipsend, tcpip, websocket, wifi
 from gatewayd.dialects.esp_at.dialect import EspAtDialect
 
-DIALECT = EspAtDialect(core.COMMANDS + wifi.COMMANDS + websocket.COMMANDS)
+DIALECT = EspAtDialect(core.COMMANDS + wifi.COMMANDS + tcpip.COMMANDS + ipsend.COMMANDS
+                       + websocket.COMMANDS)
 
 __all__ = ["DIALECT", "EspAtDialect"]

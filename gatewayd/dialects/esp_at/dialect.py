@@ -8,6 +8,7 @@ line precedes ``ERROR`` where the core knows the code.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -118,12 +119,15 @@ class EspAtDialect(Dialect):
 
     def retire(self, state: EspAtState) -> None:
         state.ws.links.retire()
+        state.ip.links.retire()
 
     async def close_links(self, state: EspAtState, *, going_away: bool = False) -> None:
-        await state.ws.close_all(going_away=going_away)
+        await asyncio.gather(state.ws.close_all(going_away=going_away),
+                             state.ip.close_all(graceful=going_away))
 
     def links(self, state: EspAtState) -> list[DescribedLink]:
-        return [info.link for _, info in state.ws.links.sorted()]
+        ws: list[DescribedLink] = [info.link for _, info in state.ws.links.sorted()]
+        return ws + [link for _, link in state.ip.links.sorted()]
 
 
 CONVERSIONS = Conversions(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from gatewayd.dialects.esp_at.iplinks import IpState
 from gatewayd.links import GOING_AWAY, ClientLink, LinkTable
 
 #: AT+WSOPEN link ids.
@@ -66,4 +67,5 @@ class EspAtState:
     #: AT+UART_CUR's flow-control number as set (None: from the line's RTS/CTS).
     uart_flow: int | None = None
     ws: WsState = field(default_factory=WsState)
+    ip: IpState = field(default_factory=IpState)
     wifi: WifiState = field(default_factory=WifiState)

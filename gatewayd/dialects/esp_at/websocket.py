@@ -17,7 +17,6 @@ with a CA the server's hostname is checked too.
 from __future__ import annotations
 
 import base64
-import ssl
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -32,8 +31,8 @@ from gatewayd.dialects.base import (
 )
 from gatewayd.dialects.esp_at.dialect import PROMPT, SEND_OK
 from gatewayd.dialects.esp_at.state import WS_LINK_IDS, WsConfig, WsLinkInfo, WsState
+from gatewayd.dialects.esp_at.suites import check_suites, client_tls
 from gatewayd.links import ClientLink, LinkState, PingPolicy, ReconnectPolicy
-from gatewayd.links.tls import SuiteLoadError, link_client_context
 from gatewayd.transport import ClientRequest, Opcode, TransportError
 
 MAX_SEND = 16384
@@ -102,19 +101,7 @@ async def wscfg(ctx: PortContext, link_id: int, ping_interval: int, ping_timeout
     if given == 4 and auth_mode == 0:
         pki = ca = None
     auth_mode = auth_mode or 0
-    if auth_mode & 1:
-        suite = ctx.certs.client.get(pki)  # type: ignore[arg-type]
-        if suite is None or suite.cert is None:
-            ctx.write(b"NO CERT FOUND\r\n")
-            raise AtError(why=f"no certs.client.{pki} cert")
-        if suite.key is None:
-            ctx.write(b"NO PRVT_KEY FOUND\r\n")
-            raise AtError(why=f"no certs.client.{pki} key")
-    if auth_mode & 2:
-        suite = ctx.certs.client.get(ca)  # type: ignore[arg-type]
-        if suite is None or suite.ca is None:
-            ctx.write(b"NO CA FOUND\r\n")
-            raise AtError(why=f"no certs.client.{ca} ca")
+    check_suites(ctx, auth_mode, pki, ca)
     ws_state(ctx).configs[link_id] = WsConfig(
         ping_interval, ping_timeout, buffer_size or 1024, auth_mode, pki or 0, ca or 0)
 
@@ -144,14 +131,6 @@ async def wshead_query(ctx: PortContext) -> None:
 # -- AT+WSOPEN ---------------------------------------------------------------
 
 
-def _tls_context(ctx: PortContext, config: WsConfig) -> ssl.SSLContext:
-    client_suites = ctx.certs.client
-    own = client_suites.get(config.pki_number) if config.auth_mode & 1 else None
-    ca_suite = client_suites.get(config.ca_number) if config.auth_mode & 2 else None
-    return link_client_context(own, ca_suite,
-                               trust_any_server_cert=ctx.config.trust_any_server_cert)
-
-
 def _parse_uri(uri: str) -> tuple[str, str, int, str, str | None]:
     """(kind, host, port, path, basic-auth header) or AtError."""
     try:
@@ -179,10 +158,8 @@ async def wsopen(ctx: PortContext, link_id: int, uri: str, subprotocol: str | No
         raise AtError(why="auth ends with CRLF")
     kind, host, port, path, basic = _parse_uri(uri)
     config = state.configs.pop(link_id, WsConfig())
-    try:
-        tls = _tls_context(ctx, config) if kind == "wss" else None
-    except SuiteLoadError as exc:
-        raise AtError(why=f"TLS setup failed: {exc}") from None
+    tls = (client_tls(ctx, config.auth_mode, config.pki_number, config.ca_number)
+           if kind == "wss" else None)
     authorization = auth or basic
 
     def request() -> ClientRequest:

@@ -32,6 +32,7 @@ def _interface(ctx: PortContext) -> hostnet.Interface | None:
 
 async def cwmode_set(ctx: PortContext, mode: int, auto_connect: int) -> None:
     ctx.state.wifi.mode = mode
+    ctx.state.ip.status = 1 if mode in (1, 3) else 0
 
 
 async def cwmode_query(ctx: PortContext) -> None:
@@ -48,6 +49,7 @@ async def cwjap_set(ctx: PortContext, ssid: str | None, password: str | None, *_
     if wifi.joined_ssid is not None:
         ctx.write(b"WIFI DISCONNECT\r\n")
     wifi.joined_ssid = ssid or wifi.joined_ssid or ""
+    ctx.state.ip.status = 2
     ctx.write(b"WIFI CONNECTED\r\nWIFI GOT IP\r\n")
 
 
@@ -64,6 +66,7 @@ async def cwjap_query(ctx: PortContext) -> None:
 async def cwqap(ctx: PortContext) -> None:
     if ctx.state.wifi.joined_ssid is not None:
         ctx.state.wifi.joined_ssid = None
+        ctx.state.ip.status = 5
         ctx.unsolicited(b"WIFI DISCONNECT\r\n")
 
 

@@ -1,0 +1,80 @@
+"""Reading set-command fields whose meaning depends on state (``AT+CIPMUX``
+adds a leading link id; a UDP link takes other parameters than a TCP one).
+
+Such commands declare :func:`raw_fields` and read them in order with a
+:class:`Fields`, which applies the ESP-AT grammar and errors of
+:mod:`gatewayd.dialects.esp_at.dialect` (an empty field is an absent one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gatewayd.at.grammar import GrammarError, esp_at_int, esp_at_string
+from gatewayd.dialects.base import REQUIRED, AtError, Raw, Setter
+from gatewayd.dialects.esp_at.dialect import ERR_PARSE
+
+__all__ = ["Fields", "raw_fields"]
+
+
+
+
+def raw_fields(run: Any, count: int) -> Setter:
+    """A setter handing *run* up to *count* raw fields (more: ERROR)."""
+    return Setter(run, tuple(Raw(f"field{i}", default=None) for i in range(count)))
+
+
+class Fields:
+    """The fields of one command, consumed left to right."""
+
+    def __init__(self, fields: tuple[bytes | None, ...]) -> None:
+        given = [i for i, f in enumerate(fields) if f is not None]
+        self._fields = fields[: given[-1] + 1] if given else ()
+        self.index = 0
+
+    @property
+    def left(self) -> int:
+        """Fields not read yet (empty ones count)."""
+        return len(self._fields) - self.index
+
+    def _next(self) -> bytes | None:
+        field = self._fields[self.index] if self.index < len(self._fields) else None
+        self.index += 1
+        return field
+
+    def number(self, name: str, lo: int, hi: int, default: Any = REQUIRED) -> Any:
+        field = self._next()
+        if field is None:
+            if default is REQUIRED:
+                raise AtError(err_code=ERR_PARSE | min(self.index - 1, 0xF),
+                              why=f"{name} missing")
+            return default
+        try:
+            value = esp_at_int(field)
+        except GrammarError as exc:
+            raise AtError(err_code=ERR_PARSE | min(self.index - 1, 0xF),
+                          why=f"{name}: {exc}") from None
+        if not lo <= value <= hi:
+            raise AtError(why=f"{name}={value} outside {lo}..{hi}")
+        return value
+
+    def text(self, name: str, max_len: int | None = None, default: Any = REQUIRED) -> Any:
+        field = self._next()
+        if field is None:
+            if default is REQUIRED:
+                raise AtError(err_code=ERR_PARSE | min(self.index - 1, 0xF),
+                              why=f"{name} missing")
+            return default
+        try:
+            text = esp_at_string(field)
+        except GrammarError as exc:
+            raise AtError(err_code=ERR_PARSE | min(self.index - 1, 0xF),
+                          why=f"{name}: {exc}") from None
+        if max_len is not None and len(text) > max_len:
+            raise AtError(why=f"{name} longer than {max_len} bytes")
+        return text.decode("utf-8", "surrogateescape")
+
+    def done(self) -> None:
+        """Too many parameters is an error."""
+        if self.left > 0:
+            raise AtError(err_code=ERR_PARSE | min(self.index, 0xF), why="too many parameters")
