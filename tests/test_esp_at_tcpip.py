@@ -473,3 +473,267 @@ async def test_tls_link_to_a_trustme_server(tmp_path, tls_files):
             await mcu.command(b"AT+CIPSTATE?", b'+CIPSTATE:0,"SSL","127.0.0.1",%d,' % port)
         finally:
             server.close()
+
+
+# -- E2, E8: servers -------------------------------------------------------------------
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_e2_tcp_server_multiple_connections(gateway):
+    mcu = gateway
+    port = free_tcp_port()
+    await mcu.command(b"AT+CIPSERVER=1,%d" % port, ERROR)  # mux 0
+    await mcu.command(b"AT+CIPMUX=1", OK)
+    await mcu.command(b"AT+CIPSERVER?", b"+CIPSERVER:0\r\n" + OK)
+    await mcu.command(b"AT+CIPSERVER=1,%d" % port, OK)
+    await mcu.command(b"AT+CIPSERVER?", b'+CIPSERVER:1,%d,"TCP",0,0\r\n' % port + OK)
+    await mcu.command(b"AT+CIPSERVER=1,%d" % port, OK)  # the same again
+    await mcu.command(b"AT+CIPSERVER=1,%d" % (port + 1), ERROR)  # another
+    await mcu.command(b"AT+CIPMUX=0", ERROR)  # the server runs
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await mcu.expect(b"0,CONNECT\r\n")
+    await mcu.command(b"AT+CIPSEND=0,4", PROMPT)
+    await mcu.send(b"test")
+    await mcu.expect(b"\r\nRecv 4 bytes\r\n" + SEND_OK)
+    assert await asyncio.wait_for(reader.readexactly(4), 5) == b"test"
+    writer.write(b"test")
+    await mcu.expect(b"\r\n+IPD,0,4:test\r\n")
+    await mcu.command(b"AT+CIPCLOSE=0", b"0,CLOSED\r\n" + OK)
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+
+
+async def test_server_with_five_clients_and_the_sixth_closed(gateway):
+    mcu = gateway
+    port = free_tcp_port()
+    await mcu.command(b"AT+CIPMUX=1", OK)
+    await mcu.command(b"AT+CIPSERVER=1,%d" % port, OK)
+    clients = []
+    for link in range(5):
+        clients.append(await asyncio.open_connection("127.0.0.1", port))
+        await mcu.expect(b"%d,CONNECT\r\n" % link)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # turned away
+    writer.close()
+    for link, (_, client) in enumerate(clients):
+        client.write(b"c%d" % link)
+        await mcu.expect(b"\r\n+IPD,%d,2:c%d\r\n" % (link, link))
+    clients[2][1].close()
+    await mcu.expect(b"2,CLOSED\r\n")
+    replacement = await asyncio.open_connection("127.0.0.1", port)
+    await mcu.expect(b"2,CONNECT\r\n")
+    await mcu.command(b"AT+CIPSERVER=0,1", b"".join(b"%d,CLOSED\r\n" % i for i in range(5))
+                      + OK)
+    for _, client in [*clients, replacement]:
+        client.close()
+
+
+async def test_cipservermaxconn_and_cipsto(gateway):
+    mcu = gateway
+    port = free_tcp_port()
+    await mcu.command(b"AT+CIPSERVERMAXCONN?", b"+CIPSERVERMAXCONN:5\r\n" + OK)
+    await mcu.command(b"AT+CIPSTO=10", ERROR)  # no server
+    await mcu.command(b"AT+CIPMUX=1", OK)
+    await mcu.command(b"AT+CIPSERVERMAXCONN=1", OK)
+    await mcu.command(b"AT+CIPSERVER=1,%d" % port, OK)
+    await mcu.command(b"AT+CIPSERVERMAXCONN=2", ERROR)  # the server runs
+    await mcu.command(b"AT+CIPSTO?", b"+CIPSTO:0\r\n" + OK)
+    await mcu.command(b"AT+CIPSTO=1", OK)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await mcu.expect(b"0,CONNECT\r\n")
+    second_reader, second = await asyncio.open_connection("127.0.0.1", port)
+    assert await asyncio.wait_for(second_reader.read(), 5) == b""  # over the maximum
+    await mcu.expect(b"0,CLOSED\r\n", timeout=5)  # idle for over a second
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+    second.close()
+
+
+async def test_e8_ssl_server_with_mutual_authentication(tmp_path, tls_files):
+    certs = (f'[certs.server.0]\ncert = "{tls_files["server_cert"]}"\n'
+             f'key = "{tls_files["server_key"]}"\nca = "{tls_files["ca"]}"\n')
+    port = free_tcp_port()
+    async with running_gateway(tmp_path, config_text=port_config(certs)) as (_, mcu):
+        await station_up(mcu)
+        await mcu.command(b"AT+CIPMUX=1", OK)
+        await mcu.command(b'AT+CIPSERVER=1,%d,"SSL",1' % port, OK)
+        client = ssl.create_default_context(cafile=str(tls_files["ca"]))
+        client.load_cert_chain(tls_files["client_cert"], tls_files["client_key"])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client,
+                                                       server_hostname="localhost")
+        await mcu.expect(b"0,CONNECT\r\n")
+        await mcu.command(b"AT+CIPSEND=0,4", PROMPT)
+        await mcu.send(b"test")
+        await mcu.expect(b"\r\nRecv 4 bytes\r\n" + SEND_OK)
+        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"test"
+        writer.write(b"test")
+        await mcu.expect(b"\r\n+IPD,0,4:test\r\n")
+        await mcu.command(b"AT+CIPCLOSE=0", b"0,CLOSED\r\n" + OK)
+        await mcu.command(b"AT+CIPSERVER=0", OK)
+        writer.close()
+        # Without a client certificate the peer never reaches the MCU.
+        with contextlib.suppress(OSError, ssl.SSLError, asyncio.IncompleteReadError):
+            await mcu.command(b'AT+CIPSERVER=1,%d,"SSL",1' % port, OK)
+            anonymous = ssl.create_default_context(cafile=str(tls_files["ca"]))
+            r, w = await asyncio.open_connection("127.0.0.1", port, ssl=anonymous,
+                                                 server_hostname="localhost")
+            await asyncio.wait_for(r.read(), 5)
+            w.close()
+        await mcu.expect_silence(0.3)
+
+
+# -- E9: passthrough ------------------------------------------------------------------
+
+
+async def enter_passthrough(mcu, peer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    await mcu.command(b'AT+CIPSTART="TCP","127.0.0.1",%d' % peer.port, b"CONNECT\r\n" + OK)
+    streams = await peer.accept()
+    await mcu.command(b"AT+CIPMODE=1", OK)
+    await mcu.command(b"AT+CIPSEND", PROMPT)
+    return streams
+
+
+async def test_e9_passthrough_tcp_client(gateway):
+    mcu = gateway
+    async with Peer() as peer:
+        await mcu.command(b"AT+CIPSEND", ERROR)  # CIPMODE=0
+        reader, writer = await enter_passthrough(mcu, peer)
+        await mcu.send(b"AT+GMR\r\nraw bytes")
+        assert await asyncio.wait_for(reader.readexactly(17), 5) == b"AT+GMR\r\nraw bytes"
+        writer.write(b"from the peer")
+        await mcu.expect(b"from the peer")
+        await asyncio.sleep(0.05)
+        await mcu.send(b"+++")
+        await asyncio.sleep(0.05)
+        await mcu.expect_silence(0.2)  # no +QUITT without SYSMSG bit 0
+        writer.write(b"still raw")
+        await mcu.expect(b"still raw")
+        await mcu.command(b"AT+CIPSEND=4", ERROR)  # CIPMODE is still 1
+        await mcu.command(b"AT+CIPMODE=0", OK)
+        await mcu.command(b"AT+CIPCLOSE", b"CLOSED\r\n" + OK)
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+
+
+async def test_plus_plus_plus_with_the_wrong_timing_is_payload(gateway):
+    mcu = gateway
+    async with Peer() as peer:
+        await mcu.command(b"AT+SYSMSG=1", OK)
+        reader, _ = await enter_passthrough(mcu, peer)
+        await mcu.send(b"a+++")                     # no silence before
+        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"a+++"
+        await asyncio.sleep(0.05)
+        await mcu.send(b"+++b")                     # data right after
+        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"+++b"
+        await asyncio.sleep(0.05)
+        await mcu.send(b"++++")                     # four
+        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"++++"
+        await asyncio.sleep(0.05)
+        await mcu.send(b"+")
+        await asyncio.sleep(0.05)                   # gaps of 50 ms between the +
+        await mcu.send(b"+")
+        await asyncio.sleep(0.05)
+        await mcu.send(b"+")
+        assert await asyncio.wait_for(reader.readexactly(3), 5) == b"+++"
+        await asyncio.sleep(0.05)
+        await mcu.send(b"+")                        # the right timing, byte by byte
+        await mcu.send(b"+")
+        await mcu.send(b"+")
+        await mcu.expect(b"\r\n+QUITT\r\n")
+        await mcu.command(b"AT", OK)
+
+
+async def test_passthrough_packs_large_writes(gateway):
+    mcu = gateway
+    async with Peer() as peer:
+        await mcu.command(b"AT+TRANSINTVL?", b"+TRANSINTVL:20\r\n" + OK)
+        reader, writer = await enter_passthrough(mcu, peer)
+        payload = bytes(range(256)) * 400  # 100 KiB
+        await mcu.send(payload)
+        assert await asyncio.wait_for(reader.readexactly(len(payload)), 10) == payload
+        writer.write(payload)
+        got = await mcu.read_exactly(len(payload), timeout=10)
+        assert got == payload
+
+
+async def test_passthrough_redials_a_dropped_link(gateway):
+    mcu = gateway
+    async with Peer() as peer:
+        await mcu.command(b"AT+CIPRECONNINTV?", b"+CIPRECONNINTV:1\r\n" + OK)
+        await mcu.command(b"AT+SYSMSG=4", OK)
+        _, writer = await enter_passthrough(mcu, peer)
+        writer.close()
+        await mcu.expect(b"CLOSED\r\n")
+        reader, _ = await peer.accept()
+        await mcu.expect(b"CONNECT\r\n")
+        await mcu.send(b"again")
+        assert await asyncio.wait_for(reader.readexactly(5), 5) == b"again"
+
+
+async def test_cipmode_rules(gateway):
+    mcu = gateway
+    async with Peer() as peer:
+        await mcu.command(b"AT+CIPMODE?", b"+CIPMODE:0\r\n" + OK)
+        await mcu.command(b"AT+CIPMUX=1", OK)
+        await mcu.command(b'AT+CIPSTART=0,"TCP","127.0.0.1",%d' % peer.port,
+                          b"0,CONNECT\r\n" + OK)
+        await mcu.command(b'AT+CIPSTART=1,"TCP","127.0.0.1",%d' % peer.port,
+                          b"1,CONNECT\r\n" + OK)
+        await mcu.command(b"AT+CIPMODE=1", ERROR)  # two client links
+        await mcu.command(b"AT+CIPCLOSE=1", b"1,CLOSED\r\n" + OK)
+        await mcu.command(b"AT+CIPMODE=1", OK)
+        await mcu.command(b'AT+CIPSTART=1,"TCP","127.0.0.1",%d' % peer.port, ERROR)
+        await mcu.command(b"AT+CIPRECVTYPE=1", ERROR)  # not in passthrough
+
+
+# -- TLS settings -------------------------------------------------------------------
+
+
+async def test_ssl_settings_queries(gateway):
+    mcu = gateway
+    await mcu.command(b"AT+CIPSSLCCONF?", b"+CIPSSLCCONF:0,0,0,0\r\n" + OK)
+    await mcu.command(b"AT+CIPSSLCSNI?", OK)
+    await mcu.command(b'AT+CIPSSLCSNI="example.com"', OK)
+    await mcu.command(b"AT+CIPSSLCSNI?", b"+CIPSSLCSNI:0,example.com\r\n" + OK)
+    await mcu.command(b'AT+CIPSSLCALPN=2,"h2","http/1.1"', OK)
+    await mcu.command(b"AT+CIPSSLCALPN?", b"+CIPSSLCALPN:0,h2,http/1.1\r\n" + OK)
+    await mcu.command(b'AT+CIPSSLCALPN=6,"a","b","c","d","e","f"', ERROR)
+    await mcu.command(b'AT+CIPSSLCCN="myserver"', OK)
+    await mcu.command(b"AT+CIPSSLCCN?", b"+CIPSSLCCN:0,myserver\r\n" + OK)
+    await mcu.command(b'AT+CIPSSLCPSK="key","hint"', OK)
+    await mcu.command(b"AT+CIPSSLCPSK?", b"+CIPSSLCPSK:0,key,hint\r\n" + OK)
+    await mcu.command(b'AT+CIPSSLCPSK="' + b"k" * 33 + b'","hint"', ERROR)
+    await mcu.command(b"AT+CIPSSLCCONF=1,0,0", b"NO CERT FOUND\r\n" + ERROR)
+    await mcu.command(b"AT+CIPSSLCCONF=2,0,0", b"NO CA FOUND\r\n" + ERROR)
+    await mcu.command(b"AT+CIPSSLCCONF=4", ERROR)
+
+
+async def test_e7_ssl_client_with_mutual_authentication(tmp_path, tls_files):
+    from conftest import mutual_tls_server_context
+
+    certs = (f'[certs.client.0]\nca = "{tls_files["ca"]}"\ncert = "{tls_files["client_cert"]}"\n'
+             f'key = "{tls_files["client_key"]}"\n')
+    accepted: asyncio.Queue = asyncio.Queue()
+    server = await asyncio.start_server(lambda r, w: accepted.put_nowait((r, w)), "127.0.0.1",
+                                        0, ssl=mutual_tls_server_context(tls_files))
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with running_gateway(tmp_path, config_text=port_config(certs)) as (_, mcu):
+            await station_up(mcu)
+            await mcu.command(b"AT+CIPSSLCCONF=3,0,0", OK)
+            await mcu.command(b'AT+CIPSTART="SSL","127.0.0.1",%d' % port, b"CONNECT\r\n" + OK)
+            reader, writer = await asyncio.wait_for(accepted.get(), 5)
+            peer_cert = writer.get_extra_info("peercert")
+            assert peer_cert["subjectAltName"] == (("DNS", "mcu.gatewayd.test"),)
+            await mcu.command(b"AT+CIPSEND=4", PROMPT)
+            await mcu.send(b"test")
+            await mcu.expect(b"\r\nRecv 4 bytes\r\n" + SEND_OK)
+            assert await asyncio.wait_for(reader.readexactly(4), 5) == b"test"
+            writer.write(b"test")
+            await mcu.expect(b"\r\n+IPD,4:test\r\n")
+    finally:
+        server.close()

@@ -8,12 +8,13 @@ Linux only: the default route from ``/proc/net/route``, addresses through the
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import socket
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Interface", "default_interface", "interface"]
+__all__ = ["Interface", "default_interface", "interface", "server_host"]
 
 SIOCGIFADDR = 0x8915
 SIOCGIFNETMASK = 0x891B
@@ -70,3 +71,17 @@ def default_interface() -> Interface | None:
         if dest == "00000000":
             return interface(iface)
     return None
+
+
+def server_host(bind: str | None) -> str | None:
+    """Where the MCU's servers listen, from a port's ``server_bind``: ``""``
+    (every interface) when unset, the address itself, or the IPv4 address
+    of the interface it names; ``None`` when that interface has none."""
+    if not bind:
+        return ""
+    try:
+        ipaddress.ip_address(bind.split("%", 1)[0])
+    except ValueError:
+        iface = interface(bind)
+        return iface.address if iface is not None else None
+    return bind

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import ssl
 from collections import deque
 from dataclasses import dataclass, field
@@ -370,18 +369,11 @@ def _client_tls(ctx: PortContext, conn_type: int, cert_index: int) -> ssl.SSLCon
 
 def bind_address(ctx: PortContext) -> str:
     """Where servers listen: the port's ``server_bind`` ("" = every interface)."""
-    bind = ctx.config.server_bind
-    if not bind:
-        return ""
-    try:
-        ipaddress.ip_address(bind.split("%", 1)[0])
-    except ValueError:
-        iface = hostnet.interface(bind)
-        if iface is None:
-            raise AtError(1, why=f"server_bind interface {bind!r} has no IPv4 address") \
-                from None
-        return iface.address
-    return bind
+    host = hostnet.server_host(ctx.config.server_bind)
+    if host is None:
+        raise AtError(1, why=f"server_bind interface {ctx.config.server_bind!r} has no IPv4"
+                             " address")
+    return host
 
 
 def shown_address(host: str) -> str:

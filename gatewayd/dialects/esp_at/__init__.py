@@ -1,9 +1,19 @@
 """Espressif ESP-AT: the dialect object assembled from its command modules."""
 
-from gatewayd.dialects.esp_at import core, ipsend, tcpip, websocket, wifi
+from gatewayd.dialects.esp_at import (
+    core,
+    ipsend,
+    ipssl,
+    passthrough,
+    servers,
+    tcpip,
+    websocket,
+    wifi,
+)
 from gatewayd.dialects.esp_at.dialect import EspAtDialect
 
-DIALECT = EspAtDialect(core.COMMANDS + wifi.COMMANDS + tcpip.COMMANDS + ipsend.COMMANDS
+DIALECT = EspAtDialect(core.COMMANDS + wifi.COMMANDS + tcpip.COMMANDS + passthrough.COMMANDS
+                       + ipsend.COMMANDS + ipssl.COMMANDS + servers.COMMANDS
                        + websocket.COMMANDS)
 
 __all__ = ["DIALECT", "EspAtDialect"]

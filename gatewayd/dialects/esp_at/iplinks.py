@@ -372,7 +372,10 @@ class IpEvents:
         state, link = self.state, self.link
         if not state.forget(link):
             return
-        if not state.quiet():
+        if state.sending:  # the passthrough command writes as it goes
+            if not state.quiet():
+                self.ctx.write(state.closed_message(link))
+        else:
             self.ctx.unsolicited(state.closed_message(link))
         self.ctx.link_changed(link)
         if state.sending and link.tetype == 0 and state.redial is not None:

@@ -38,7 +38,7 @@ from gatewayd.dialects.esp_at.tcpip import ip_state, resolve
 from gatewayd.links import LinkState
 from gatewayd.transport import TransportError
 
-__all__ = ["COMMANDS", "send_data"]
+__all__ = ["COMMANDS", "cipsend", "send_data"]
 
 MAX_SEND = 8192
 MAX_SENDL = 2**31 - 1
@@ -246,8 +246,6 @@ async def ciprecvlen_query(ctx: PortContext) -> None:
 
 
 COMMANDS = (
-    CommandSpec("+CIPSEND", "send <length> bytes after >: Recv, SEND OK",
-                set=raw_fields(cipsend, 4)),
     CommandSpec("+CIPSENDEX", "AT+CIPSEND whose data may end early with \\0",
                 set=raw_fields(cipsendex, 4)),
     CommandSpec("+CIPSENDL", "send a long block, streamed, with +CIPSENDL progress",
