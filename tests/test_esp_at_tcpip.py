@@ -167,7 +167,7 @@ async def test_already_connected_is_a_bare_error(gateway):
     b'AT+CIPSTART="UDP","127.0.0.1",80,1234,3',     # UDP mode over 2
     b'AT+CIPSTART="TCPv6","::1",80',                # IPv6 is off (AT+CIPV6)
     b'AT+CIPSTART="TCP","::1",80',                  # an IPv6 literal for "TCP"
-    b'AT+CIPSTART="TCP","' + b"a" * 63 + b'",80',   # a label over 63 bytes: never resolves
+    b'AT+CIPSTART="TCP","' + b"a" * 64 + b'",80',   # a label over 63 bytes: never resolves
     b'AT+CIPSTART=0,"TCP","127.0.0.1",80',          # an id in mux 0
     b"AT+CIPSEND=4",                                # no link
     b"AT+CIPSEND=0",

@@ -231,7 +231,9 @@ class PortContext(Protocol):
 
     def link_changed(self, link: DescribedLink) -> None: ...
 
-    def restart_after_reply(self) -> None: ...
+    def restart_after_reply(self, boot_time: float | None = None) -> None:
+        """Restart once the result has left, silent for *boot_time* s (default:
+        the port's) before the banner."""
 
     #: What the module keeps in flash (gatewayd.session.store.PortStore).
     store: Any
@@ -279,9 +281,12 @@ class Dialect(ABC):
     boot_time: float = 0.0
     commands: Mapping[str, CommandSpec]
 
-    def __init__(self, commands: Iterable[CommandSpec]) -> None:
+    def __init__(self, commands: Iterable[CommandSpec],
+                 boot_hooks: Iterable[Callable[[PortContext], None]] = ()) -> None:
         """Index the command table by name; a name given twice is a bug, and so
-        is a framing that reports events the dialect has no reply for."""
+        is a framing that reports events the dialect has no reply for.
+        *boot_hooks* run after each banner (a module's autoconnect)."""
+        self.boot_hooks = tuple(boot_hooks)
         table: dict[str, CommandSpec] = {}
         for spec in commands:
             if spec.name in table:

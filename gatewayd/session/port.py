@@ -115,6 +115,8 @@ class PortSession:
         self._handling = False
         #: Set while the emulated module boots: input is dropped, the banner waits.
         self._boot_timer: asyncio.TimerHandle | None = None
+        #: The next boot's silence, when a command chose it (ESP-AT AT+GSLP).
+        self._next_boot_time: float | None = None
         self._raw: RawStream | None = None
         self._restart_requested = False
         self._writable = asyncio.Event()
@@ -334,10 +336,13 @@ class PortSession:
         deaf for :attr:`boot_time` before the banner, as a rebooting module."""
         self._flush()
         self._cancel_boot()
-        if self.boot_time <= 0:
+        silence, self._next_boot_time = self._next_boot_time, None
+        if silence is None:
+            silence = self.boot_time
+        if silence <= 0:
             self._booted()
             return
-        self._boot_timer = asyncio.get_running_loop().call_later(self.boot_time, self._booted)
+        self._boot_timer = asyncio.get_running_loop().call_later(silence, self._booted)
 
     def _booted(self) -> None:
         self._boot_timer = None
@@ -347,6 +352,8 @@ class PortSession:
             self.log.info("uart settings at boot", **_settings_fields(self.uart.settings))
         self.engine.send(self.dialect.banner)
         self._flush()
+        for hook in self.dialect.boot_hooks:
+            hook(self)
 
     # -- line settings ---------------------------------------------------
 
@@ -448,8 +455,11 @@ class PortSession:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def restart_after_reply(self) -> None:
+    def restart_after_reply(self, boot_time: float | None = None) -> None:
+        """Restart once the result has left; silent for *boot_time* s (default:
+        the port's :attr:`boot_time`) before the banner."""
         self._restart_requested = True
+        self._next_boot_time = boot_time
 
     def set_echo(self, on: bool) -> None:
         self.engine.echo = on

@@ -4,6 +4,7 @@ from gatewayd.dialects.esp_at import (
     core,
     ipsend,
     ipssl,
+    names,
     passthrough,
     servers,
     tcpip,
@@ -14,6 +15,7 @@ from gatewayd.dialects.esp_at.dialect import EspAtDialect
 
 DIALECT = EspAtDialect(core.COMMANDS + wifi.COMMANDS + tcpip.COMMANDS + passthrough.COMMANDS
                        + ipsend.COMMANDS + ipssl.COMMANDS + servers.COMMANDS
-                       + websocket.COMMANDS)
+                       + names.COMMANDS + websocket.COMMANDS,
+                       boot_hooks=(wifi.autoconnect,))
 
 __all__ = ["DIALECT", "EspAtDialect"]

@@ -123,6 +123,30 @@ async def list_commands(ctx: PortContext) -> None:
     ctx.write("".join(lines).encode())
 
 
+async def sysstore_query(ctx: PortContext) -> None:
+    ctx.write(b"+SYSSTORE:%d\r\n" % ctx.state.sysstore)
+
+
+async def sysstore_set(ctx: PortContext, mode: int) -> None:
+    ctx.state.sysstore = bool(mode)
+
+
+async def gslp(ctx: PortContext, ms: int) -> None:
+    """Deep sleep: OK, every link dropped, silent for *ms*, then ``ready``."""
+    ctx.restart_after_reply(boot_time=ms / 1000)
+
+
+async def sleep_query(ctx: PortContext) -> None:
+    ctx.write(b"+SLEEP:%d\r\n" % ctx.state.wifi.sleep)
+
+
+async def sleep_set(ctx: PortContext, mode: int) -> None:
+    softap = ctx.state.wifi.mode in (2, 3)
+    if softap and mode in (1, 2, 3):
+        raise AtError(why="sleep modes need station-only mode (AT+CWMODE=1)")
+    ctx.state.wifi.sleep = mode
+
+
 async def syslog_query(ctx: PortContext) -> None:
     ctx.write(b"+SYSLOG:%d\r\n" % ctx.state.syslog)
 
@@ -144,6 +168,12 @@ COMMANDS = (
         query=syslog_query,
         set=Setter(syslog_set, (Int("status", lo=0, hi=1),)),
     ),
+    CommandSpec("+SYSSTORE", "whether set commands are also kept in the port's state file",
+                query=sysstore_query, set=Setter(sysstore_set, (Int("mode", lo=0, hi=1),))),
+    CommandSpec("+GSLP", "deep sleep: links dropped, silent for <ms>, then ready",
+                set=Setter(gslp, (Int("time", lo=0, hi=2**31 - 1),))),
+    CommandSpec("+SLEEP", "sleep mode: stored and reported", query=sleep_query,
+                set=Setter(sleep_set, (Int("sleep_mode", lo=0, hi=3),))),
     CommandSpec("+RESTORE", "factory reset (gatewayd's settings for the port), then restart",
                 execute=restore),
     CommandSpec("+UART_CUR", "line settings now; the serial port switches after OK",

@@ -58,12 +58,19 @@ class WifiState:
     sntp_enabled: bool = False
     sntp_timezone: int = 0
     sntp_servers: tuple[str, ...] = ("cn.ntp.org.cn", "ntp.sjtu.edu.cn", "us.pool.ntp.org")
+    #: AT+CWSTATE: a join was tried since boot; the SSID last joined.
+    attempted: bool = False
+    last_ssid: str = ""
+    hostname: str = "espressif"
+    sleep: int = 1  #: AT+SLEEP (modem sleep, the ESP32 default)
 
 
 @dataclass
 class EspAtState:
     syslog: bool = False
     rf_power: int = 78  #: AT+RFPOWER, 0.25 dBm units (an ESP32's factory maximum)
+    #: AT+SYSSTORE: set commands also write the port's state file.
+    sysstore: bool = True
     #: AT+UART_CUR's flow-control number as set (None: from the line's RTS/CTS).
     uart_flow: int | None = None
     ws: WsState = field(default_factory=WsState)

@@ -13,10 +13,18 @@ The SoftAP of AT+CWMODE=2/3 is reported with the module's factory addresses
 
 from __future__ import annotations
 
+import contextlib
 import time
+from pathlib import Path
 
 from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Setter, Str
+from gatewayd.dialects.esp_at.tcpip import close_link
 from gatewayd.links import hostnet
+
+#: The port's state file keeps the AP joined last (AT+CWJAP with AT+SYSSTORE=1)
+#: and AT+CWAUTOCONN, as the module's flash.
+STORED_AP_KEY = "esp_at_ap"
+AUTOCONN_KEY = "esp_at_autoconn"
 
 #: AT+CWJAP failure code: "cannot find the target AP".
 CWJAP_NO_AP = 3
@@ -48,26 +56,119 @@ async def cwjap_set(ctx: PortContext, ssid: str | None, password: str | None, *_
         raise AtError(why="the host has no IPv4 network to report")
     if wifi.joined_ssid is not None:
         ctx.write(b"WIFI DISCONNECT\r\n")
-    wifi.joined_ssid = ssid or wifi.joined_ssid or ""
-    ctx.state.ip.status = 2
+    ssid = ssid or wifi.joined_ssid or wifi.last_ssid or ""
+    _joined(ctx, ssid)
+    if ctx.state.sysstore:
+        ctx.store.set(STORED_AP_KEY, ssid)
     ctx.write(b"WIFI CONNECTED\r\nWIFI GOT IP\r\n")
+
+
+def _joined(ctx: PortContext, ssid: str) -> None:
+    wifi = ctx.state.wifi
+    wifi.joined_ssid = wifi.last_ssid = ssid
+    wifi.attempted = True
+    ctx.state.ip.status = 2
+
+
+def autoconnect(ctx: PortContext) -> None:
+    """After ``ready``: rejoin the stored AP when AT+CWAUTOCONN is on and the
+    host is online, as the module does from flash."""
+    ssid = ctx.store.get(STORED_AP_KEY)
+    if not isinstance(ssid, str) or ctx.store.get(AUTOCONN_KEY) == 0:
+        return
+    if ctx.state.wifi.mode not in (1, 3) or _interface(ctx) is None:
+        return
+    _joined(ctx, ssid)
+    ctx.unsolicited(b"WIFI CONNECTED\r\nWIFI GOT IP\r\n")
 
 
 async def cwjap_query(ctx: PortContext) -> None:
     wifi = ctx.state.wifi
     iface = _interface(ctx)
     if wifi.joined_ssid is None or iface is None:
-        ctx.write(b"No AP\r\n")
-        return
+        return  # not connected: OK alone ("No AP" goes to the module's log UART)
     ssid = ctx.config.wifi_ssid or wifi.joined_ssid
     ctx.write(f'+CWJAP:"{ssid}","{iface.mac}",1,-40,0,1,3,0,1\r\n'.encode())
 
 
 async def cwqap(ctx: PortContext) -> None:
-    if ctx.state.wifi.joined_ssid is not None:
-        ctx.state.wifi.joined_ssid = None
-        ctx.state.ip.status = 5
-        ctx.unsolicited(b"WIFI DISCONNECT\r\n")
+    """Leave the AP: its TCP/IP links close (``[<id>,]CLOSED`` after OK)."""
+    if ctx.state.wifi.joined_ssid is None:
+        return
+    ctx.state.wifi.joined_ssid = None
+    ip = ctx.state.ip
+    for _, link in ip.links.sorted():
+        if link.tetype == 0:
+            await close_link(ctx, link)
+            ctx.unsolicited(ip.closed_message(link))
+    ip.status = 5
+    ctx.unsolicited(b"WIFI DISCONNECT\r\n")
+
+
+# -- AT+CWSTATE, AT+CWLAP, AT+CWAUTOCONN, AT+CWHOSTNAME ------------------------
+
+
+async def cwstate_query(ctx: PortContext) -> None:
+    wifi = ctx.state.wifi
+    if wifi.joined_ssid is not None:
+        state, ssid = 2, wifi.joined_ssid
+    else:
+        state, ssid = (4 if wifi.attempted else 0), wifi.last_ssid
+    ctx.write(b'+CWSTATE:%d,"%s"\r\n' % (state, ssid.encode("utf-8", "surrogateescape")))
+
+
+#: AT+CWLAP fields in print-mask bit order (reference §5 "AT+CWLAP").
+def _lap_fields(ssid: str, rssi: int, bssid: str) -> list[bytes]:
+    return [b"3", b'"%s"' % ssid.encode("utf-8", "surrogateescape"), b"%d" % rssi,
+            b'"%s"' % bssid.encode(), b"6", b"-1", b"-1", b"4", b"4", b"7", b"0"]
+
+
+def _rssi(iface: hostnet.Interface | None) -> int:
+    """The host's signal level where its interface is wireless, else -40."""
+    if iface is not None:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            for line in Path("/proc/net/wireless").read_text().splitlines()[2:]:
+                name, _, rest = line.partition(":")
+                if name.strip() == iface.name:
+                    return int(float(rest.split()[2]))
+    return -40
+
+
+async def cwlap(ctx: PortContext) -> None:
+    """The network the host is on (the SSID the MCU joined, or ``wifi_ssid``)."""
+    wifi = ctx.state.wifi
+    if wifi.mode not in (1, 3):
+        raise AtError(why="station mode is off (AT+CWMODE)")
+    ssid = ctx.config.wifi_ssid or wifi.joined_ssid or wifi.last_ssid
+    iface = _interface(ctx)
+    if not ssid or iface is None:
+        return
+    rssi = _rssi(iface)
+    if rssi < wifi.lap_rssi_filter:
+        return
+    fields = [value for bit, value in enumerate(_lap_fields(ssid, rssi, _softap_mac(iface.mac)))
+              if wifi.lap_print_mask & (1 << bit)]
+    ctx.write(b"+CWLAP:(" + b",".join(fields) + b")\r\n")
+
+
+async def cwautoconn_query(ctx: PortContext) -> None:
+    ctx.write(b"+CWAUTOCONN:%d" % (ctx.store.get(AUTOCONN_KEY) != 0))
+
+
+async def cwautoconn_set(ctx: PortContext, enable: int) -> None:
+    ctx.store.set(AUTOCONN_KEY, enable)
+
+
+async def cwhostname_query(ctx: PortContext) -> None:
+    ctx.write(b"+CWHOSTNAME:%s\r\n" % ctx.state.wifi.hostname.encode())
+
+
+async def cwhostname_set(ctx: PortContext, name: str) -> None:
+    if ctx.state.wifi.mode not in (1, 3):
+        raise AtError(why="station mode is off (AT+CWMODE)")
+    if not name:
+        raise AtError(why="the host name is empty")
+    ctx.state.wifi.hostname = name
 
 
 async def sntpcfg_set(ctx: PortContext, enable: int, timezone: int, *servers: str | None) -> None:
@@ -175,6 +276,14 @@ COMMANDS = (
                 set=Setter(cwjap_set, (Str("ssid", default=None, max_len=32),
                                        Str("pwd", default=None, max_len=64)), max_params=10)),
     CommandSpec("+CWQAP", "leave the AP (the host's network is untouched)", execute=cwqap),
+    CommandSpec("+CWSTATE", "Wi-Fi state and SSID", query=cwstate_query),
+    CommandSpec("+CWLAP", "the network the host is on (never a radio scan)", execute=cwlap),
+    CommandSpec("+CWAUTOCONN", "rejoin the stored AP at boot (kept in the state file)",
+                query=cwautoconn_query,
+                set=Setter(cwautoconn_set, (Int("enable", lo=0, hi=1),))),
+    CommandSpec("+CWHOSTNAME", "station host name (reported; the host's is untouched)",
+                query=cwhostname_query,
+                set=Setter(cwhostname_set, (Str("hostname", max_len=32),))),
     CommandSpec("+CIPSNTPCFG", "SNTP settings (time comes from the host clock)",
                 query=sntpcfg_query,
                 set=Setter(sntpcfg_set, (Int("enable", lo=0, hi=1),
