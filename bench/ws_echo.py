@@ -16,8 +16,17 @@ What is measured, in one run on this machine:
   ``AT+SKTCLIENT`` (auto receive) to a raw TCP echo server and sends each
   block with ``AT+SKTSENDRAW`` (``>>>``, the block, ``OK``); the echo comes
   back as ``[$][SKT][DATA][0][<len>]:`` messages (at most 16 KiB each).
+* ``--link cipsend`` (ESP-AT): a TCP link with ``AT+CIPSTART``, each block
+  sent with ``AT+CIPSEND`` (``>``, the block, ``Recv``, ``SEND OK``; at most
+  8192 bytes, 2048 is typical) and read back as ``+IPD,<len>:`` messages.
+* ``--link passthrough`` (ESP-AT): the same link in passthrough
+  (``AT+CIPMODE=1``, ``AT+CIPSEND``): raw bytes both ways, as socat.
 * baseline: ``socat`` relays a pty to a raw TCP echo server; the MCU writes
   the same block and reads it back.
+
+CPU: user+system time of the gatewayd process alone (and of socat alone),
+from ``/proc/<pid>/stat``, over the throughput phase, per MB carried (both
+directions).
 
 The echo servers run in a child process so that they do not share a core
 with the MCU side. Every read is bounded by ``select`` timeouts.
@@ -25,6 +34,8 @@ with the MCU side. Every read is bounded by ``select`` timeouts.
     .venv/bin/python bench/ws_echo.py [--blocks 300] [--size 4096] [--count 1000]
     .venv/bin/python bench/ws_echo.py --dialect ameba --size 65536 --blocks 100
     .venv/bin/python bench/ws_echo.py --dialect ameba --link tcp --size 65536 --blocks 100
+    .venv/bin/python bench/ws_echo.py --link cipsend --size 2048 --blocks 1000
+    .venv/bin/python bench/ws_echo.py --link passthrough --size 4096
 """
 
 from __future__ import annotations
@@ -172,6 +183,39 @@ def ameba_roundtrip(command: bytes, data_urc: bytes):
     return roundtrip
 
 
+_IPD = re.compile(rb"\r\n\+IPD,(\d+):")
+
+
+def cipsend_roundtrip(mcu: Pty, block: bytes) -> None:
+    mcu.write(b"AT+CIPSEND=%d\r\n" % len(block))
+    mcu.read_until(b"\r\nOK\r\n\r\n>")
+    mcu.write(block)
+    mcu.read_until(b"\r\nSEND OK\r\n")
+    got = 0
+    while got < len(block):
+        match = _IPD.fullmatch(mcu.read_until(b":"))
+        assert match
+        size = int(match.group(1))
+        mcu.read_exactly(size + 2)  # the data and its trailing CRLF
+        got += size
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of process *pid* so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(roundtrip, mcu: Pty, pid: int, args) -> dict[str, float]:
+    """Throughput with the CPU *pid* spent per MB, then latency."""
+    roundtrip(mcu, b"warm-up")
+    cpu = cpu_seconds(pid)
+    mb_s = throughput(roundtrip, mcu, args.size, args.blocks)
+    cpu_ms_per_mb = (cpu_seconds(pid) - cpu) * 1000 / (2 * args.size * args.blocks / 1e6)
+    median, p99 = summary(latency(roundtrip, mcu, args.count))
+    return {"mb_s": mb_s, "median": median, "p99": p99, "cpu": cpu_ms_per_mb}
+
+
 def raw_roundtrip(mcu: Pty, block: bytes) -> None:
     """Write *block* while reading its echo: a block larger than the pty's
     buffers would otherwise deadlock against socat writing the echo back."""
@@ -235,6 +279,19 @@ def run_gatewayd(workdir: Path, ports: tuple[int, int, int], args) -> dict[str, 
             mcu.write(b"AT+WSCONN=0,127.0.0.1,,%d,1\r\n" % ports[1])
             mcu.read_until(b"connected\r\n\r\nOK\r\n")
             roundtrip = ameba_roundtrip(b"AT+WSSENDRAW=0,%d,1,2", b"[$][WS][DATA][0]")
+        elif args.link in ("cipsend", "passthrough"):
+            mcu.read_until(b"\r\nready\r\n")
+            for line in (b"ATE0", b"AT+CWMODE=1", b'AT+CWJAP="bench","password"',
+                         b"AT+CIPTCPOPT=-1,1", b'AT+CIPSTART="TCP","127.0.0.1",%d' % ports[2]):
+                mcu.write(line + b"\r\n")
+                mcu.read_until(b"\r\nOK\r\n")
+            roundtrip = cipsend_roundtrip
+            if args.link == "passthrough":
+                mcu.write(b"AT+CIPMODE=1\r\n")
+                mcu.read_until(b"\r\nOK\r\n")
+                mcu.write(b"AT+CIPSEND\r\n")
+                mcu.read_until(b"\r\nOK\r\n\r\n>")
+                roundtrip = raw_roundtrip
         else:
             mcu.read_until(b"\r\nready\r\n")
             mcu.write(b"ATE0\r\n")
@@ -244,11 +301,9 @@ def run_gatewayd(workdir: Path, ports: tuple[int, int, int], args) -> dict[str, 
             mcu.write(b'AT+WSOPEN=0,"ws://127.0.0.1:%d"\r\n' % ports[0])
             mcu.read_until(b"+WS_CONNECTED:0\r\n\r\nOK\r\n")
             roundtrip = ws_roundtrip
-        roundtrip(mcu, b"warm-up")
-        mb_s = throughput(roundtrip, mcu, args.size, args.blocks)
-        median, p99 = summary(latency(roundtrip, mcu, args.count))
+        result = measured(roundtrip, mcu, proc.pid, args)
         mcu.close()
-        return {"mb_s": mb_s, "median": median, "p99": p99}
+        return result
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(TIMEOUT)
@@ -260,11 +315,9 @@ def run_socat(workdir: Path, tcp_port: int, args) -> dict[str, float]:
                              f"tcp:127.0.0.1:{tcp_port}"])
     try:
         mcu = Pty(link)
-        raw_roundtrip(mcu, b"warm-up")
-        mb_s = throughput(raw_roundtrip, mcu, args.size, args.blocks)
-        median, p99 = summary(latency(raw_roundtrip, mcu, args.count))
+        result = measured(raw_roundtrip, mcu, proc.pid, args)
         mcu.close()
-        return {"mb_s": mb_s, "median": median, "p99": p99}
+        return result
     finally:
         proc.terminate()
         proc.wait(TIMEOUT)
@@ -276,11 +329,16 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=4096, help="block size in bytes")
     parser.add_argument("--count", type=int, default=1000, help="64-byte round trips")
     parser.add_argument("--dialect", choices=["esp-at", "ameba"], default="esp-at")
-    parser.add_argument("--link", choices=["ws", "tcp"], default="ws",
-                        help="tcp: Ameba AT+SKTCLIENT/AT+SKTSENDRAW to a TCP echo server")
+    parser.add_argument("--link", choices=["ws", "tcp", "cipsend", "passthrough"], default="ws",
+                        help="tcp: Ameba AT+SKTCLIENT/AT+SKTSENDRAW to a TCP echo server;"
+                             " cipsend, passthrough: ESP-AT AT+CIPSTART to it")
     args = parser.parse_args()
     if args.link == "tcp" and args.dialect != "ameba":
         parser.error("--link tcp needs --dialect ameba")
+    if args.link in ("cipsend", "passthrough") and args.dialect != "esp-at":
+        parser.error(f"--link {args.link} needs --dialect esp-at")
+    if args.link == "cipsend" and args.size > 8192:
+        parser.error("AT+CIPSEND sends at most 8192 bytes")
     if shutil.which("socat") is None:
         print("socat is needed for the baseline (apt-get install socat)", file=sys.stderr)
         return 2
@@ -300,8 +358,11 @@ def main() -> int:
     print(f"{args.dialect} over {args.link}: echo of {args.size}-byte blocks "
           f"({args.blocks} blocks), 64-byte latency ({args.count} messages)")
     print(f"{'':28}{f'gatewayd ({args.link})':>16}{'socat (tcp)':>16}{'ratio':>8}   target")
+    target = ">= 0.8x socat" if args.link == "passthrough" else ">= 0.5x socat"
     print(f"{'throughput, MB/s':28}{gw['mb_s']:16.2f}{base['mb_s']:16.2f}"
-          f"{gw['mb_s'] / base['mb_s']:8.2f}   >= 0.5x socat")
+          f"{gw['mb_s'] / base['mb_s']:8.2f}   {target}")
+    print(f"{'CPU per MB carried, ms':28}{gw['cpu']:16.1f}{base['cpu']:16.1f}"
+          f"{gw['cpu'] / base['cpu'] if base['cpu'] else float('inf'):8.2f}   <= 3x socat")
     print(f"{'64 B round trip median, us':28}{gw['median']:16.0f}{base['median']:16.0f}")
     print(f"{'64 B round trip p99, us':28}{gw['p99']:16.0f}{base['p99']:16.0f}"
           f"{'':8}   p99 < 2000 us")

@@ -85,6 +85,16 @@ class VirtualMcu:
         assert self._write is not None, "open() first"
         self._write.write(data)
 
+    def pause_reading(self) -> None:
+        """Stop reading the pty (an MCU whose RX is stuck): gatewayd's writes
+        then fill the pty and wait."""
+        assert self._read is not None, "open() first"
+        self._read.pause_reading()
+
+    def resume_reading(self) -> None:
+        assert self._read is not None, "open() first"
+        self._read.resume_reading()
+
     async def send_slowly(self, data: bytes, gap: float = 0.005) -> None:
         """Write *data* one byte at a time, as a person typing."""
         for byte in data:

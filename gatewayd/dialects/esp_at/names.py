@@ -118,7 +118,35 @@ async def ping(ctx: PortContext, *raw: bytes | None) -> None:
     ctx.write(b"+PING:%d\r\n" % max(1, round(elapsed)))
 
 
+#: AT+MDNS TXT records, at most.
+MAX_TXT = 10
+
+
+async def mdns(ctx: PortContext, *raw: bytes | None) -> None:
+    """Validated and accepted; nothing is advertised on the host network."""
+    f = Fields(raw)
+    if f.number("enable", 0, 1) == 0:
+        f.done()
+        return
+    hostname = f.text("hostname", max_len=64)
+    service = f.text("service_name", max_len=64)
+    f.number("port", 1, 65535)
+    f.text("instance", max_len=64, default="")
+    proto = f.text("proto", max_len=8, default="_tcp")
+    records = f.number("txt_number", 0, MAX_TXT, default=0)
+    for n in range(records):
+        f.text(f"key{n}", max_len=64)
+        f.text(f"value{n}", max_len=64)
+    f.done()
+    if not hostname or not service or proto not in ("_tcp", "_udp"):
+        raise AtError(why="AT+MDNS needs a hostname, a service and _tcp or _udp")
+    ctx.log.info("AT+MDNS accepted; nothing is advertised on the host network",
+                 hostname=hostname, service=service)
+
+
 COMMANDS = (
+    CommandSpec("+MDNS", "mDNS service: validated, nothing advertised on the host",
+                set=raw_fields(mdns, 7 + 2 * MAX_TXT)),
     CommandSpec("+CIPDOMAIN", "resolve a name with the host's resolver",
                 set=raw_fields(cipdomain, 4)),
     CommandSpec("+CIPDNS", "DNS servers: the host's, or stored ones (the host is untouched)",

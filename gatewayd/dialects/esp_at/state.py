@@ -63,6 +63,8 @@ class WifiState:
     last_ssid: str = ""
     hostname: str = "espressif"
     sleep: int = 1  #: AT+SLEEP (modem sleep, the ESP32 default)
+    #: AT+CWSAP: ssid (None: derived from the MAC), password, channel, ecn, max conn, hidden.
+    softap: tuple[str | None, str, int, int, int, int] = (None, "", 1, 0, 10, 0)
 
 
 @dataclass

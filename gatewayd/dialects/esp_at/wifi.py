@@ -242,6 +242,28 @@ async def cipapmac_query(ctx: PortContext) -> None:
     ctx.write(f'+CIPAPMAC:"{_softap_mac(_station_mac(ctx))}"\r\n'.encode())
 
 
+async def cwsap_set(ctx: PortContext, ssid: str, password: str, channel: int, ecn: int,
+                    max_conn: int, hidden: int) -> None:
+    """Stored and reported; no access point is started on the host."""
+    _require_softap(ctx)
+    if ecn == 1:
+        raise AtError(why="WEP (ecn 1) is not supported by the SoftAP")
+    if ecn and not 8 <= len(password.encode()) <= 64:
+        raise AtError(why="a protected SoftAP needs a password of 8..64 bytes")
+    if not ssid:
+        raise AtError(why="the SSID is empty")
+    ctx.state.wifi.softap = (ssid, password if ecn else "", channel, ecn, max_conn, hidden)
+
+
+async def cwsap_query(ctx: PortContext) -> None:
+    _require_softap(ctx)
+    ssid, password, channel, ecn, max_conn, hidden = ctx.state.wifi.softap
+    if ssid is None:  # the factory name: ESP_ and the SoftAP MAC's last three bytes
+        ssid = "ESP_" + _softap_mac(_station_mac(ctx)).replace(":", "")[-6:].upper()
+    ctx.write(f'+CWSAP:"{ssid}","{password}",{channel},{ecn},{max_conn},{hidden}\r\n'
+              .encode("utf-8", "surrogateescape"))
+
+
 async def cwdhcp_set(ctx: PortContext, operate: int, mode: int) -> None:
     wifi = ctx.state.wifi
     wifi.dhcp = wifi.dhcp | mode if operate else wifi.dhcp & ~mode
@@ -297,6 +319,12 @@ COMMANDS = (
     CommandSpec("+CIPAP", "SoftAP IP, gateway and netmask (reported, never started)",
                 query=cipap_query),
     CommandSpec("+CIPAPMAC", "SoftAP MAC (reported, never started)", query=cipapmac_query),
+    CommandSpec("+CWSAP", "SoftAP settings: stored and reported, never started",
+                query=cwsap_query,
+                set=Setter(cwsap_set, (Str("ssid", max_len=32), Str("pwd", max_len=64),
+                                       Int("channel", lo=1, hi=13), Int("ecn", lo=0, hi=4),
+                                       Int("max_conn", default=10, lo=1, hi=10),
+                                       Int("ssid_hidden", default=0, lo=0, hi=1)))),
     CommandSpec("+CWDHCP", "DHCP switches: stored and reported, the host is untouched",
                 query=cwdhcp_query,
                 set=Setter(cwdhcp_set, (Int("operate", lo=0, hi=1), Int("mode", lo=0, hi=3)))),
