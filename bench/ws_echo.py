@@ -260,9 +260,12 @@ def summary(samples: list[float]) -> tuple[float, float]:
 
 def run_gatewayd(workdir: Path, ports: tuple[int, int, int], args) -> dict[str, float]:
     link = workdir / "ttyAT0"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gatewayd", "run", "--device", f"pty:{link}",
-         "--dialect", args.dialect, "--log-level", "warning"], cwd=workdir)
+    command = [sys.executable, "-m", "gatewayd", "run", "--device", f"pty:{link}",
+               "--dialect", args.dialect, "--log-level", "warning"]
+    if args.profile:  # cProfile writes its file when SIGTERM ends the daemon
+        command[1:3] = ["-m", "cProfile", "-o", str(Path(args.profile).resolve()), "-m",
+                        "gatewayd"]
+    proc = subprocess.Popen(command, cwd=workdir)
     try:
         mcu = Pty(link)
         if args.dialect == "ameba" and args.link == "tcp":
@@ -287,6 +290,8 @@ def run_gatewayd(workdir: Path, ports: tuple[int, int, int], args) -> dict[str, 
                 mcu.read_until(b"\r\nOK\r\n")
             roundtrip = cipsend_roundtrip
             if args.link == "passthrough":
+                mcu.write(b"AT+TRANSINTVL=%d\r\n" % args.transintvl)
+                mcu.read_until(b"\r\nOK\r\n")
                 mcu.write(b"AT+CIPMODE=1\r\n")
                 mcu.read_until(b"\r\nOK\r\n")
                 mcu.write(b"AT+CIPSEND\r\n")
@@ -332,6 +337,11 @@ def main() -> int:
     parser.add_argument("--link", choices=["ws", "tcp", "cipsend", "passthrough"], default="ws",
                         help="tcp: Ameba AT+SKTCLIENT/AT+SKTSENDRAW to a TCP echo server;"
                              " cipsend, passthrough: ESP-AT AT+CIPSTART to it")
+    parser.add_argument("--transintvl", type=int, default=20,
+                        help="passthrough: AT+TRANSINTVL in ms (the module's default 20)")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="run gatewayd under cProfile, write its stats to FILE and print"
+                             " the top functions (the figures then include the profiler)")
     args = parser.parse_args()
     if args.link == "tcp" and args.dialect != "ameba":
         parser.error("--link tcp needs --dialect ameba")
@@ -366,6 +376,11 @@ def main() -> int:
     print(f"{'64 B round trip median, us':28}{gw['median']:16.0f}{base['median']:16.0f}")
     print(f"{'64 B round trip p99, us':28}{gw['p99']:16.0f}{base['p99']:16.0f}"
           f"{'':8}   p99 < 2000 us")
+    if args.profile:
+        import pstats
+
+        print(f"\nwhere gatewayd's time went ({args.profile}):")
+        pstats.Stats(args.profile).sort_stats("tottime").print_stats(25)
     return 0
 
 
