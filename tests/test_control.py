@@ -353,3 +353,42 @@ async def test_metrics_responder_drops_a_head_that_never_completes(tmp_path):
         await asyncio.sleep(0.1)
     assert await asyncio.wait_for(reader.read(), 5) == b""
     writer.close()
+
+
+async def test_control_socket_has_mode_0660_from_the_moment_it_exists(tmp_path):
+    import os
+    import stat
+    from types import SimpleNamespace
+
+    from gatewayd.logs import get_logger
+    from gatewayd.service.control_server import ControlServer
+
+    path = tmp_path / "ctl.sock"
+    seen: list[int] = []
+
+    async def watch() -> None:
+        for _ in range(100_000):  # one look per loop iteration, bounded
+            try:
+                seen.append(stat.S_IMODE(os.lstat(path).st_mode))
+                return
+            except FileNotFoundError:
+                await asyncio.sleep(0)
+
+    old = os.umask(0)
+    try:
+        watcher = asyncio.ensure_future(watch())
+        await asyncio.sleep(0)
+        server = ControlServer(SimpleNamespace(sessions={}), path, get_logger())
+        await server.start()
+        await asyncio.wait_for(watcher, 5)
+    finally:
+        os.umask(old)
+    try:
+        assert seen == [0o660]
+        assert stat.S_IMODE(os.lstat(path).st_mode) == 0o660
+        assert path.is_socket()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["ctl.sock"]
+        assert (await _status_over(path)) == {"ports": []}
+    finally:
+        await server.stop()
+    assert not path.exists()

@@ -1,7 +1,9 @@
 """The control socket: what ``gatewayd status`` and ``gatewayd trace`` talk to.
 
-A unix stream socket (mode 0660: the daemon's user and group only). A client
-sends one JSON line and gets JSON lines back:
+A unix stream socket, mode 0660 (the daemon's user and group only) from the
+moment it exists, whatever the umask: it is bound in a private folder beside
+its path and renamed into place (:func:`bind_private`). A client sends one
+JSON line and gets JSON lines back:
 
 * ``{"command": "status"}`` → one line: ``{"ports": [port, …]}`` as
   :meth:`gatewayd.session.port.PortSession.describe` gives them.
@@ -19,13 +21,16 @@ import base64
 import contextlib
 import json
 import os
+import shutil
+import socket
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from gatewayd.config import Config
 
-__all__ = ["ControlServer", "control_socket_path"]
+__all__ = ["ControlServer", "bind_private", "control_socket_path"]
 
 TRACE_BACKLOG = 1024 * 1024
 #: Where the systemd unit's RuntimeDirectory puts the socket.
@@ -42,6 +47,28 @@ def control_socket_path(config: Config, environ: dict[str, str] | None = None) -
     return Path(runtime) / "gatewayd.sock" if runtime else None
 
 
+def bind_private(path: Path, mode: int = 0o660) -> socket.socket:
+    """A unix stream socket bound at *path* with *mode* from the moment it is
+    there: bound and chmod-ed inside a fresh 0700 folder in *path*'s folder,
+    then renamed onto *path* (atomic; a stale socket there is replaced). A
+    *path* that exists and is not a socket is refused (FileExistsError)."""
+    if path.exists() and not path.is_socket():
+        raise FileExistsError(f"{path} exists and is not a socket")
+    folder = tempfile.mkdtemp(prefix=".gatewayd-", dir=path.parent)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        staged = os.path.join(folder, "sock")
+        sock.bind(staged)
+        os.chmod(staged, mode)
+        os.rename(staged, path)
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return sock
+
+
 class ControlServer:
     def __init__(self, daemon: Any, path: Path, log: Any) -> None:
         self.daemon = daemon
@@ -50,11 +77,14 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
-        if self.path.is_socket():
-            self.path.unlink()  # left behind by a previous run
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._server = await asyncio.start_unix_server(self._client, path=str(self.path))
-        os.chmod(self.path, 0o660)
+        sock = bind_private(self.path)  # replaces a socket left by a previous run
+        try:
+            self._server = await asyncio.start_unix_server(self._client, sock=sock)
+        except BaseException:
+            sock.close()
+            self.path.unlink(missing_ok=True)
+            raise
         self.log.info("control socket listening", path=str(self.path))
 
     async def stop(self) -> None:
