@@ -376,6 +376,25 @@ async def test_16k_binary_message_is_split_into_buffer_size_chunks(tmp_path):
             await mcu.expect(b"+WS_DATA:0,1024," + payload[offset : offset + 1024] + b"\r\n")
 
 
+async def test_a_fragmented_message_is_reported_frame_by_frame(tmp_path):
+    async def sender(websocket):
+        await websocket.send(["ab", "cd"])  # TEXT ab, CONT cd, then an empty CONT with FIN
+        async with websocket.send_context():  # TEXT "ab" (FIN=0), CONT "cd" (FIN=1)
+            websocket.protocol.send_text(b"ab", fin=False)
+            websocket.protocol.send_continuation(b"cd", fin=True)
+        await websocket.send(b"whole")
+        await websocket.wait_closed()
+
+    async with serve(sender, "127.0.0.1", 0) as server, \
+            running_gateway(tmp_path, config_text=port_config()) as (_, mcu):
+        await quiet(mcu)
+        await open_link(mcu, f"ws://127.0.0.1:{port_of(server)}")
+        await mcu.expect(b"+WS_DATA:0,2,ab\r\n+WS_DATA:0,2,cd\r\n+WS_DATA:0,0,\r\n"
+                         b"+WS_DATA:0,2,ab\r\n+WS_DATA:0,2,cd\r\n"
+                         b"+WS_DATA:0,5,whole\r\n")
+        await mcu.expect_silence(0.2)
+
+
 async def test_server_close_frame_gives_ws_closed_and_frees_the_link(tmp_path, ws_echo):
     async def closer(websocket):
         await websocket.close(1000, "bye")

@@ -3,7 +3,8 @@
 Bytes and rules follow ``shared/reference/esp-at-behaviour.md`` §1-§4 (master
 firmware): three links (0..2); ``+WS_CONNECTED``/``+WS_DISCONNECTED``/
 ``+WS_CLOSED``/``+WS_DATA`` messages without a leading CRLF; received data
-reported in pieces of at most ``buffer_size`` bytes; a dropped link
+reported frame by frame (a fragmented message is never reassembled), each
+frame in pieces of at most ``buffer_size`` bytes; a dropped link
 reconnects every ``ws_reconnect_interval`` seconds until ``AT+WSCLOSE``; a
 close frame from the server frees the link and its WSCFG.
 
@@ -193,7 +194,7 @@ async def wsopen(ctx: PortContext, link_id: int, uri: str, subprotocol: str | No
         return ClientRequest(kind=kind, host=host, port=port, path=path, tls=tls,
                              headers=tuple(headers),
                              subprotocols=(subprotocol,) if subprotocol else (),
-                             connect_timeout=timeout_ms / 1000)
+                             connect_timeout=timeout_ms / 1000, frames=True)
 
     try:
         await open_client_link(
