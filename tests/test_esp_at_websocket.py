@@ -244,10 +244,10 @@ async def test_wscfg_parameter_rules(tmp_path, tls_files):
         await quiet(mcu)
         await mcu.command(b"AT+WSCFG=0,30,60,4096", OK)        # seed example
         await mcu.command(b"AT+WSCFG=0,30,60", OK)
-        await mcu.command(b"AT+WSCFG=2,7200,7200,16384,0", OK)  # 5 params: auth_mode 0 only
+        await mcu.command(b"AT+WSCFG=2,7200,7200,8192,0", OK)  # 5 params: auth_mode 0 only
         for line in [
             b"AT+WSCFG=3,30,60", b"AT+WSCFG=0,0,60", b"AT+WSCFG=0,30,7201",
-            b"AT+WSCFG=0,30,60,0", b"AT+WSCFG=0,30,60,16385", b"AT+WSCFG=0,30",
+            b"AT+WSCFG=0,30,60,0", b"AT+WSCFG=0,30,60,8193", b"AT+WSCFG=0,30",
             b"AT+WSCFG=0,30,60,,3,0,0",      # empty buffer_size before auth_mode
             b"AT+WSCFG=0,30,60,4096,2",      # auth_mode 2 without indexes
             b"AT+WSCFG=0,30,60,4096,2,0",    # 6 parameters
@@ -260,6 +260,17 @@ async def test_wscfg_parameter_rules(tmp_path, tls_files):
         await mcu.command(b"AT+WSCFG=0,30,60,4096,2,0,5", b"NO CA FOUND\r\n" + ERROR)
         await mcu.command(b"AT+WSCFG=0,30,60,4096,1,0,0", b"NO CERT FOUND\r\n" + ERROR)
         await mcu.command(b"AT+WSCFG=0,30,60,4096,3,7,0", b"NO CERT FOUND\r\n" + ERROR)
+
+
+async def test_wscfg_buffer_size_follows_the_version_gmr_reports(tmp_path):
+    async with running_gateway(tmp_path, config_text=port_config()) as (_, mcu):
+        await quiet(mcu)
+        await mcu.command(b"AT+GMR", b"AT version:4.1.1.0(", timeout=5)
+        await mcu.read_until(OK)
+        # 4.1.1.0 is before v5.0.1.0's successor: buffer_size is 1..8192 there.
+        await mcu.command(b"AT+WSCFG=0,10,120,8193", ERROR)
+        await mcu.command(b"AT+WSCFG=0,10,120,16384", ERROR)
+        await mcu.command(b"AT+WSCFG=0,10,120,8192", OK)
 
 
 async def test_wss_with_wrong_ca_fails_and_private_server_needs_trust_switch(tmp_path, tls_files):

@@ -32,6 +32,7 @@ from gatewayd.dialects.base import (
     open_client_link,
 )
 from gatewayd.dialects.esp_at.dialect import PROMPT, SEND_OK
+from gatewayd.dialects.esp_at.limits import LIMITS
 from gatewayd.dialects.esp_at.state import WS_LINK_IDS, WsConfig, WsLinkInfo, WsState
 from gatewayd.links import ClientLink, LinkState, PingPolicy, ReconnectPolicy
 from gatewayd.links.tls import SuiteLoadError, link_client_context
@@ -277,7 +278,7 @@ def _opt_int(name: str, lo: int, hi: int, default: Any = None) -> Int:
 COMMANDS = (
     CommandSpec("+WSCFG", "configure the next AT+WSOPEN of a link", set=Setter(wscfg, (
         _LINK, Int("ping_intv_sec", lo=1, hi=7200), Int("ping_timeout_sec", lo=1, hi=7200),
-        _opt_int("buffer_size", 1, 16384), _opt_int("auth_mode", 0, 3),
+        _opt_int("buffer_size", 1, LIMITS.ws_buffer_size), _opt_int("auth_mode", 0, 3),
         _opt_int("pki_number", 0, 2**31 - 1), _opt_int("ca_number", 0, 2**31 - 1)))),
     CommandSpec("+WSHEAD", "add a request header (through the > prompt); 0 clears",
                 query=wshead_query,
