@@ -538,21 +538,22 @@ class DatagramListener(Listener):
 async def _settle_tls13(connection: StreamConnection) -> None:
     """A TLS 1.3 link: wait up to :data:`TLS13_SETTLE` s for the server to speak
     or end (module docstring); raise what ended it. The link is not started
-    yet, so what arrives waits for its reader. Cancelled, the link is dropped."""
+    yet, so what arrives waits for its reader. Failed or cancelled, the link
+    is dropped."""
     ssl_object = connection.get_extra_info("ssl_object")
     if ssl_object is None or ssl_object.version() != "TLSv1.3":
         return
     proto = connection._proto
     try:
         await proto.wait_readable(TLS13_SETTLE)
+        if proto.error is not None:
+            raise proto.error  # the server's alert
+        if (proto.eof or proto.lost) and not proto.bytes_received:
+            raise TransportError("the TLS 1.3 server ended the link right after the "
+                                 "handshake (it refused the client certificate?)", stage="tls")
     except BaseException:
         connection._transport.abort()
         raise
-    if proto.error is not None:
-        raise proto.error  # the server's alert
-    if (proto.eof or proto.lost) and not proto.bytes_received:
-        raise TransportError("the TLS 1.3 server ended the link right after the handshake "
-                             "(it refused the client certificate?)", stage="tls")
 
 
 class SocketTransport(Transport):
