@@ -6,7 +6,10 @@ systemd with systemd-python importable. Every event passes
 :func:`redact_secrets` first: values of secret-looking keys, the values of
 ``Authorization``/``Cookie`` headers inside any string, the password of
 ``AT+CWJAP`` and the auth of ``AT+WSOPEN`` (in command lines and in their
-echo), and the password of ``user:password@`` in URIs become ``<redacted>``.
+echo), Ameba's ``pw,<value>`` (AT+WLCONN, AT+WLSTARTAP) and the AT+WLSTATE
+``PASSWORD => <value>`` line, and the password of ``user:password@`` in URIs
+become ``<redacted>``. :func:`redact_text` applies the same to one string
+(``gatewayd trace`` uses it on the UART's bytes).
 """
 
 from __future__ import annotations
@@ -21,30 +24,39 @@ from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["RateLimit", "configure_logging", "get_logger", "redact_secrets"]
+__all__ = ["RateLimit", "configure_logging", "get_logger", "redact_secrets", "redact_text"]
 
 REDACTED = "<redacted>"
 _SECRET_KEYS = re.compile(r"(?i)^(password|passwd|pwd|auth|authorization|cookie|token|secret|"
                           r"private_key|api_key)$")
-_SECRET_HEADERS = re.compile(
-    r"(?i)\b((?:proxy-)?authorization|cookie|set-cookie|x-api-key)(\s*:\s*)[^\r\n\\]*")
+#: Header values, and the ``PASSWORD => `` line of Ameba's AT+WLSTATE.
+_SECRET_HEADERS = re.compile(r"(?i)\b((?:proxy-)?authorization|cookie|set-cookie|x-api-key"
+                             r"|password(?= *=>))(\s*(?::|=>)\s*)[^\r\n\\]*")
 _QUOTED = r'"(?:[^"\\]|\\.)*"'
-#: AT parameters that carry credentials: the password of AT+CWJAP and the
-#: auth of AT+WSOPEN (its fifth parameter), in lines and in their echo.
+#: AT parameters that carry credentials: the password of AT+CWJAP, the auth
+#: of AT+WSOPEN (its fifth parameter) and Ameba's ``pw,`` value, in lines and
+#: in their echo.
 _SECRET_PARAMS = re.compile(
-    rf"(?i)(AT\+CWJAP=(?:{_QUOTED})?,|AT\+WSOPEN=[^,]*,{_QUOTED},[^,]*,[^,]*,)({_QUOTED}|[^,\r\n\\]+)")
+    rf"(?i)(AT\+CWJAP=(?:{_QUOTED})?,|AT\+WSOPEN=[^,]*,{_QUOTED},[^,]*,[^,]*,"
+    rf"|AT\+WL(?:CONN|STARTAP)=(?:[^\r\n]*?,)?pw,)({_QUOTED}|[^,\r\n\\]+)")
 #: user:password@ in URIs.
 _USERINFO = re.compile(r"(://[^/:@\s\"]*:)[^@/\s\"]+@")
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "error": logging.ERROR}
 
 
+def redact_text(text: str) -> str:
+    """*text* with header values, AT credentials and URI passwords replaced
+    by ``<redacted>`` (what every log event gets)."""
+    if ":" in text or "=" in text:
+        text = _SECRET_HEADERS.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+        text = _SECRET_PARAMS.sub(lambda m: m.group(1) + REDACTED, text)
+        text = _USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", text)
+    return text
+
+
 def _scrub(value: Any) -> Any:
-    if isinstance(value, str) and (":" in value or "=" in value):
-        value = _SECRET_HEADERS.sub(lambda m: m.group(1) + m.group(2) + REDACTED, value)
-        value = _SECRET_PARAMS.sub(lambda m: m.group(1) + REDACTED, value)
-        value = _USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", value)
-    return value
+    return redact_text(value) if isinstance(value, str) else value
 
 
 def redact_secrets(_logger: Any, _method: str,

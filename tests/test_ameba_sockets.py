@@ -471,6 +471,83 @@ async def test_tls_client_wrong_ca_is_error_14(tmp_path, tls_files):
         await mcu.command(b"AT+SKTCLIENT=2,3,4,127.0.0.1,%d,,1" % port, error(14))
 
 
+@contextlib.asynccontextmanager
+async def blocking_tls_server(context: ssl.SSLContext, greeting: bytes):
+    """A plain ``ssl``-module server in a thread: unlike asyncio's, it sends the
+    TLS alert when it refuses a client. Greets each client it accepts, then
+    reads until the client leaves. Yields its port."""
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                sock, _ = listener.accept()
+            except TimeoutError:
+                continue
+            sock.settimeout(WAIT)
+            # ssl.SSLError (an OSError): a refused client.
+            with sock, contextlib.suppress(OSError), \
+                    context.wrap_socket(sock, server_side=True) as tls:
+                tls.sendall(greeting)
+                while tls.recv(4096):
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        await asyncio.to_thread(thread.join, WAIT)
+        listener.close()
+
+
+@contextlib.asynccontextmanager
+async def asyncio_tls_server(context: ssl.SSLContext, greeting: bytes):
+    """An asyncio TLS server: it refuses a client by closing, without an alert."""
+
+    async def greeter(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(greeting)
+        with contextlib.suppress(ConnectionError):
+            await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(greeter, "127.0.0.1", 0, ssl=context)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("kind", ["ssl-module", "asyncio"])
+async def test_tls13_server_refusing_the_client_certificate_is_error_14(tmp_path, tls_files,
+                                                                        kind):
+    """TLS 1.3: the server judges the client's certificate after the client's
+    handshake is done, so its refusal comes after; gatewayd waits for it."""
+    import trustme
+
+    stranger = trustme.CA().issue_cert("mcu.gatewayd.test")
+    stranger.cert_chain_pems[0].write_to_path(tmp_path / "stranger.pem")
+    stranger.private_key_pem.write_to_path(tmp_path / "stranger.key")
+    extra = (f'[certs.client.5]\nca = "{tls_files["ca"]}"\ncert = "{tmp_path / "stranger.pem"}"\n'
+             f'key = "{tmp_path / "stranger.key"}"\n')
+    context = server_tls(tls_files, require_client_cert=True)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    # The greeting goes out at once: nothing the server sends may be lost.
+    peer = blocking_tls_server if kind == "ssl-module" else asyncio_tls_server
+    async with peer(context, b"hello") as port, running_gateway(
+            tmp_path, config_text=config(tmp_path, tls_files) + extra) as (_, mcu):
+        await mcu.command(b"AT+SKTCLIENT=2,3,2,127.0.0.1,%d,,1" % port, error(14))  # no cert
+        await mcu.command(b"AT+SKTCLIENT=2,5,5,127.0.0.1,%d,,1" % port, error(14))  # wrong CA
+        await mcu.command(b"AT+SKTSTATE", OK)
+        await mcu.command(b"AT+SKTCLIENT=2,5,1,127.0.0.1,%d,,1" % port, OK)
+        await mcu.expect(data_urc(2, b"hello"))
+
+
 async def test_tls_client_connection_refused_is_error_13(tmp_path, tls_files):
     async with running_gateway(tmp_path, config_text=config(tmp_path, tls_files)) as (_, mcu):
         await mcu.command(b"AT+SKTCLIENT=2,3,1,127.0.0.1,%d,,1" % free_port(), error(13))

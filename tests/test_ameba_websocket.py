@@ -1089,8 +1089,11 @@ async def test_data_events_with_opcode_when_configured(tmp_path):
     async def sender(websocket):
         await websocket.send("hi")
         await websocket.send(b"\r\n\x00")
-        await websocket.send(["ab", "cd"])
+        await websocket.send(["ab", "cd"])  # TEXT ab, CONT cd, an empty CONT with FIN
         await websocket.send([b"\x01", b"\x02"])
+        async with websocket.send_context():  # TEXT "ab" (FIN=0), CONT "cd" (FIN=1)
+            websocket.protocol.send_text(b"ab", fin=False)
+            websocket.protocol.send_continuation(b"cd", fin=True)
         await echo(websocket)
 
     config = port_config("ameba_ws_data_opcode = true\n")
@@ -1099,8 +1102,10 @@ async def test_data_events_with_opcode_when_configured(tmp_path):
         await connect(mcu, port_of(server))
         await mcu.expect(data(0, b"hi", opcode=1))
         await mcu.expect(data(0, b"\r\n\x00", opcode=2))
-        await mcu.expect(data(0, b"abcd", opcode=1))
-        await mcu.expect(data(0, b"\x01\x02", opcode=2))
+        # A fragmented message has the final frame's opcode, 0, as on the firmware.
+        await mcu.expect(b"[$][WS][DATA][0][0][4]:abcd\r\n")
+        await mcu.expect(b"[$][WS][DATA][0][0][2]:\x01\x02\r\n")
+        await mcu.expect(b"[$][WS][DATA][0][0][4]:abcd\r\n")
         await mcu.send(b"AT+WSSEND=0,3,1,2,bin\r\n")
         await expect_ok_and(mcu, data(0, b"bin", opcode=2))
 

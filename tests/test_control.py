@@ -353,3 +353,114 @@ async def test_metrics_responder_drops_a_head_that_never_completes(tmp_path):
         await asyncio.sleep(0.1)
     assert await asyncio.wait_for(reader.read(), 5) == b""
     writer.close()
+
+
+async def test_control_socket_has_mode_0660_from_the_moment_it_exists(tmp_path):
+    import os
+    import stat
+    from types import SimpleNamespace
+
+    from gatewayd.logs import get_logger
+    from gatewayd.service.control_server import ControlServer
+
+    path = tmp_path / "ctl.sock"
+    seen: list[int] = []
+
+    async def watch() -> None:
+        for _ in range(100_000):  # one look per loop iteration, bounded
+            try:
+                seen.append(stat.S_IMODE(os.lstat(path).st_mode))
+                return
+            except FileNotFoundError:
+                await asyncio.sleep(0)
+
+    old = os.umask(0)
+    try:
+        watcher = asyncio.ensure_future(watch())
+        await asyncio.sleep(0)
+        server = ControlServer(SimpleNamespace(sessions={}), path, get_logger())
+        await server.start()
+        await asyncio.wait_for(watcher, 5)
+    finally:
+        os.umask(old)
+    try:
+        assert seen == [0o660]
+        assert stat.S_IMODE(os.lstat(path).st_mode) == 0o660
+        assert path.is_socket()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["ctl.sock"]
+        assert (await _status_over(path)) == {"ports": []}
+    finally:
+        await server.stop()
+    assert not path.exists()
+
+
+def _trace_stream(output: bytes, arrow: str) -> str:
+    """The payloads of one direction's trace lines, joined (as rendered)."""
+    marker = f" mcu {arrow} "
+    return "".join(line.split(marker, 1)[1] for line in output.decode().splitlines()
+                   if marker in line)
+
+
+async def test_trace_redacts_wifi_passwords_and_headers_unless_raw(tmp_path):
+    from gatewayd.testing import running_gateway
+
+    config_text = ('[[port]]\nname = "mcu"\ndevice = "pty:ttyAT0"\nwifi_interface = "lo"\n'
+                   '[control]\nsocket = "ctl.sock"\n')
+    async with running_gateway(tmp_path, config_text=config_text) as (daemon, mcu):
+        tracers = [await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gatewayd", "trace", "mcu",
+            "-c", str(tmp_path / "gatewayd.toml"), *extra,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            for extra in ((), ("--raw",))]
+        async with asyncio.timeout(10):
+            while len(daemon.sessions["mcu"].tracers) < 2:
+                await asyncio.sleep(0.02)
+        await mcu.send_slowly(b'AT+CWJAP="home","hunter2"\r\n')  # one byte per chunk
+        await mcu.read_until(OK)
+        await mcu.command(b"AT+WSHEAD=28", b"AT+WSHEAD=28\r\n\r\nOK\r\n\r\n>")
+        await mcu.send(b"Authorization: Bearer s3cret")
+        await mcu.expect(OK)
+        await mcu.command(b"AT+WSHEAD?", b"AT+WSHEAD?\r\n"
+                          b'+WSHEAD:0,"Authorization: Bearer s3cret"\r\n' + OK)
+        await asyncio.sleep(0.5)  # past TRACE_QUIET: held tails are shown
+        for tracer in tracers:
+            tracer.terminate()
+        (redacted, err), (raw, raw_err) = [
+            await asyncio.wait_for(t.communicate(), 10) for t in tracers]
+    assert b"hunter2" not in redacted and b"s3cret" not in redacted, err
+    assert _trace_stream(redacted, ">") == (
+        'AT+CWJAP="home",<redacted>\\r\\nAT+WSHEAD=28\\r\\nAuthorization: <redacted>'
+        "AT+WSHEAD?\\r\\n")
+    out = _trace_stream(redacted, "<")
+    assert out.startswith('AT+CWJAP="home",<redacted>\\r\\n')
+    assert "+WSHEAD:0,\"Authorization: <redacted>\\r\\n" in out
+    assert _trace_stream(raw, ">") == (
+        'AT+CWJAP="home","hunter2"\\r\\nAT+WSHEAD=28\\r\\nAuthorization: Bearer s3cret'
+        "AT+WSHEAD?\\r\\n"), raw_err
+    assert '+WSHEAD:0,"Authorization: Bearer s3cret"\\r\\n' in _trace_stream(raw, "<")
+
+
+def test_raw_trace_is_for_the_daemons_user_and_root():
+    from gatewayd.service.control_server import may_trace_raw
+
+    assert may_trace_raw(0, own_uid=998) and may_trace_raw(998, own_uid=998)
+    assert not may_trace_raw(1000, own_uid=998)
+
+
+def test_trace_redactor_hides_a_secret_split_by_a_quiet_flush():
+    from gatewayd.service.trace import MAX_LINE, TraceRedactor
+
+    redactor = TraceRedactor()
+    assert redactor.feed(b'\r\nOK\r\nAT+CWJAP="h","hu') == b"\r\nOK\r\n"
+    assert redactor.holding
+    assert redactor.flush() == b'AT+CWJAP="h",<redacted>'
+    assert not redactor.holding
+    assert redactor.feed(b'nter2"\r\n') == b"\r\n"
+    assert redactor.feed(b"Authoriz") == b""
+    assert redactor.flush() == b"Authoriz"
+    assert redactor.feed(b"ation: Bearer x\r\n") == b"ation: <redacted>\r\n"
+    assert redactor.feed(b"Cookie: id=1") == b""
+    assert redactor.flush(end=True) == b"Cookie: <redacted>"
+    assert redactor.feed(b"AT\r\n") == b"AT\r\n"  # a new line, shown as it is
+    assert redactor.feed(b"a" * (MAX_LINE + 1)) == b"a" * (MAX_LINE + 1)
+    assert not redactor.holding

@@ -244,10 +244,10 @@ async def test_wscfg_parameter_rules(tmp_path, tls_files):
         await quiet(mcu)
         await mcu.command(b"AT+WSCFG=0,30,60,4096", OK)        # seed example
         await mcu.command(b"AT+WSCFG=0,30,60", OK)
-        await mcu.command(b"AT+WSCFG=2,7200,7200,16384,0", OK)  # 5 params: auth_mode 0 only
+        await mcu.command(b"AT+WSCFG=2,7200,7200,8192,0", OK)  # 5 params: auth_mode 0 only
         for line in [
             b"AT+WSCFG=3,30,60", b"AT+WSCFG=0,0,60", b"AT+WSCFG=0,30,7201",
-            b"AT+WSCFG=0,30,60,0", b"AT+WSCFG=0,30,60,16385", b"AT+WSCFG=0,30",
+            b"AT+WSCFG=0,30,60,0", b"AT+WSCFG=0,30,60,8193", b"AT+WSCFG=0,30",
             b"AT+WSCFG=0,30,60,,3,0,0",      # empty buffer_size before auth_mode
             b"AT+WSCFG=0,30,60,4096,2",      # auth_mode 2 without indexes
             b"AT+WSCFG=0,30,60,4096,2,0",    # 6 parameters
@@ -260,6 +260,17 @@ async def test_wscfg_parameter_rules(tmp_path, tls_files):
         await mcu.command(b"AT+WSCFG=0,30,60,4096,2,0,5", b"NO CA FOUND\r\n" + ERROR)
         await mcu.command(b"AT+WSCFG=0,30,60,4096,1,0,0", b"NO CERT FOUND\r\n" + ERROR)
         await mcu.command(b"AT+WSCFG=0,30,60,4096,3,7,0", b"NO CERT FOUND\r\n" + ERROR)
+
+
+async def test_wscfg_buffer_size_follows_the_version_gmr_reports(tmp_path):
+    async with running_gateway(tmp_path, config_text=port_config()) as (_, mcu):
+        await quiet(mcu)
+        await mcu.command(b"AT+GMR", b"AT version:4.1.1.0(", timeout=5)
+        await mcu.read_until(OK)
+        # 4.1.1.0 is before v5.0.1.0's successor: buffer_size is 1..8192 there.
+        await mcu.command(b"AT+WSCFG=0,10,120,8193", ERROR)
+        await mcu.command(b"AT+WSCFG=0,10,120,16384", ERROR)
+        await mcu.command(b"AT+WSCFG=0,10,120,8192", OK)
 
 
 async def test_wss_with_wrong_ca_fails_and_private_server_needs_trust_switch(tmp_path, tls_files):
@@ -374,6 +385,25 @@ async def test_16k_binary_message_is_split_into_buffer_size_chunks(tmp_path):
                           b"+WS_CONNECTED:0\r\n" + OK)
         for offset in range(0, len(payload), 1024):
             await mcu.expect(b"+WS_DATA:0,1024," + payload[offset : offset + 1024] + b"\r\n")
+
+
+async def test_a_fragmented_message_is_reported_frame_by_frame(tmp_path):
+    async def sender(websocket):
+        await websocket.send(["ab", "cd"])  # TEXT ab, CONT cd, then an empty CONT with FIN
+        async with websocket.send_context():  # TEXT "ab" (FIN=0), CONT "cd" (FIN=1)
+            websocket.protocol.send_text(b"ab", fin=False)
+            websocket.protocol.send_continuation(b"cd", fin=True)
+        await websocket.send(b"whole")
+        await websocket.wait_closed()
+
+    async with serve(sender, "127.0.0.1", 0) as server, \
+            running_gateway(tmp_path, config_text=port_config()) as (_, mcu):
+        await quiet(mcu)
+        await open_link(mcu, f"ws://127.0.0.1:{port_of(server)}")
+        await mcu.expect(b"+WS_DATA:0,2,ab\r\n+WS_DATA:0,2,cd\r\n+WS_DATA:0,0,\r\n"
+                         b"+WS_DATA:0,2,ab\r\n+WS_DATA:0,2,cd\r\n"
+                         b"+WS_DATA:0,5,whole\r\n")
+        await mcu.expect_silence(0.2)
 
 
 async def test_server_close_frame_gives_ws_closed_and_frees_the_link(tmp_path, ws_echo):

@@ -63,6 +63,9 @@ def test_level_filters(json_log):
     ('AT+CWJAP=,"p\\\\"w"', 'p\\\\"w'),
     ('AT+WSOPEN=0,"wss://h:1/p","chat",5000,"Bearer s3cret"', "s3cret"),
     ('AT+WSOPEN=0,"ws://user:pa55@127.0.0.1:80"', "pa55"),
+    ("AT+WLCONN=ssid,home,pw,hunter2", "hunter2"),
+    ("AT+WLSTARTAP=ssid,ap,ch,6,pw,hunter2,sec,wpa2", "hunter2"),
+    ("  PASSWORD => hun,ter2\\r\\n", "ter2"),
 ])
 def test_credentials_in_at_lines_and_echo_are_redacted(json_log, text, secret):
     get_logger().debug("at out", data=text)

@@ -459,6 +459,44 @@ async def test_frames_on_the_wire_are_masked_with_fin_and_opcode_as_asked():
         connection.abort()
 
 
+async def test_with_frames_each_data_frame_is_delivered_with_its_opcode_and_fin():
+    async with raw_ws_peer() as (port, accepted):
+        _, events = await open_link(port, frames=True)
+        async with asyncio.timeout(WAIT):
+            reader, writer = await accepted
+        writer.write(encode_frame(1, b"ab", fin=False, mask=None)
+                     + encode_frame(9, b"hb", fin=True, mask=None)  # a ping between
+                     + encode_frame(0, b"cd", fin=False, mask=b"\x01\x02\x03\x04")
+                     + encode_frame(0, b"", fin=True, mask=None)
+                     + encode_frame(2, b"x" * 70000, fin=True, mask=None))
+        assert await events.message() == (b"ab", Opcode.TEXT, False)
+        assert await read_frame(reader) == (True, 10, True, b"hb")
+        assert await events.message() == (b"cd", Opcode.CONTINUATION, False)
+        assert await events.message() == (b"", Opcode.CONTINUATION, True)
+        assert await events.message() == (b"x" * 70000, Opcode.BINARY, True)
+        writer.write(b"\x88\x02\x03\xe8")
+        assert await events.wait_closed() == (True, 1000, None)
+
+
+@pytest.mark.parametrize(("frame", "code"), [
+    (encode_frame(0, b"cd", fin=True, mask=None), 1002),  # no message to continue
+    (encode_frame(1, b"a", fin=False, mask=None) + encode_frame(2, b"b", fin=True, mask=None),
+     1002),  # a new message inside one
+    (encode_frame(9, b"p", fin=False, mask=None), 1002),  # a fragmented ping
+    (b"\xc1\x01a", 1002),  # RSV1 without an extension
+    (b"\x82\x7f" + struct.pack("!Q", 1 << 40), 1009),  # larger than MAX_MESSAGE
+])
+async def test_with_frames_protocol_errors_end_the_link(frame, code):
+    async with raw_ws_peer() as (port, accepted):
+        _, events = await open_link(port, frames=True)
+        async with asyncio.timeout(WAIT):
+            reader, writer = await accepted
+        writer.write(frame)
+        by_peer, _, error = await events.wait_closed()
+        assert by_peer and error is not None
+        assert await read_frame(reader) == (True, 8, True, struct.pack("!H", code))
+
+
 async def test_abort_sends_nothing_and_reports_a_local_end():
     frames = asyncio.get_running_loop().create_future()
 

@@ -445,7 +445,9 @@ class ControlConfig(_Section):
 
     Unset, it is `$RUNTIME_DIRECTORY/gatewayd.sock` under systemd (the unit's
     `RuntimeDirectory=gatewayd` makes that `/run/gatewayd/gatewayd.sock`), and
-    off otherwise. Only the daemon's user and group may connect (mode 0660).
+    off otherwise. Only the daemon's user and group may connect (mode 0660,
+    from the moment the socket exists). `gatewayd trace` redacts secrets;
+    `gatewayd trace --raw` is for the daemon's user and root only.
     """
 
     socket: Path | None = Field(

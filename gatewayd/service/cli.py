@@ -3,7 +3,7 @@
 * ``gatewayd run [-c FILE] [--device DEV] [--dialect esp-at|ameba] [--baudrate N]``
 * ``gatewayd check-config FILE``
 * ``gatewayd plugins``
-* ``gatewayd status [-c FILE] [--json]`` and ``gatewayd trace PORT [-c FILE]``
+* ``gatewayd status [-c FILE] [--json]`` and ``gatewayd trace PORT [-c FILE] [--raw]``
   (through the control socket, see :mod:`gatewayd.service.control_server`)
 
 Without ``-c`` the daemon runs on the built-in config: one ESP-AT port on
@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     trace = sub.add_parser("trace", help="stream a port's AT conversation live")
     trace.add_argument("port", help="port name")
     trace.add_argument("-c", "--config", type=Path, help="config file (for control.socket)")
+    trace.add_argument("--raw", action="store_true",
+                       help="the bytes unredacted, Wi-Fi passwords and Authorization "
+                       "headers included (the daemon's user or root only)")
     return parser
 
 

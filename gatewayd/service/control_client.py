@@ -2,9 +2,11 @@
 
 The socket is found as the daemon finds it (:func:`gatewayd.service.control_server.
 control_socket_path`), falling back to the systemd unit's
-``/run/gatewayd/gatewayd.sock``. ``trace`` prints one line per UART chunk
-with a timestamp and the direction (``>`` from the MCU, ``<`` to it): text
-as escaped text, anything else (raw blocks, binary) as a hexdump.
+``/run/gatewayd/gatewayd.sock``. ``trace`` prints the port's bytes a line at
+a time with secrets redacted (``--raw``: one line per UART chunk, unredacted;
+the daemon allows it to its own user and root only), each with a timestamp
+and the direction (``>`` from the MCU, ``<`` to it): text as escaped text,
+anything else (raw blocks, binary) as a hexdump.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
     with sock:
         if args.command == "status":
             return _status(sock, as_json=args.json)
-        return _trace(sock, args.port)
+        return _trace(sock, args.port, raw=args.raw)
 
 
 def _request(sock: socket.socket, message: dict[str, Any]) -> Any:
@@ -96,8 +98,8 @@ def render(event: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _trace(sock: socket.socket, port: str) -> int:
-    stream = _request(sock, {"command": "trace", "port": port})
+def _trace(sock: socket.socket, port: str, *, raw: bool) -> int:
+    stream = _request(sock, {"command": "trace", "port": port, "raw": raw})
     first = json.loads(stream.readline() or b"{}")
     if "error" in first:
         print(f"gatewayd: {first['error']}", file=sys.stderr)

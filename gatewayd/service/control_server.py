@@ -1,15 +1,24 @@
 """The control socket: what ``gatewayd status`` and ``gatewayd trace`` talk to.
 
-A unix stream socket (mode 0660: the daemon's user and group only). A client
-sends one JSON line and gets JSON lines back:
+A unix stream socket, mode 0660 (the daemon's user and group only) from the
+moment it exists, whatever the umask: it is bound in a private folder beside
+its path and renamed into place (:func:`bind_private`). A client sends one
+JSON line and gets JSON lines back:
 
 * ``{"command": "status"}`` → one line: ``{"ports": [port, …]}`` as
   :meth:`gatewayd.session.port.PortSession.describe` gives them.
-* ``{"command": "trace", "port": NAME}`` → one line per UART chunk,
-  ``{"t": unix time, "port": NAME, "dir": "in"|"out", "data": base64}``,
-  until the client disconnects. A trace client that cannot keep up is
-  dropped once :data:`TRACE_BACKLOG` bytes wait for it, so tracing never
-  slows the MCU down.
+* ``{"command": "trace", "port": NAME}`` → ``{"tracing": NAME}``, then
+  ``{"t": unix time, "port": NAME, "dir": "in"|"out", "data": base64}`` lines
+  until the client disconnects: the UART's bytes with Wi-Fi passwords,
+  header values and URI passwords redacted, a line at a time
+  (:mod:`gatewayd.service.trace`); the MCU's unfinished line (a raw block)
+  is shown after :data:`~gatewayd.service.trace.TRACE_QUIET` s of silence
+  or as soon as a whole line goes to the MCU. With ``"raw": true``: one line per UART
+  chunk, unredacted, and only for a client running as the daemon's user or
+  root (its peer credentials); anyone else in the socket's group gets an
+  error. A trace client that cannot keep up is dropped once
+  :data:`TRACE_BACKLOG` bytes wait for it, so tracing never slows the MCU
+  down.
 """
 
 from __future__ import annotations
@@ -19,13 +28,18 @@ import base64
 import contextlib
 import json
 import os
+import shutil
+import socket
+import struct
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from gatewayd.config import Config
+from gatewayd.service.trace import TRACE_QUIET, TraceRedactor
 
-__all__ = ["ControlServer", "control_socket_path"]
+__all__ = ["ControlServer", "bind_private", "control_socket_path", "may_trace_raw"]
 
 TRACE_BACKLOG = 1024 * 1024
 #: Where the systemd unit's RuntimeDirectory puts the socket.
@@ -42,6 +56,40 @@ def control_socket_path(config: Config, environ: dict[str, str] | None = None) -
     return Path(runtime) / "gatewayd.sock" if runtime else None
 
 
+def bind_private(path: Path, mode: int = 0o660) -> socket.socket:
+    """A unix stream socket bound at *path* with *mode* from the moment it is
+    there: bound and chmod-ed inside a fresh 0700 folder in *path*'s folder,
+    then renamed onto *path* (atomic; a stale socket there is replaced). A
+    *path* that exists and is not a socket is refused (FileExistsError)."""
+    if path.exists() and not path.is_socket():
+        raise FileExistsError(f"{path} exists and is not a socket")
+    folder = tempfile.mkdtemp(prefix=".gatewayd-", dir=path.parent)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        staged = os.path.join(folder, "sock")
+        sock.bind(staged)
+        os.chmod(staged, mode)
+        os.rename(staged, path)
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return sock
+
+
+def may_trace_raw(peer_uid: int, own_uid: int | None = None) -> bool:
+    """Unredacted trace is for the daemon's own user (default: this
+    process's) and root, not for the rest of the socket's group."""
+    return peer_uid in (0, os.geteuid() if own_uid is None else own_uid)
+
+
+def _peer_uid(writer: asyncio.StreamWriter) -> int:
+    sock = writer.get_extra_info("socket")
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return int(struct.unpack("3i", creds)[1])
+
+
 class ControlServer:
     def __init__(self, daemon: Any, path: Path, log: Any) -> None:
         self.daemon = daemon
@@ -50,11 +98,14 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
-        if self.path.is_socket():
-            self.path.unlink()  # left behind by a previous run
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._server = await asyncio.start_unix_server(self._client, path=str(self.path))
-        os.chmod(self.path, 0o660)
+        sock = bind_private(self.path)  # replaces a socket left by a previous run
+        try:
+            self._server = await asyncio.start_unix_server(self._client, sock=sock)
+        except BaseException:
+            sock.close()
+            self.path.unlink(missing_ok=True)
+            raise
         self.log.info("control socket listening", path=str(self.path))
 
     async def stop(self) -> None:
@@ -75,7 +126,8 @@ class ControlServer:
                 ports = [s.describe().as_dict() for s in self.daemon.sessions.values()]
                 await self._send(writer, {"ports": ports})
             elif command == "trace":
-                await self._trace(reader, writer, str(request.get("port", "")))
+                await self._trace(reader, writer, str(request.get("port", "")),
+                                  raw=request.get("raw") is True)
             else:
                 await self._send(writer, {"error": f"unknown command {command!r}"})
         except (TimeoutError, ValueError, ConnectionError) as exc:
@@ -91,21 +143,49 @@ class ControlServer:
         await writer.drain()
 
     async def _trace(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                     name: str) -> None:
+                     name: str, *, raw: bool) -> None:
         session = self.daemon.sessions.get(name)
         if session is None:
             known = ", ".join(self.daemon.sessions)
             await self._send(writer, {"error": f"no port {name!r} (ports: {known})"})
             return
+        if raw and not may_trace_raw(_peer_uid(writer)):
+            await self._send(writer, {"error": "a raw trace is for the daemon's user or root"})
+            return
         gone = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        redactors = {"in": TraceRedactor(), "out": TraceRedactor()}
+        timers: dict[str, asyncio.TimerHandle] = {}
 
-        def tracer(direction: str, data: bytes) -> None:
+        def emit(direction: str, data: bytes) -> None:
+            if not data:
+                return
             if writer.transport.get_write_buffer_size() > TRACE_BACKLOG:
                 gone.set()  # too slow a reader: stop rather than hold the MCU's bytes
                 return
             event = {"t": time.time(), "port": name, "dir": direction,
                      "data": base64.b64encode(data).decode()}
             writer.write(json.dumps(event).encode() + b"\n")
+
+        def quiet(direction: str, *, end: bool = False) -> None:
+            timer = timers.pop(direction, None)
+            if timer is not None:
+                timer.cancel()
+            emit(direction, redactors[direction].flush(end=end))
+
+        def tracer(direction: str, data: bytes) -> None:
+            if raw:
+                emit(direction, data)
+                return
+            redactor = redactors[direction]
+            shown = redactor.feed(data)
+            if direction == "out" and b"\n" in shown and redactors["in"].holding:
+                quiet("in", end=True)  # the module answered: the MCU's raw block is over
+            emit(direction, shown)
+            if direction in timers:
+                timers.pop(direction).cancel()
+            if redactor.holding:
+                timers[direction] = loop.call_later(TRACE_QUIET, quiet, direction)
 
         session.tracers.add(tracer)
         await self._send(writer, {"tracing": name})
@@ -117,3 +197,5 @@ class ControlServer:
                 task.cancel()
         finally:
             session.tracers.discard(tracer)
+            for timer in timers.values():
+                timer.cancel()

@@ -116,7 +116,11 @@ class ClientRequest:
     """An outgoing link. ``kind`` selects the transport ("ws", "tcp", "udp", …).
 
     ``tls`` is a ready context (``None`` = plain); ``server_hostname`` is the
-    name checked against the certificate when the context checks hostnames."""
+    name checked against the certificate when the context checks hostnames.
+    ``frames`` (WebSocket): report every data frame as it arrives, with its
+    opcode (``CONTINUATION`` after a message's first frame) and FIN, instead
+    of one ``data`` per reassembled message (the default: the message's
+    type, ``fin=True``)."""
 
     kind: str
     host: str
@@ -131,6 +135,7 @@ class ClientRequest:
     local_host: str | None = None
     local_port: int | None = None
     options: SocketOptions = field(default_factory=SocketOptions)
+    frames: bool = False
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -5,6 +5,16 @@ reader task that delivers it through :class:`LinkEvents`. Stream links pause
 reading on every arrival and resume only once ``LinkEvents.data`` has returned,
 so the peer is slowed by TCP flow control; datagram links queue a bounded number
 of datagrams and drop (and count) the rest.
+
+A TLS 1.3 client's handshake completes before the server has judged the
+client's certificate: a server that refuses it says so with an alert right
+after. So a TLS 1.3 client link waits up to :data:`TLS13_SETTLE` s after its
+handshake (outside ``connect_timeout``) for the server's first bytes or its
+end. An alert then, or the link ending before the server sent a byte (some
+stacks, asyncio's among them, close without an alert), fails ``connect``
+with stage ``"tls"``, as a refusal inside a TLS 1.2 handshake does. Bytes
+that arrive are kept for the link; a server that stays silent costs the
+whole wait.
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ from gatewayd_sockets import KINDS, NAME, SUMMARY
 __all__ = [
     "CLOSE_WAIT",
     "MAX_QUEUED_DATAGRAMS",
+    "TLS13_SETTLE",
     "DatagramConnection",
     "DatagramListener",
     "SocketTransport",
@@ -55,6 +66,9 @@ __all__ = [
 CLOSE_WAIT = kit.CLOSE_WAIT
 #: Datagrams waiting for delivery on one UDP link; more are dropped and counted.
 MAX_QUEUED_DATAGRAMS = 64
+#: Seconds a TLS 1.3 client link waits after its handshake for the server to
+#: refuse its certificate (see above); a server that speaks first ends it sooner.
+TLS13_SETTLE = 0.3
 
 _log = get_logger(transport=NAME)
 
@@ -164,6 +178,17 @@ class _StreamProtocol(_WriteFlow, asyncio.Protocol):
             self.read_paused = False
             if not self.transport.is_closing():
                 self.transport.resume_reading()
+
+    async def wait_readable(self, timeout: float) -> None:
+        """Wait up to *timeout* s for bytes, the end of the stream or its loss
+        (nothing is consumed)."""
+        if self._chunks or self.eof or self.lost:
+            return
+        self._wakeup = self._loop.create_future()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._wakeup
+        self._wakeup = None
 
     async def next_payload(self) -> bytes | None:
         """Everything received so far in one payload; ``None`` at end of stream."""
@@ -510,6 +535,27 @@ class DatagramListener(Listener):
 # -- the transport -------------------------------------------------------------
 
 
+async def _settle_tls13(connection: StreamConnection) -> None:
+    """A TLS 1.3 link: wait up to :data:`TLS13_SETTLE` s for the server to speak
+    or end (module docstring); raise what ended it. The link is not started
+    yet, so what arrives waits for its reader. Failed or cancelled, the link
+    is dropped."""
+    ssl_object = connection.get_extra_info("ssl_object")
+    if ssl_object is None or ssl_object.version() != "TLSv1.3":
+        return
+    proto = connection._proto
+    try:
+        await proto.wait_readable(TLS13_SETTLE)
+        if proto.error is not None:
+            raise proto.error  # the server's alert
+        if (proto.eof or proto.lost) and not proto.bytes_received:
+            raise TransportError("the TLS 1.3 server ended the link right after the "
+                                 "handshake (it refused the client certificate?)", stage="tls")
+    except BaseException:
+        connection._transport.abort()
+        raise
+
+
 class SocketTransport(Transport):
     """tcp, udp and tls links on asyncio sockets."""
 
@@ -527,9 +573,12 @@ class SocketTransport(Transport):
             async with asyncio.timeout(request.connect_timeout):
                 if request.kind == "udp":
                     return await self._connect_udp(request, events)
-                return await self._connect_stream(request, events)
+                connection = await self._connect_stream(request, events)
+            await _settle_tls13(connection)
         except Exception as exc:
             raise kit.connect_failure(exc, tls=tls) from exc
+        connection.start()
+        return connection
 
     async def _connect_stream(self, request: ClientRequest,
                               events: LinkEvents) -> StreamConnection:
@@ -550,9 +599,7 @@ class SocketTransport(Transport):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             apply_socket_options(sock, request.options, stream=True)
-        connection = StreamConnection(proto, events)
-        connection.start()
-        return connection
+        return StreamConnection(proto, events)  # started by connect()
 
     async def _connect_udp(self, request: ClientRequest,
                            events: LinkEvents) -> DatagramConnection:

@@ -1,8 +1,9 @@
 """The ws/wss client transport, on aiohttp.
 
 aiohttp opens the connection, performs the handshake and parses what the
-server sends; every frame *we* send goes through :class:`FrameWriter`
-(see :mod:`gatewayd_ws.frames` for why).
+server sends (a request with ``frames`` gets :class:`FrameReader` instead,
+which does not reassemble messages); every frame *we* send goes through
+:class:`FrameWriter` (see :mod:`gatewayd_ws.frames` for why).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from gatewayd.transport import (
 )
 from gatewayd.transport.sockopts import address, apply_socket_options
 from gatewayd_ws import KINDS, NAME, SUMMARY
-from gatewayd_ws.frames import NO_STATUS_RCVD, FrameWriter
+from gatewayd_ws.frames import MORE, NO_STATUS_RCVD, FrameReader, FrameWriter
 
 __all__ = [
     "CLOSE_WAIT",
@@ -43,9 +44,11 @@ CLOSE_WAIT = kit.CLOSE_WAIT
 #: What the ESP-AT module's engine (esp_websocket_client) sends.
 USER_AGENT = "ESP32 Websocket Client"
 #: Largest message accepted from a server (aiohttp reassembles a fragmented
-#: message before handing it over). A bigger one ends the link with close
-#: code 1009, reported to the core as a drop.
+#: message before handing it over; with ``frames``, the largest frame). A
+#: bigger one ends the link with close code 1009, reported to the core as a drop.
 MAX_MESSAGE = 4 * 1024 * 1024
+_DATA_TYPES = {aiohttp.WSMsgType.TEXT: Opcode.TEXT, aiohttp.WSMsgType.BINARY: Opcode.BINARY,
+               aiohttp.WSMsgType.CONTINUATION: Opcode.CONTINUATION}
 
 _log = get_logger(transport="aiohttp-ws-client")
 
@@ -84,6 +87,22 @@ def _failure(exc: BaseException, *, tls: bool) -> TransportError:
     return TransportError(f"handshake failed: {exc!r}", stage="handshake")
 
 
+class _FrameByFrame(aiohttp.ClientWebSocketResponse):
+    """aiohttp's client WebSocket with a :class:`FrameReader` parsing what the
+    server sends. ``ws_connect`` stores the reader it built in ``_parser``
+    before handing it to the connection (so before any frame is parsed);
+    this swaps it there. The only other use of aiohttp internals besides
+    :class:`FrameWriter`."""
+
+    @property  # type: ignore[override]
+    def _parser(self) -> FrameReader | None:
+        return self._frame_reader
+
+    @_parser.setter
+    def _parser(self, reader: object) -> None:
+        self._frame_reader = None if reader is None else FrameReader(self._reader, MAX_MESSAGE)
+
+
 class WsClientTransport(Transport):
     """ws:// and wss:// client links, one aiohttp session per link."""
 
@@ -111,6 +130,7 @@ class WsClientTransport(Transport):
             cookie_jar=aiohttp.DummyCookieJar(),
             # The module sends neither; headers given in the request still go out.
             skip_auto_headers=("Accept", "Accept-Encoding"),
+            ws_response_class=_FrameByFrame if request.frames else aiohttp.ClientWebSocketResponse,
         )
         try:
             async with asyncio.timeout(request.connect_timeout):
@@ -180,10 +200,9 @@ class WsConnection(Connection):
             while True:
                 msg = await self._ws.receive()
                 kind = msg.type
-                if kind is aiohttp.WSMsgType.BINARY:
-                    await self._events.data(msg.data, opcode=Opcode.BINARY, fin=True)
-                elif kind is aiohttp.WSMsgType.TEXT:
-                    await self._events.data(msg.data, opcode=Opcode.TEXT, fin=True)
+                if kind in _DATA_TYPES:
+                    await self._events.data(msg.data, opcode=_DATA_TYPES[kind],
+                                            fin=msg.extra != MORE)
                 elif kind is aiohttp.WSMsgType.PING:
                     if not self._local_close:  # nothing follows our close frame
                         with contextlib.suppress(TransportError):  # a drop shows up next

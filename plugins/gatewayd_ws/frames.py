@@ -1,4 +1,4 @@
-"""The one place that writes WebSocket frames itself (RFC 6455 §5.2).
+"""The one place that encodes and parses WebSocket frames itself (RFC 6455 §5.2).
 
 aiohttp's writer always sets FIN, but an ESP-AT MCU may send a message in
 pieces (``AT+WSSEND=…,fin=0`` then continuation frames), reserved opcodes and
@@ -6,14 +6,21 @@ arbitrary control payloads. So every frame gatewayd sends — data,
 continuation, ping, pong and close, as a client (masked) or as a server
 (unmasked) — is encoded here and written to the connection's transport by
 :class:`FrameWriter`. Each frame goes out in one ``transport.write`` call, so
-frames never interleave; aiohttp's own reader still parses what the peer sends.
+frames never interleave.
+
+aiohttp's reader parses what the peer sends, and reassembles a fragmented
+message. A client link that asks for frames (``ClientRequest.frames``: an
+ESP-AT module reports every frame as it comes) gets :class:`FrameReader`
+instead, which hands over each data frame with its opcode and FIN.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WebSocketError, WSCloseCode, WSMessage, WSMsgType
 
 from gatewayd.transport import TransportError
 
@@ -23,7 +30,7 @@ if TYPE_CHECKING:
     from aiohttp import ClientWebSocketResponse
     from aiohttp.web import WebSocketResponse
 
-__all__ = ["NO_STATUS_RCVD", "FrameWriter", "encode_frame", "mask_payload"]
+__all__ = ["MORE", "NO_STATUS_RCVD", "FrameReader", "FrameWriter", "encode_frame", "mask_payload"]
 
 #: RFC 6455 §7.4.1: reported when a close frame carried no status code.
 NO_STATUS_RCVD = 1005
@@ -119,3 +126,113 @@ class FrameWriter:
     def abort(self) -> None:
         """Drop the transport at once, discarding anything buffered."""
         self._transport.abort()
+
+
+#: A :class:`FrameReader` data frame's ``extra`` when it has no FIN ("" with FIN,
+#: as aiohttp's whole messages).
+MORE = "more"
+_DATA = frozenset((WSMsgType.CONTINUATION, WSMsgType.TEXT, WSMsgType.BINARY))
+_CONTROL = frozenset((WSMsgType.CLOSE, WSMsgType.PING, WSMsgType.PONG))
+
+
+class FrameReader:
+    """Parses the frames a server sends into aiohttp's message queue, one
+    ``WSMessage`` per frame, for links that report frames rather than messages.
+
+    A data frame becomes ``WSMessage(TEXT | BINARY | CONTINUATION, payload,
+    extra)``: the opcode the frame carries (a message's first frame has its
+    type, the rest CONTINUATION), and ``extra`` :data:`MORE` when it has no
+    FIN, ``""`` when it has (as aiohttp's whole messages). Ping, pong and
+    close are as aiohttp gives them.
+
+    aiohttp's rules stay. These end the link (``WebSocketError``, close code
+    1002 or 1007): a continuation outside a message, a new data frame inside
+    one, RSV bits, reserved opcodes, a fragmented or over-125-byte control
+    frame, a one-byte or non-UTF-8 close payload. A frame over *max_size*
+    bytes ends it with 1009 before its payload is buffered. At most one frame
+    is held; the queue pauses the socket while it is full. Masked frames (a
+    server should not send them) are unmasked.
+    """
+
+    def __init__(self, queue: Any, max_size: int) -> None:
+        self.queue = queue
+        self._max_size = max_size
+        self._buffer = bytearray()
+        self._in_message = False
+        self._failed = False
+
+    def feed_eof(self) -> None:
+        self.queue.feed_eof()
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        """What aiohttp's protocol calls: ``(True, b"")`` once the link failed."""
+        if self._failed:
+            return True, b""
+        self._buffer += data
+        try:
+            while self._next_frame():
+                pass
+        except WebSocketError as exc:
+            self._failed = True
+            self._buffer.clear()
+            self.queue.set_exception(exc)
+            return True, b""
+        return False, b""
+
+    def _next_frame(self) -> bool:
+        """Deliver the first complete frame in the buffer; False when there is none."""
+        buf = self._buffer
+        if len(buf) < 2:
+            return False
+        first, second = buf[0], buf[1]
+        size, offset = second & 0x7F, 2
+        if size == 126:
+            if len(buf) < 4:
+                return False
+            size, offset = struct.unpack_from("!H", buf, 2)[0], 4
+        elif size == 127:
+            if len(buf) < 10:
+                return False
+            size, offset = struct.unpack_from("!Q", buf, 2)[0], 10
+        fin, opcode = bool(first & 0x80), first & 0x0F
+        self._check(first, opcode, fin, size)
+        mask = None
+        if second & 0x80:
+            mask, offset = bytes(buf[offset : offset + 4]), offset + 4
+        if len(buf) < offset + size:
+            return False
+        payload = bytes(buf[offset : offset + size])
+        del buf[: offset + size]
+        self._deliver(WSMsgType(opcode), mask_payload(payload, mask) if mask else payload, fin)
+        return True
+
+    def _check(self, first: int, opcode: int, fin: bool, size: int) -> None:
+        if first & 0x70:
+            raise WebSocketError(WSCloseCode.PROTOCOL_ERROR, "RSV bits set without an extension")
+        if opcode not in _DATA and opcode not in _CONTROL:
+            raise WebSocketError(WSCloseCode.PROTOCOL_ERROR, f"Unexpected opcode={opcode!r}")
+        if opcode in _CONTROL and (not fin or size > 125):
+            raise WebSocketError(WSCloseCode.PROTOCOL_ERROR, "fragmented or long control frame")
+        if opcode in _DATA and (opcode == WSMsgType.CONTINUATION) != self._in_message:
+            raise WebSocketError(WSCloseCode.PROTOCOL_ERROR,
+                                 "continuation outside a message, or a new one inside")
+        if size > self._max_size:
+            raise WebSocketError(WSCloseCode.MESSAGE_TOO_BIG,
+                                 f"frame of {size} bytes exceeds limit {self._max_size}")
+
+    def _deliver(self, kind: WSMsgType, payload: bytes, fin: bool) -> None:
+        if kind in _DATA:
+            self._in_message = not fin
+            self.queue.feed_data(WSMessage(kind, payload, "" if fin else MORE), len(payload))
+        elif kind is WSMsgType.CLOSE:
+            if len(payload) == 1:
+                raise WebSocketError(WSCloseCode.PROTOCOL_ERROR, "one-byte close payload")
+            code = struct.unpack_from("!H", payload)[0] if payload else 0
+            try:
+                reason = payload[2:].decode()
+            except UnicodeDecodeError as exc:
+                raise WebSocketError(WSCloseCode.INVALID_TEXT, "invalid UTF-8 close reason") \
+                    from exc
+            self.queue.feed_data(WSMessage(kind, code, reason), 0)
+        else:
+            self.queue.feed_data(WSMessage(kind, payload, ""), len(payload))

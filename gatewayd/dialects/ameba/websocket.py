@@ -4,6 +4,9 @@ Bytes follow seed 000 and ``shared/reference/ameba-at-behaviour.md`` §1, §2,
 §5: ``[$][WS][EVENT]:linkid:<id>, connected|disconnect|pong`` and one
 ``[$][WS][DATA][<id>][<len>]:<data>`` per complete message (the newer
 firmware's form with the opcode when the port sets ``ameba_ws_data_opcode``).
+The link reads frames and reassembles them here as the firmware does: the
+opcode reported is the final frame's (0 for a fragmented message), and a
+message over ``buffer_size`` is discarded, never held whole.
 No automatic reconnection; per-link settings and headers live until a restart.
 
 Sends go through a per-link queue of ``max_queue_size`` frames, drained by
@@ -142,22 +145,37 @@ def slot_of(ctx: PortContext, link_id: int) -> LinkSlot:
 
 
 class AmebaWsObserver:
+    """One link's messages. Frames (the link asks for them) are joined until
+    FIN; at most ``buffer_size`` bytes of a message are held."""
+
     def __init__(self, ctx: PortContext, slot: LinkSlot) -> None:
         self.ctx, self.slot = ctx, slot
+        self._parts: list[bytes] = []  # the message so far, while it fits
+        self._size = 0  # its length, past buffer_size too
 
     async def data(self, link: ClientLink, payload: bytes, opcode: Opcode, fin: bool) -> None:
-        if len(payload) > self.slot.config.buffer_size:
+        self._size += len(payload)
+        limit = self.slot.config.buffer_size
+        if self._size <= limit:
+            self._parts.append(payload)
+        else:
+            self._parts.clear()
+        if not fin:
+            return
+        size, message = self._size, b"".join(self._parts)
+        self._parts, self._size = [], 0
+        if size > limit:
             self.slot.discarded_messages += 1
             link.log.warning("message larger than the link's buffer discarded",
-                             length=len(payload), buffer_size=self.slot.config.buffer_size,
+                             length=size, buffer_size=limit,
                              discarded=self.slot.discarded_messages)
             return
-        if self.ctx.config.ameba_ws_data_opcode:
-            head = b"[$][WS][DATA][%d][%d][%d]:" % (link.id, int(opcode), len(payload))
+        if self.ctx.config.ameba_ws_data_opcode:  # the final frame's: 0 when fragmented
+            head = b"[$][WS][DATA][%d][%d][%d]:" % (link.id, int(opcode), size)
         else:
-            head = b"[$][WS][DATA][%d][%d]:" % (link.id, len(payload))
-        link.bytes_in += len(payload)
-        await self.ctx.deliver(head + payload + b"\r\n")
+            head = b"[$][WS][DATA][%d][%d]:" % (link.id, size)
+        link.bytes_in += size
+        await self.ctx.deliver(head + message + b"\r\n")
 
     def connected(self, link: ClientLink) -> None:  # only on AT+WSCONN, which prints it
         pass
@@ -309,7 +327,7 @@ async def wsconn(ctx: PortContext, link_id: int, host: str, path: str, port: int
         headers=_header_pairs(slot.headers),
         subprotocols=(config.protocol,) if config.protocol else (),
         connect_timeout=glcfg.connect_timeout / 1000 or None,
-        options=_socket_options(glcfg))
+        options=_socket_options(glcfg), frames=True)
     try:
         link = await open_client_link(
             ctx, state.links, link_id, kind, lambda: request, AmebaWsObserver(ctx, slot),

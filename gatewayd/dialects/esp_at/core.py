@@ -10,13 +10,16 @@ from __future__ import annotations
 from gatewayd import BUILD_DATE, BUILD_TIME, __version__
 from gatewayd.config import UartSettings
 from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Setter
+from gatewayd.dialects.esp_at.limits import AT_VERSION
 
-#: AT+GMR, modelled on an ESP-AT v4.1 build (the first with WSCFG auth modes).
+#: AT+GMR, modelled on an ESP-AT v4.1 build (the first with WSCFG auth modes);
+#: the version is :data:`~gatewayd.dialects.esp_at.limits.AT_VERSION`.
+_VERSION = ".".join(map(str, AT_VERSION))
 GMR_LINES = (
-    f"AT version:4.1.1.0(gatewayd-{__version__} - ESP32 - {BUILD_DATE} {BUILD_TIME})\r\n"
+    f"AT version:{_VERSION}(gatewayd-{__version__} - ESP32 - {BUILD_DATE} {BUILD_TIME})\r\n"
     f"SDK version:v5.0.8-gatewayd\r\n"
     f"compile time(gatewayd):{BUILD_DATE} {BUILD_TIME}\r\n"
-    f"Bin version:4.1.1(gatewayd)\r\n"
+    f"Bin version:{_VERSION.rsplit('.', 1)[0]}(gatewayd)\r\n"
 ).encode()
 
 

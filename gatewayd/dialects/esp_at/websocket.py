@@ -3,7 +3,8 @@
 Bytes and rules follow ``shared/reference/esp-at-behaviour.md`` §1-§4 (master
 firmware): three links (0..2); ``+WS_CONNECTED``/``+WS_DISCONNECTED``/
 ``+WS_CLOSED``/``+WS_DATA`` messages without a leading CRLF; received data
-reported in pieces of at most ``buffer_size`` bytes; a dropped link
+reported frame by frame (a fragmented message is never reassembled), each
+frame in pieces of at most ``buffer_size`` bytes; a dropped link
 reconnects every ``ws_reconnect_interval`` seconds until ``AT+WSCLOSE``; a
 close frame from the server frees the link and its WSCFG.
 
@@ -30,6 +31,7 @@ from gatewayd.dialects.base import (
     open_client_link,
 )
 from gatewayd.dialects.esp_at.dialect import PROMPT, SEND_OK
+from gatewayd.dialects.esp_at.limits import LIMITS
 from gatewayd.dialects.esp_at.state import WS_LINK_IDS, WsConfig, WsLinkInfo, WsState
 from gatewayd.dialects.esp_at.suites import check_suites, client_tls
 from gatewayd.links import ClientLink, LinkState, PingPolicy, ReconnectPolicy
@@ -170,7 +172,7 @@ async def wsopen(ctx: PortContext, link_id: int, uri: str, subprotocol: str | No
         return ClientRequest(kind=kind, host=host, port=port, path=path, tls=tls,
                              headers=tuple(headers),
                              subprotocols=(subprotocol,) if subprotocol else (),
-                             connect_timeout=timeout_ms / 1000)
+                             connect_timeout=timeout_ms / 1000, frames=True)
 
     try:
         await open_client_link(
@@ -253,7 +255,7 @@ def _opt_int(name: str, lo: int, hi: int, default: Any = None) -> Int:
 COMMANDS = (
     CommandSpec("+WSCFG", "configure the next AT+WSOPEN of a link", set=Setter(wscfg, (
         _LINK, Int("ping_intv_sec", lo=1, hi=7200), Int("ping_timeout_sec", lo=1, hi=7200),
-        _opt_int("buffer_size", 1, 16384), _opt_int("auth_mode", 0, 3),
+        _opt_int("buffer_size", 1, LIMITS.ws_buffer_size), _opt_int("auth_mode", 0, 3),
         _opt_int("pki_number", 0, 2**31 - 1), _opt_int("ca_number", 0, 2**31 - 1)))),
     CommandSpec("+WSHEAD", "add a request header (through the > prompt); 0 clears",
                 query=wshead_query,
