@@ -260,7 +260,8 @@ class PortConfig(_Section):
         default=None,
         min_length=1,
         description=(
-            "Ameba: where the MCU's servers (AT+SKTSERVER, AT+WSSRVSTART) listen: an IP"
+            "Where the MCU's servers (ESP-AT AT+CIPSERVER; Ameba AT+SKTSERVER, AT+WSSRVSTART)"
+            " listen: an IP"
             " address (`192.168.1.20`, `::1`) or a host interface name (`eth0`: its IPv4"
             " address when the server starts). Default: every interface, as the module."
         ),
@@ -268,7 +269,7 @@ class PortConfig(_Section):
     server_allow: tuple[StrictStr, ...] = Field(
         default=(),
         description=(
-            "Ameba: client networks allowed to reach the MCU's servers (`192.168.1.0/24`,"
+            "Client networks allowed to reach the MCU's servers (`192.168.1.0/24`,"
             " `fd00::/8`, a single address). Others are turned away before the MCU hears of"
             " them: TCP/TLS connections closed, UDP datagrams dropped and counted, WebSocket"
             " upgrades answered 403. Default: every peer."
