@@ -14,6 +14,7 @@
 #   python3 -m venv                 python3-venv    make's .venv
 #   unshare, setpriv                util-linux      name-resolution and capability tests
 #   ip                              iproute2        network-namespace tests
+#   tinyproxy                       tinyproxy       route rules through a real HTTP CONNECT proxy
 set -euo pipefail
 
 python=${PYTHON:-python3}
@@ -35,6 +36,7 @@ need gcc has gcc
 need python3-venv "$python" -c 'import ensurepip, venv'
 need util-linux has setpriv
 need iproute2 has ip
+need tinyproxy has tinyproxy
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 # Unique, in order (pkg-config may be listed for its own check and libsystemd's).

@@ -37,16 +37,21 @@ from pydantic import (
     model_validator,
 )
 
+from gatewayd.config.routes import check_change, parse_pattern, parse_target
+
 __all__ = [
     "CertSuite",
     "CertsConfig",
     "Config",
     "ConfigError",
     "ControlConfig",
+    "EgressConfig",
+    "HeaderFile",
     "LogConfig",
     "MetricsConfig",
     "PortConfig",
     "Problem",
+    "RouteConfig",
     "UartSettings",
     "default_config",
     "load_config",
@@ -490,6 +495,114 @@ class MetricsConfig(_Section):
         return None if self.listen is None else split_host_port(self.listen)
 
 
+_PROXY_SCHEMES = ("http", "socks4", "socks5")
+
+
+def check_proxy(url: str) -> str:
+    """A proxy URL: ``http://``, ``socks4://`` or ``socks5://``, a host and a
+    port (``user:password@`` allowed); ``""`` means none."""
+    if url == "":
+        return url
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"proxy {url!r}: {exc}") from None
+    if parts.scheme not in _PROXY_SCHEMES or not parts.hostname or port is None:
+        raise ValueError(f"proxy {url!r} is not http://, socks4:// or socks5://host:port")
+    if parts.path not in ("", "/"):
+        raise ValueError(f"proxy {url!r} has a path")
+    return url
+
+
+class HeaderFile(_Section):
+    """A header value read from a file at every connect (a token that rotates)."""
+
+    file: Path = Field(description="File whose content (without a final newline) is the value.")
+
+    @field_validator("file")
+    @classmethod
+    def _resolve(cls, path: Path, info: ValidationInfo) -> Path:
+        path = resolve_path(path, _base_folder(info))
+        if (info.context or {}).get(_CHECK_FILES_CONTEXT_KEY) and not path.is_file():
+            raise ValueError(f"file not found: {path}")
+        return path
+
+
+class RouteConfig(_Section):
+    """One `[[route]]` rule; the first rule that matches a link decides."""
+
+    match: StrictStr = Field(description=(
+        "Destinations this rule applies to: `scheme://host[:port][/path]`, scheme `ws`, `wss`,"
+        " `tcp`, `tls` or `udp`; `*` matches any run of characters in the host and the path;"
+        " without a port every port, without a path every path."))
+    to: StrictStr | None = Field(default=None, description=(
+        "Where matching links go instead: new scheme, host, and optionally port and path"
+        " (`ws`→`wss` and `tcp`→`tls` upgrade the link; with `/*` in match and a trailing `/`"
+        " here, the matched rest of the path is appended). Default: unchanged."))
+    deny: StrictBool = Field(default=False, description=(
+        "Refuse matching links (the dialect's connect-failure answer)."))
+    headers: dict[StrictStr, StrictStr | HeaderFile] = Field(default_factory=dict, description=(
+        "ws/wss only: request headers added (replacing the MCU's of the same name), a value"
+        " or `{ file = \"path\" }` read at every connect."))
+    proxy: StrictStr | None = Field(default=None, description=(
+        "HTTP CONNECT (`http://host:port`) or SOCKS (`socks5://`, `socks4://`) proxy for"
+        " matching links; `\"\"` opts out of `[egress] proxy`. Default: `[egress] proxy`."))
+    ca: Path | None = Field(default=None, description=(
+        "PEM CA file that verifies an upgraded link instead of the system trust store."))
+    ports: tuple[StrictStr, ...] = Field(default=(), description=(
+        "Names of the ports this rule applies to. Default: every port."))
+
+    @field_validator("ca")
+    @classmethod
+    def _resolve_ca(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is None:
+            return None
+        path = resolve_path(path, _base_folder(info))
+        if (info.context or {}).get(_CHECK_FILES_CONTEXT_KEY) and not path.is_file():
+            raise ValueError(f"file not found: {path}")
+        return path
+
+    @field_validator("proxy")
+    @classmethod
+    def _check_proxy(cls, proxy: str | None) -> str | None:
+        return None if proxy is None else check_proxy(proxy)
+
+    @model_validator(mode="after")
+    def _check_rule(self) -> RouteConfig:
+        match = parse_pattern(self.match)
+        if self.deny and (self.to or self.headers or self.proxy or self.ca):
+            raise ValueError("a deny rule takes no to, headers, proxy or ca")
+        scheme = match.scheme
+        if self.to is not None:
+            target = parse_target(self.to)
+            check_change(match, target)
+            scheme = target.scheme
+        if self.headers and scheme not in ("ws", "wss"):
+            raise ValueError("headers are for ws and wss links only")
+        if self.ca is not None and scheme not in ("wss", "tls"):
+            raise ValueError("ca is for links that end as wss or tls")
+        if self.proxy and scheme == "udp":
+            raise ValueError("UDP links cannot go through a proxy")
+        return self
+
+
+class EgressConfig(_Section):
+    """What happens to links no `[[route]]` rule matches, and the default proxy."""
+
+    default: Literal["allow", "deny"] = Field(default="allow", description=(
+        "`deny`: a link that matches no rule is refused (the dialect's connect-failure"
+        " answer)."))
+    proxy: StrictStr | None = Field(default=None, description=(
+        "Proxy for every link (`http://`, `socks5://`, `socks4://`); a rule's"
+        " `proxy = \"\"` opts out. Default: none."))
+
+    @field_validator("proxy")
+    @classmethod
+    def _check_proxy(cls, proxy: str | None) -> str | None:
+        return None if proxy is None else check_proxy(proxy)
+
+
 class Config(_Section):
     """The whole file."""
 
@@ -503,6 +616,10 @@ class Config(_Section):
     log: LogConfig = Field(default_factory=LogConfig, description="Logging.")
     control: ControlConfig = Field(default_factory=ControlConfig, description="Control socket.")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus.")
+    routes: tuple[RouteConfig, ...] = Field(
+        default=(), alias="route",
+        description="Route rules for outgoing links: `[[route]]` tables, first match wins.")
+    egress: EgressConfig = Field(default_factory=EgressConfig, description="Egress policy.")
     source: Path | None = Field(
         default=None, exclude=True, description="The file this was loaded from; not a TOML key."
     )

@@ -30,6 +30,7 @@ from gatewayd.links import (
     PingPolicy,
     ReconnectPolicy,
 )
+from gatewayd.links.egress import RoutedTransport
 from gatewayd.transport import ClientRequest, Transport
 
 if TYPE_CHECKING:
@@ -237,6 +238,8 @@ class PortContext(Protocol):
 
     #: What the module keeps in flash (gatewayd.session.store.PortStore).
     store: Any
+    #: The route rules (gatewayd.links.egress.Router), or None.
+    router: Any
 
     @property
     def uart_settings(self) -> UartSettings:
@@ -412,11 +415,16 @@ def bind_params(params: tuple[Param, ...], fields: list[bytes], conv: Conversion
 
 
 def transport_for(ctx: PortContext, kind: str, code: int | None = None) -> Transport:
-    """The transport plugin that serves *kind* links, or ``AtError(code)``."""
-    transport: Transport | None = (
-        ctx.plugins.transports.get(kind) if ctx.plugins is not None else None)
+    """The transport for one link of *kind*, through the port's route rules
+    (:class:`~gatewayd.links.egress.RoutedTransport`), or ``AtError(code)``
+    when no plugin serves *kind*."""
+    transports = ctx.plugins.transports if ctx.plugins is not None else {}
+    transport: Transport | None = transports.get(kind)
     if transport is None:
         raise AtError(code, why=f"no transport plugin serves {kind!r} links")
+    router = getattr(ctx, "router", None)
+    if router is not None and router.active:
+        return RoutedTransport(kind, transports, router, ctx.config.name, ctx.log)
     return transport
 
 

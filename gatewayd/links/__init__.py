@@ -15,6 +15,7 @@ from gatewayd.links.client import (
     LinkObserver,
     ReconnectPolicy,
     close_connection,
+    routed_to,
 )
 from gatewayd.links.keepalive import Expiry, Keepalive, PingPolicy
 from gatewayd.links.table import (
@@ -41,4 +42,5 @@ __all__ = [
     "ReconnectPolicy",
     "Token",
     "close_connection",
+    "routed_to",
 ]

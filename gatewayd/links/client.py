@@ -29,7 +29,15 @@ from gatewayd.links.tls import log_untrusted_server
 from gatewayd.transport import ClientRequest, Connection, Opcode, Transport, TransportError
 
 __all__ = ["ClientLink", "LinkObserver", "LinkState", "PingPolicy", "ReconnectPolicy",
-           "close_connection"]
+           "close_connection", "routed_to"]
+
+
+def routed_to(transport: object) -> str | None:
+    """Where the route rules last sent a link of *transport*, if elsewhere."""
+    decision = getattr(transport, "decision", None)
+    if decision is None or decision.actual == decision.original:
+        return None
+    return str(decision.actual) if decision.actual else "denied"
 
 
 #: WebSocket close code of a daemon shutting down (RFC 6455 "going away").
@@ -171,6 +179,7 @@ class ClientLink:
             bytes_in=self.bytes_in,
             bytes_out=self.bytes_out,
             last_error=self.last_error,
+            routed_to=routed_to(self.transport),
         )
 
     async def _connect(self) -> None:

@@ -47,6 +47,8 @@ class LinkDescription:
     bytes_in: int
     bytes_out: int
     last_error: str | None
+    #: Where the route rules sent the link, when not to ``peer``.
+    routed_to: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape of the control socket (``state`` as its text)."""

@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("file", type=Path)
     sub.add_parser("plugins", help="list registered dialects and transports")
+    route = sub.add_parser("route", help="what the route rules make of a destination")
+    route.add_argument("-c", "--config", type=Path, required=True, help="config file (TOML)")
+    route.add_argument("url", help="scheme://host:port[/path], scheme ws, wss, tcp, tls or udp")
+    route.add_argument("--port", dest="port_name", help="as seen from this port (its name)")
     status = sub.add_parser("status", help="ports and links of the running daemon")
     status.add_argument("-c", "--config", type=Path, help="config file (for control.socket)")
     status.add_argument("--json", action="store_true", help="print the raw JSON")
@@ -74,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         return _check_config(args.file)
     if args.command == "plugins":
         return _plugins()
+    if args.command == "route":
+        return _route(args.config, args.url, args.port_name)
     if args.command in ("status", "trace"):
         from gatewayd.service import control_client as ctl
 
@@ -105,6 +111,34 @@ def _unknown_dialects(file: Path) -> list[Problem]:
                 f"no plugin provides dialect {port.dialect!r} (known: {', '.join(sorted(known))})")
         for i, port in enumerate(load_config(file).ports) if port.dialect not in known
     ]
+
+
+def _route(file: Path, url: str, port: str | None) -> int:
+    """Print where a link to *url* would go and which rule decided."""
+    from gatewayd.config.routes import parse_destination
+    from gatewayd.links.egress import Router
+
+    try:
+        config = load_config(file, need_ports=False)
+        destination = parse_destination(url)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    except ValueError as exc:
+        print(f"gatewayd: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    decision = Router(config.routes, config.egress).decide(destination, port)
+    rule = "[egress] default" if decision.rule is None else f"[[route]] {decision.rule}" \
+        f" (match = {config.routes[decision.rule].match!r})"
+    if decision.actual is None:
+        print(f"{destination} -> denied by {rule}")
+        return 0
+    via = f" via {decision.fields()['proxy']}" if decision.proxy else ""
+    headers = "".join(f"\n  header {name}" + (" (from file)" if not isinstance(v, str) else "")
+                      for name, v in decision.headers)
+    print(f"{destination} -> {decision.actual}{via} ({rule}){headers}")
+    return 0
 
 
 def _plugins() -> int:

@@ -73,7 +73,8 @@ def _status(sock: socket.socket, *, as_json: bool) -> int:
               f"uart {'open' if port['uart_open'] else 'DOWN'}  in {port['bytes_in']} B  "
               f"out {port['bytes_out']} B  commands {port['commands']}")
         for link in port["links"]:
-            print(f"  link {link['id']}  {link['kind']}  {link['peer']}  {link['state']}  "
+            routed = f" -> {link['routed_to']}" if link.get("routed_to") else ""
+            print(f"  link {link['id']}  {link['kind']}  {link['peer']}{routed}  {link['state']}  "
                   f"in {link['bytes_in']} B  out {link['bytes_out']} B  "
                   f"last error: {link['last_error'] or '-'}")
         if not port["links"]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gatewayd.config import Config, ConfigError, PortConfig, Problem, load_config
+from gatewayd.links.egress import Router
 from gatewayd.plugin.manager import Plugins
 from gatewayd.service.control_server import ControlServer, control_socket_path
 from gatewayd.service.lifecycle import Service, Services
@@ -96,6 +97,7 @@ class Daemon:
         self.config = config
         self.plugins = plugins
         self.log = log
+        self.router = Router(config.routes, config.egress)
         self.reload_source = reload_source
         self.override_ports = override_ports
         self.ports = PortSet(self._ports(config), self._session, log)
@@ -118,7 +120,8 @@ class Daemon:
                                        f"port.{port.name}.dialect",
                                        f"no plugin provides dialect {port.dialect!r} "
                                        f"(known: {known})")])
-        session = PortSession(port, dialect, self.log, self.plugins, self.config.certs)
+        session = PortSession(port, dialect, self.log, self.plugins, self.config.certs,
+                              router=self.router)
         session.on_links_changed = self._status_changed
         return session
 
@@ -218,8 +221,11 @@ class Daemon:
             for problem in exc.problems:
                 self.log.error("reload rejected", problem=str(problem))
             return
+        self.router = Router(config.routes, config.egress)
         await self.ports.apply(self._ports(config))
         self.config = config
         for session in self.sessions.values():
-            session.certs = config.certs  # changed suites apply to new connections
+            # Changed suites and rules apply to new connections.
+            session.certs = config.certs
+            session.router = self.router
         self.log.info("config reloaded", status=self.status_line())

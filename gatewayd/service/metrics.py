@@ -8,7 +8,9 @@ collector reads the same figures ``gatewayd status`` shows.
 Per port: ``gatewayd_port_bytes_total{port,direction}``,
 ``gatewayd_port_commands_total{port}``, ``gatewayd_port_uart_up{port}``,
 ``gatewayd_port_links{port}``. Per link: ``gatewayd_link_bytes_total{port,
-link,kind,direction}``, ``gatewayd_link_up{port,link,kind,peer}``.
+link,kind,direction}``, ``gatewayd_link_up{port,link,kind,peer}``. Route
+rules: ``gatewayd_route_decisions_total{rule,outcome}`` (rule index or
+``default``; ``allowed``, ``rewritten``, ``denied``).
 """
 
 from __future__ import annotations
@@ -61,7 +63,12 @@ class _Collector:
                 link_bytes.add_metric([name, ident, kind, "out"], link.bytes_out)
                 link_up.add_metric([name, ident, kind, str(link.peer)],
                                    1 if link.state is LinkState.OPEN else 0)
-        yield from (port_bytes, commands, uart_up, links, link_bytes, link_up)
+        routes = CounterMetricFamily("gatewayd_route_decisions",
+                                     "Links decided by the route rules.",
+                                     labels=["rule", "outcome"])
+        for (rule, outcome), count in sorted(self.daemon.router.counts.items()):
+            routes.add_metric([rule, outcome], count)
+        yield from (port_bytes, commands, uart_up, links, link_bytes, link_up, routes)
 
 
 class MetricsServer:

@@ -43,6 +43,7 @@ from gatewayd.dialects.base import (
     Unknown,
     Watermarks,
 )
+from gatewayd.links.egress import Router
 from gatewayd.links.table import LinkDescription
 from gatewayd.logs import RateLimit
 from gatewayd.session.rawblock import RawStream
@@ -90,7 +91,7 @@ class PortSession:
 
     def __init__(self, config: PortConfig, dialect: Dialect, log: Any,
                  plugins: Any = None, certs: CertsConfig | None = None,
-                 state_directory: Path | None = None) -> None:
+                 state_directory: Path | None = None, router: Router | None = None) -> None:
         """*state_directory* holds what the module would keep in flash
         (:class:`~gatewayd.session.store.PortStore`); default: systemd's
         ``$STATE_DIRECTORY``, else memory only."""
@@ -98,6 +99,8 @@ class PortSession:
         self.dialect = dialect
         self.plugins = plugins
         self.certs = certs if certs is not None else CertsConfig()
+        #: The daemon's route rules (replaced on reload); None: links go where asked.
+        self.router = router
         self.log = log.bind(port=config.name, dialect=dialect.name)
         #: Events the MCU can cause at will: a few lines per window, then a count.
         self._noisy = RateLimit()

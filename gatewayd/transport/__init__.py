@@ -135,6 +135,9 @@ class ClientRequest:
     local_host: str | None = None
     local_port: int | None = None
     options: SocketOptions = field(default_factory=SocketOptions)
+    #: Reach the host through this proxy (``http://`` CONNECT, ``socks5://``,
+    #: ``socks4://``); the proxy resolves the name. Set by the route rules.
+    proxy: str | None = None
     frames: bool = False
 
 

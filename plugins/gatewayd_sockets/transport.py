@@ -589,12 +589,16 @@ class SocketTransport(Transport):
             context = request.tls or ssl.create_default_context()
             kwargs["ssl"] = context
             kwargs["server_hostname"] = request.server_hostname or host
-        if request.local_port is not None or request.local_host:
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            kwargs["local_addr"] = (request.local_host or kit.any_address(family),
-                                    request.local_port or 0)
-        transport, proto = await loop.create_connection(_StreamProtocol, host, request.port,
-                                                        **kwargs)
+        if request.proxy:
+            sock = await kit.proxy_socket(request.proxy, host, request.port)
+            transport, proto = await loop.create_connection(_StreamProtocol, sock=sock, **kwargs)
+        else:
+            if request.local_port is not None or request.local_host:
+                family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                kwargs["local_addr"] = (request.local_host or kit.any_address(family),
+                                        request.local_port or 0)
+            transport, proto = await loop.create_connection(_StreamProtocol, host,
+                                                            request.port, **kwargs)
         # No await from here on: a cancelled connect cannot leak the connection.
         sock = transport.get_extra_info("socket")
         if sock is not None:

@@ -103,6 +103,18 @@ class _FrameByFrame(aiohttp.ClientWebSocketResponse):
         self._frame_reader = None if reader is None else FrameReader(self._reader, MAX_MESSAGE)
 
 
+def _connector(proxy: str | None, local_addr: tuple[str, int] | None) -> aiohttp.BaseConnector:
+    """One connection per session; through *proxy* with aiohttp-socks (imported
+    on first use; HTTP proxies get CONNECT, and the proxy resolves the host)."""
+    if proxy:
+        from aiohttp_socks import ProxyConnector
+
+        connector: aiohttp.BaseConnector = ProxyConnector.from_url(
+            proxy, limit=1, force_close=True, local_addr=local_addr, rdns=True)
+        return connector
+    return aiohttp.TCPConnector(limit=1, force_close=True, local_addr=local_addr)
+
+
 class WsClientTransport(Transport):
     """ws:// and wss:// client links, one aiohttp session per link."""
 
@@ -123,7 +135,7 @@ class WsClientTransport(Transport):
         if request.local_port is not None:
             local_addr = (kit.any_address(request.host), request.local_port)
         session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=1, force_close=True, local_addr=local_addr),
+            connector=_connector(request.proxy, local_addr),
             # The whole open is bounded by connect_timeout below; no read timeouts.
             timeout=aiohttp.ClientTimeout(total=None, connect=None, sock_connect=None,
                                           sock_read=None),

@@ -52,7 +52,15 @@ from gatewayd.dialects.base import (
     Str,
     transport_for,
 )
-from gatewayd.links import LinkDescription, LinkState, LinkTable, Token, close_connection, hostnet
+from gatewayd.links import (
+    LinkDescription,
+    LinkState,
+    LinkTable,
+    Token,
+    close_connection,
+    hostnet,
+    routed_to,
+)
 from gatewayd.links.tls import Stage, log_untrusted_server, server_context
 from gatewayd.transport import (
     ClientRequest,
@@ -189,6 +197,7 @@ class SocketLink:
     bytes_in: int = 0
     bytes_out: int = 0
     last_error: str | None = None
+    routed_to: str | None = None
 
     @property
     def is_server(self) -> bool:
@@ -205,6 +214,7 @@ class SocketLink:
             bytes_in=self.bytes_in,
             bytes_out=self.bytes_out,
             last_error=self.last_error,
+            routed_to=self.routed_to,
         )
 
 
@@ -464,6 +474,7 @@ async def sktclient(ctx: PortContext, link_id: int, conn_type: int, cert_index: 
         # Reserved while connecting: seeds must not take the id.
         with state.links.reserving(link_id, link):
             link.connection = await transport.connect(request, SocketEvents(ctx, link))
+            link.routed_to = routed_to(transport)
     except TransportError as exc:
         log_untrusted_server(ctx.log, tls, exc)
         code = 14 if protocol == TLS and exc.stage == "tls" else failed

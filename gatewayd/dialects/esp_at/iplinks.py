@@ -121,6 +121,7 @@ class IpLink:
     bytes_in: int = 0
     bytes_out: int = 0
     last_error: str | None = None
+    routed_to: str | None = None
 
     @property
     def stream(self) -> bool:
@@ -135,7 +136,8 @@ class IpLink:
         return LinkDescription(
             id=self.id, kind=self.type.lower() + (" server peer" if self.tetype else ""),
             peer=f"{self.remote[0]}:{self.remote[1]}", state=self.state,
-            bytes_in=self.bytes_in, bytes_out=self.bytes_out, last_error=self.last_error)
+            bytes_in=self.bytes_in, bytes_out=self.bytes_out, last_error=self.last_error,
+            routed_to=self.routed_to)
 
 
 @dataclass

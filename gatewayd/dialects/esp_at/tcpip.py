@@ -28,6 +28,7 @@ import ipaddress
 import socket
 from typing import Any
 
+from gatewayd.config.routes import Destination
 from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Setter, transport_for
 from gatewayd.dialects.esp_at.fields import Fields, raw_fields
 from gatewayd.dialects.esp_at.iplinks import (
@@ -38,7 +39,8 @@ from gatewayd.dialects.esp_at.iplinks import (
     LinkOptions,
 )
 from gatewayd.dialects.esp_at.suites import client_tls
-from gatewayd.links import LinkState, close_connection
+from gatewayd.links import LinkState, close_connection, routed_to
+from gatewayd.links.egress import Decision
 from gatewayd.transport import (
     ClientRequest,
     Connection,
@@ -104,6 +106,21 @@ def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+def _route(ctx: PortContext, kind: str, host: str, port: int) -> Decision | None:
+    """The route rules' decision for a link (``None`` without rules); a denied
+    link is ERROR, as a failed connect."""
+    router = ctx.router
+    if router is None or not router.active:
+        return None
+    decision: Decision = router.decide(Destination(kind, host.strip("[]"), port),
+                                       ctx.config.name)
+    if decision.denied:
+        router.count(decision)
+        ctx.log.info("route decision", **decision.fields())
+        raise AtError(why=f"{decision.original} denied by the route rules")
+    return decision
+
+
 def _require_network(ctx: PortContext) -> None:
     wifi = ctx.state.wifi
     if wifi.mode == 0:
@@ -156,7 +173,15 @@ async def _start(ctx: PortContext, f: Fields, *, auto_id: bool) -> None:
     timeout = timeout_ms / 1000 or CONNECT_LIMIT
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    address = await resolve(host, family, timeout)
+    decision = _route(ctx, kind, host, port)
+    if decision is not None and kind == "udp":  # unconnected: its peer is routed here
+        assert decision.actual is not None
+        host, port = decision.actual.host, decision.actual.port
+        decision = None
+    if decision is not None:
+        address = host  # the transport resolves what the rules leave (a proxy: the proxy)
+    else:
+        address = await resolve(host, family, timeout)
     if link_id is None:
         link_id = ip.links.free_id()
         if link_id is None:
@@ -189,6 +214,9 @@ async def connect(ctx: PortContext, ip: IpState, link: IpLink, kind: str, local_
                         _stream_request(ctx, ip, link, kind, local_ip, options, timeout),
                         events)
                     link.local_port = link.connection.local[1]
+                    link.routed_to = routed_to(transport)
+                    if _literal(link.remote[0]) is None:  # routed: show whom it reached
+                        link.remote = link.connection.peer
             if not events.token.live:
                 raise TransportError("closed right after opening", stage="connect")
     except (TransportError, TimeoutError) as exc:
