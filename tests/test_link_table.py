@@ -47,7 +47,8 @@ def test_description_as_dict() -> None:
     description = LinkDescription(id=1, kind="ws", peer="h:80", state=LinkState.OPEN,
                                   bytes_in=2, bytes_out=3, last_error=None)
     assert description.as_dict() == {"id": 1, "kind": "ws", "peer": "h:80", "state": "open",
-                                     "bytes_in": 2, "bytes_out": 3, "last_error": None}
+                                     "bytes_in": 2, "bytes_out": 3, "last_error": None,
+                                     "routed_to": None}
 
 
 async def _run_keepalive(policy: PingPolicy, *, answer: bool,
