@@ -49,6 +49,7 @@ __all__ = [
     "HeaderFile",
     "LogConfig",
     "MetricsConfig",
+    "PluginsConfig",
     "PortConfig",
     "Problem",
     "RouteConfig",
@@ -603,6 +604,15 @@ class EgressConfig(_Section):
         return None if proxy is None else check_proxy(proxy)
 
 
+class PluginsConfig(_Section):
+    """Which plugins' dialects and transports are used."""
+
+    disable: tuple[StrictStr, ...] = Field(default=(), description=(
+        "Dialects and transports (by the name `gatewayd plugins` shows) to leave out, which"
+        " frees their names and link kinds for another plugin: `[\"aiohttp-ws-client\"]`"
+        " lets a third-party transport serve `ws` and `wss`."))
+
+
 class Config(_Section):
     """The whole file."""
 
@@ -620,6 +630,9 @@ class Config(_Section):
         default=(), alias="route",
         description="Route rules for outgoing links: `[[route]]` tables, first match wins.")
     egress: EgressConfig = Field(default_factory=EgressConfig, description="Egress policy.")
+    plugins: PluginsConfig = Field(default_factory=PluginsConfig, description="Plugins used.")
+    plugin: dict[StrictStr, dict[str, Any]] = Field(default_factory=dict, description=(
+        "`[plugin.<name>]` tables, each handed to the plugin called <name>, which checks it."))
     source: Path | None = Field(
         default=None, exclude=True, description="The file this was loaded from; not a TOML key."
     )

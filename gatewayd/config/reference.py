@@ -21,6 +21,7 @@ from gatewayd.config.model import (
     EgressConfig,
     LogConfig,
     MetricsConfig,
+    PluginsConfig,
     PortConfig,
     RouteConfig,
 )
@@ -178,6 +179,17 @@ def config_reference() -> str:
         inspect.cleandoc(EgressConfig.__doc__ or ""),
         "",
         *_fields_table(EgressConfig),
+        "",
+        "## `[plugins]` and `[plugin.<name>]`",
+        "",
+        inspect.cleandoc(PluginsConfig.__doc__ or ""),
+        "",
+        *_fields_table(PluginsConfig),
+        "",
+        "A `[plugin.<name>]` table (any keys) is handed to the plugin called <name>",
+        "(hook `gatewayd_configure`), which validates it; `check-config` reports its",
+        "problems as `plugin.<name>.<key>`, and a table no plugin takes is an error.",
+        "See [plugins.md](plugins.md).",
         "",
     ]
     return "\n".join(lines)

@@ -414,18 +414,18 @@ def bind_params(params: tuple[Param, ...], fields: list[bytes], conv: Conversion
                  for index, param in enumerate(params))
 
 
-def transport_for(ctx: PortContext, kind: str, code: int | None = None) -> Transport:
-    """The transport for one link of *kind*, through the port's route rules
+def transport_for(ctx: PortContext, kind: str, code: int | None = None, *,
+                  link_id: int | None = None) -> Transport:
+    """The transport for one link (*link_id*) of *kind*, through the route
+    rules and ``gatewayd_route_link`` plugins
     (:class:`~gatewayd.links.egress.RoutedTransport`), or ``AtError(code)``
     when no plugin serves *kind*."""
     transports = ctx.plugins.transports if ctx.plugins is not None else {}
-    transport: Transport | None = transports.get(kind)
-    if transport is None:
+    if kind not in transports:
         raise AtError(code, why=f"no transport plugin serves {kind!r} links")
-    router = getattr(ctx, "router", None)
-    if router is not None and router.active:
-        return RoutedTransport(kind, transports, router, ctx.config.name, ctx.log)
-    return transport
+    return RoutedTransport(kind, ctx.plugins, getattr(ctx, "router", None),
+                           port=ctx.config.name, dialect=ctx.dialect.name, link_id=link_id,
+                           log=ctx.log)
 
 
 async def open_client_link(ctx: PortContext, table: LinkTable[E], link_id: int, kind: str,
@@ -437,7 +437,7 @@ async def open_client_link(ctx: PortContext, table: LinkTable[E], link_id: int, 
     (``AtError(no_transport)`` if none serves *kind*), the id held by
     ``entry(link)`` while connecting and freed again when the open fails
     (:class:`~gatewayd.transport.TransportError`) or is cancelled."""
-    transport = transport_for(ctx, kind, no_transport)
+    transport = transport_for(ctx, kind, no_transport, link_id=link_id)
     link = ClientLink(link_id, transport, request, observer, ctx.log, ping=ping,
                       reconnect=reconnect, generation=table.generation,
                       on_state_change=ctx.link_changed)

@@ -27,12 +27,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gatewayd.config.routes import Destination, Pattern, parse_pattern, parse_target, rewrite
-from gatewayd.transport import ClientRequest, Connection, LinkEvents, Transport, TransportError
+from gatewayd.plugin import hookimpl
+from gatewayd.transport import (
+    ClientRequest,
+    Connection,
+    LinkEvents,
+    Listener,
+    ListenRequest,
+    Refused,
+    Transport,
+    TransportError,
+)
 
 if TYPE_CHECKING:
     from gatewayd.config import EgressConfig, RouteConfig
 
-__all__ = ["Decision", "RoutedTransport", "Router", "destination_of"]
+__all__ = ["Decision", "RouteRules", "RoutedTransport", "Router", "destination_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,44 +179,94 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-class RoutedTransport(Transport):
-    """The transport of one link, through the rules: each connect is decided,
-    rewritten and handed to the transport serving the kind it ends up as.
-    The decision is logged when it is made first or changes."""
+class RouteRules:
+    """The built-in ``[[route]]`` rules as a ``gatewayd_route_link`` plugin
+    (``trylast``: plugins decide first). The daemon registers one and swaps
+    its :attr:`router` on reload."""
 
-    def __init__(self, kind: str, transports: Any, router: Router, port: str | None,
-                 log: Any) -> None:
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    @hookimpl(trylast=True)
+    def gatewayd_route_link(self, request: ClientRequest) -> ClientRequest | None:
+        decision = self.router.decide(destination_of(request), request.port_name)
+        if decision.actual is None:
+            raise Refused(f"denied by {_rule_name(decision)}")
+        if decision.actual == decision.original and not decision.proxy and \
+                not decision.headers and decision.ca is None:
+            return replace(request, decided_by=_rule_name(decision)) \
+                if decision.rule is not None else None
+        return replace(routed_request(request, decision), decided_by=_rule_name(decision))
+
+
+class RoutedTransport(Transport):
+    """The transport of one link, through ``gatewayd_route_link`` (the
+    built-in rules and any plugin's): each connect is decided and handed to
+    the transport serving the kind it ends up as. The decision is logged when
+    it is made first or changes, and counted in *router*."""
+
+    def __init__(self, kind: str, plugins: Any, router: Router | None, *, port: str | None,
+                 dialect: str | None, link_id: int | None, log: Any) -> None:
         self.name = f"routed {kind}"
         self.kinds = frozenset({kind})
-        self._transports = transports
+        self._plugins = plugins
         self._router = router
-        self._port = port
+        self._port, self._dialect, self._link_id = port, dialect, link_id
         self._log = log
-        self._last: Decision | None = None
+        self._last: tuple[str, str | None] | None = None
         self.decision: Decision | None = None
 
+    def _decided(self, original: Destination, actual: Destination | None,
+                 by: str | None, proxy: str | None) -> None:
+        rule = _rule_label(by)
+        self.decision = Decision(original, actual, None, proxy=proxy)
+        outcome = self.decision.outcome
+        if (outcome, by) != self._last:
+            self._last = (outcome, by)
+            if self._router is not None:
+                self._router.counts[(rule, outcome)] += 1
+            self._log.info("route decision", rule=by or "none", destination=str(original),
+                           actual=str(actual) if actual else None, outcome=outcome,
+                           proxy=_without_password(proxy))
+
+    def route(self, request: ClientRequest) -> ClientRequest:
+        """Where *request* goes (logged and counted); TransportError if refused."""
+        request = replace(request, port_name=self._port, dialect=self._dialect,
+                          link_id=self._link_id)
+        original = destination_of(request)
+        try:
+            routed = self._plugins.route(request) if self._plugins is not None else request
+        except TransportError as exc:
+            self._decided(original, None, str(exc).removeprefix("denied by "), None)
+            raise
+        self._decided(original, destination_of(routed), routed.decided_by, routed.proxy)
+        return routed
+
     async def connect(self, request: ClientRequest, events: LinkEvents) -> Connection:
-        decision = self._router.decide(destination_of(request), self._port)
-        self.decision = decision
-        if decision != self._last:
-            self._last = decision
-            self._router.count(decision)
-            self._log.info("route decision", **decision.fields())
-        if decision.actual is None:
-            raise TransportError(f"denied by {_rule_name(decision)}", stage="refused")
-        routed = routed_request(request, decision)
-        transport = self._transports.get(routed.kind)
+        routed = self.route(request)
+        transport = self._plugins.transports.get(routed.kind)
         if transport is None:
             raise TransportError(f"no transport plugin serves {routed.kind!r} links",
                                  stage="connect")
         connection: Connection = await transport.connect(routed, events)
         return connection
 
-    async def listen(self, request: Any, accept: Any) -> Any:
-        transport = self._transports[request.kind]
-        return await transport.listen(request, accept)
+    async def listen(self, request: ListenRequest, accept: Any) -> Listener:
+        request = replace(request, port_name=self._port, dialect=self._dialect,
+                          link_id=self._link_id)
+        listener: Listener = await self._plugins.transports[request.kind].listen(request, accept)
+        return listener
+
+
+def _rule_label(by: str | None) -> str:
+    """The metrics label of who decided: a rule's index, ``default``, or the plugin."""
+    if by is None or by.startswith("[egress]"):
+        return "default"
+    if by.startswith("[[route]] rule "):
+        return by.removeprefix("[[route]] rule ")
+    return by
 
 
 def _rule_name(decision: Decision) -> str:
-    return "[egress] default = \"deny\"" if decision.rule is None \
+    return "[egress] default" if decision.rule is None \
         else f"[[route]] rule {decision.rule}"

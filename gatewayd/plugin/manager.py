@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from gatewayd.plugin import ENTRY_POINT_GROUP, PROJECT, hookimpl, spec
+from gatewayd.plugin import ENTRY_POINT_GROUP, PROJECT, PluginConfigError, hookimpl, spec
 
 if TYPE_CHECKING:
     from gatewayd.dialects.base import Dialect
-    from gatewayd.transport import Transport
+    from gatewayd.transport import ClientRequest, Transport
 
 __all__ = ["PluginError", "Plugins", "Provided", "load_plugins"]
 
@@ -126,10 +126,15 @@ def _flatten(hook_name: str, results: object) -> list[Any]:
 
 
 class Plugins:
-    """The loaded plugins: dialects by name, transports by link kind."""
+    """The loaded plugins: dialects by name, transports by link kind.
 
-    def __init__(self, manager: pluggy.PluginManager) -> None:
+    *disable* names dialects and transports to leave out (``[plugins]
+    disable``), which frees their names and kinds for another plugin; a name
+    that nothing provides is an error."""
+
+    def __init__(self, manager: pluggy.PluginManager, disable: Iterable[str] = ()) -> None:
         self.manager = manager
+        self.disabled = frozenset(disable)
         self.dialects: dict[str, Dialect] = {}
         self.transports: dict[str, Transport] = {}
         self.provided_dialects: list[Provided] = []
@@ -140,6 +145,34 @@ class Plugins:
             self._index()
         finally:
             manager.unregister(self._origins)
+        provided = {p.name for p in self.provided_dialects + self.provided_transports}
+        unknown = sorted(self.disabled - provided - self._skipped)
+        if unknown:
+            raise PluginError(f"[plugins] disable names {', '.join(unknown)}, which no plugin"
+                              f" provides (known: {', '.join(sorted(provided | self._skipped))})")
+
+    def route(self, request: ClientRequest) -> ClientRequest:
+        """*request* as the ``gatewayd_route_link`` implementations decide it
+        (unchanged when none does); :class:`~gatewayd.transport.Refused` (or
+        another :class:`~gatewayd.transport.TransportError`) when refused."""
+        routed: ClientRequest | None = self.manager.hook.gatewayd_route_link(request=request)
+        return request if routed is None else routed
+
+    def configure(self, tables: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+        """Hand each ``[plugin.<name>]`` table to its plugin; the problems found,
+        as ``(key path, message)`` pairs (``plugin.<name>.<key>``)."""
+        problems: list[tuple[str, str]] = []
+        for name, table in tables.items():
+            try:
+                taken = self.manager.hook.gatewayd_configure(name=name, table=dict(table))
+            except PluginConfigError as exc:
+                problems += [(f"plugin.{name}.{key}" if key else f"plugin.{name}", message)
+                             for key, message in exc.problems]
+                continue
+            if not any(taken):
+                problems.append((f"plugin.{name}", f"no plugin named {name!r} takes"
+                                 " configuration"))
+        return problems
 
     def _call(self, hook_name: str) -> list[Any]:
         caller = getattr(self.manager.hook, hook_name)
@@ -165,8 +198,12 @@ class Plugins:
         return _origin(self.manager, found) if found is not None else ("(unknown)", IN_CODE)
 
     def _index(self) -> None:
+        self._skipped: set[str] = set()
         for dialect in self._call("gatewayd_dialects"):
             name, dist = self._origins.of("gatewayd_dialects", dialect)
+            if dialect.name in self.disabled:
+                self._skipped.add(dialect.name)
+                continue
             if dialect.name in self.dialects:
                 raise PluginError(
                     f"dialect {dialect.name!r} registered twice (again by {name})")
@@ -174,6 +211,9 @@ class Plugins:
             self.provided_dialects.append(Provided(dialect.name, dialect.summary, name, dist))
         for transport in self._call("gatewayd_transports"):
             name, dist = self._origins.of("gatewayd_transports", transport)
+            if transport.name in self.disabled:
+                self._skipped.add(transport.name)
+                continue
             for kind in sorted(transport.kinds):
                 if kind in self.transports:
                     other = self.transports[kind].name
@@ -220,9 +260,10 @@ def _entry_point_of(plugin: object) -> tuple[str, str]:
     return repr(plugin), "(unknown distribution)"
 
 
-def load_plugins(*extra: object) -> Plugins:
+def load_plugins(*extra: object, disable: Iterable[str] = ()) -> Plugins:
     """Load every plugin of the entry-point group, plus *extra* objects
-    registered in code (tests, embedding)."""
+    registered in code (tests, embedding), leaving out the dialects and
+    transports *disable* names."""
     manager = pluggy.PluginManager(PROJECT)
     manager.add_hookspecs(spec)
     try:
@@ -239,4 +280,4 @@ def load_plugins(*extra: object) -> Plugins:
         except pluggy.PluginValidationError as exc:
             raise PluginError(f"cannot register plugin {name} ({IN_CODE}): {exc}") from exc
     _check_pending(manager)
-    return Plugins(manager)
+    return Plugins(manager, disable)

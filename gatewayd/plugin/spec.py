@@ -24,8 +24,10 @@ from typing import TYPE_CHECKING
 from gatewayd.plugin import hookspec
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from gatewayd.dialects.base import Dialect
-    from gatewayd.transport import Transport
+    from gatewayd.transport import ClientRequest, Transport
 
 
 @hookspec
@@ -40,4 +42,34 @@ def gatewayd_transports() -> list[Transport]:
     """Return the transports this plugin provides. Each serves one or more
     link kinds; a kind served twice is a configuration error reported at
     start-up, naming both plugins."""
+    raise NotImplementedError  # a specification: plugins implement it
+
+
+@hookspec(firstresult=True)
+def gatewayd_route_link(request: ClientRequest) -> ClientRequest | None:
+    """Decide where an outgoing client link goes, before any name is resolved.
+
+    *request* is what the dialect asked for; ``request.port_name``,
+    ``request.dialect`` and ``request.link_id`` say whose link it is. Return
+    the request to use instead (``dataclasses.replace(request, …)``, with
+    ``decided_by`` saying why), raise :class:`gatewayd.transport.Refused` to
+    refuse the link (the MCU gets its dialect's connect-failure answer), or
+    return ``None`` to leave it to the next implementation. The first result
+    that is not ``None`` wins; the built-in ``[[route]]`` rules run last
+    (``trylast``), so a plugin decides before them and a wrapper
+    (``wrapper=True``) sees and may change what they decided. Called for
+    every connect, reconnects included."""
+    raise NotImplementedError  # a specification: plugins implement it
+
+
+@hookspec
+def gatewayd_configure(name: str, table: dict[str, Any]) -> bool | None:
+    """Configure the plugin called *name* from its ``[plugin.<name>]`` table.
+
+    The plugin that owns *name* validates *table* — raising
+    :class:`gatewayd.plugin.PluginConfigError` with key paths, which
+    ``check-config`` and start-up report like gatewayd's own problems —
+    keeps what it needs, and returns ``True``. Others return ``None``. A
+    table no plugin takes is a configuration error. Called when the config
+    is loaded (start-up, reload, check-config), before any link opens."""
     raise NotImplementedError  # a specification: plugins implement it

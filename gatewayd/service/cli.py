@@ -102,15 +102,19 @@ def _check_config(file: Path) -> int:
 
 
 def _unknown_dialects(file: Path) -> list[Problem]:
+    """What only the plugins can check: dialects, ``[plugins] disable`` and
+    the ``[plugin.<name>]`` tables."""
+    config = load_config(file, need_ports=False)
     try:
-        known = load_plugins().dialects
+        plugins = load_plugins(disable=config.plugins.disable)
     except PluginError as exc:
-        return [Problem(str(file), "", f"plugins failed to load: {exc}")]
+        return [Problem(str(file), "plugins", f"plugins failed to load: {exc}")]
+    known = plugins.dialects
     return [
         Problem(str(file), f"port[{i}].dialect",
                 f"no plugin provides dialect {port.dialect!r} (known: {', '.join(sorted(known))})")
-        for i, port in enumerate(load_config(file).ports) if port.dialect not in known
-    ]
+        for i, port in enumerate(config.ports) if port.dialect not in known
+    ] + [Problem(str(file), key, message) for key, message in plugins.configure(config.plugin)]
 
 
 def _route(file: Path, url: str, port: str | None) -> int:
@@ -189,10 +193,16 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(args.log_level or config.log.level, config.log.format)
     log = get_logger()
     try:
-        plugins = load_plugins()
+        plugins = load_plugins(disable=config.plugins.disable)
     except PluginError as exc:
         log.error("plugins failed to load", error=str(exc))
         return EXIT_RUNTIME
+    problems = plugins.configure(config.plugin)
+    if problems:
+        for key, message in problems:
+            log.error("config problem", problem=f"{config.source or '(command line)'}: {key}: "
+                                                f"{message}")
+        return EXIT_CONFIG
 
     from gatewayd.service.daemon import Daemon
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gatewayd.config import Config, ConfigError, PortConfig, Problem, load_config
-from gatewayd.links.egress import Router
+from gatewayd.links.egress import Router, RouteRules
 from gatewayd.plugin.manager import Plugins
 from gatewayd.service.control_server import ControlServer, control_socket_path
 from gatewayd.service.lifecycle import Service, Services
@@ -98,6 +98,9 @@ class Daemon:
         self.plugins = plugins
         self.log = log
         self.router = Router(config.routes, config.egress)
+        #: The [[route]] rules, as the last gatewayd_route_link implementation.
+        self.route_rules = RouteRules(self.router)
+        plugins.manager.register(self.route_rules, name=f"gatewayd-route-rules-{id(self)}")
         self.reload_source = reload_source
         self.override_ports = override_ports
         self.ports = PortSet(self._ports(config), self._session, log)
@@ -221,7 +224,12 @@ class Daemon:
             for problem in exc.problems:
                 self.log.error("reload rejected", problem=str(problem))
             return
-        self.router = Router(config.routes, config.egress)
+        plugin_problems = self.plugins.configure(config.plugin)
+        if plugin_problems:
+            for key, message in plugin_problems:
+                self.log.error("reload rejected", problem=f"{source}: {key}: {message}")
+            return
+        self.router = self.route_rules.router = Router(config.routes, config.egress)
         await self.ports.apply(self._ports(config))
         self.config = config
         for session in self.sessions.values():

@@ -212,7 +212,11 @@ async def running_gateway(
     if boot_time is not None:
         config = config.model_copy(update={"ports": tuple(
             port.model_copy(update={"boot_time": boot_time}) for port in config.ports)})
-    daemon = Daemon(config, load_plugins(*extra_plugins), get_logger())
+    plugins = load_plugins(*extra_plugins, disable=config.plugins.disable)
+    problems = plugins.configure(config.plugin)
+    if problems:
+        raise ValueError(f"plugin configuration: {problems}")
+    daemon = Daemon(config, plugins, get_logger())
     await daemon.start()
     mcu = await VirtualMcu.open(config.ports[0].device.removeprefix("pty:"))
     try:

@@ -138,6 +138,12 @@ class ClientRequest:
     #: Reach the host through this proxy (``http://`` CONNECT, ``socks5://``,
     #: ``socks4://``); the proxy resolves the name. Set by the route rules.
     proxy: str | None = None
+    #: Whose link this is: the gatewayd port's name, its dialect, the MCU's link id.
+    port_name: str | None = None
+    dialect: str | None = None
+    link_id: int | None = None
+    #: Who chose this destination (``[[route]] 0``, a plugin's name); None: the MCU.
+    decided_by: str | None = None
     frames: bool = False
 
 
@@ -179,6 +185,10 @@ class ListenRequest:
     handshake_timeout: float = 10.0
     on_rejected: Callable[[tuple[str, int], TransportError], None] | None = None
     max_message: int = 4 * 1024 * 1024
+    #: Whose listener this is: the gatewayd port's name, its dialect, the MCU's link id.
+    port_name: str | None = None
+    dialect: str | None = None
+    link_id: int | None = None
 
 
 class LinkEvents(Protocol):

@@ -464,7 +464,7 @@ async def sktclient(ctx: PortContext, link_id: int, conn_type: int, cert_index: 
         raise AtError(1, why="a UDP client needs src_port")
     failed = {UDP: 4, TCP: 2, TLS: 13}[protocol]
     tls = _client_tls(ctx, conn_type, cert_index) if protocol == TLS else None
-    transport = transport_for(ctx, protocol, failed)
+    transport = transport_for(ctx, protocol, failed, link_id=link_id)
     state = sockets(ctx)
     link = _new_link(ctx, link_id, "client", protocol, bool(auto_rcv))
     request = ClientRequest(kind=protocol, host=host.strip("[]"), port=dst_port, tls=tls,

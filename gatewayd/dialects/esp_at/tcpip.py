@@ -28,7 +28,6 @@ import ipaddress
 import socket
 from typing import Any
 
-from gatewayd.config.routes import Destination
 from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Setter, transport_for
 from gatewayd.dialects.esp_at.fields import Fields, raw_fields
 from gatewayd.dialects.esp_at.iplinks import (
@@ -40,7 +39,6 @@ from gatewayd.dialects.esp_at.iplinks import (
 )
 from gatewayd.dialects.esp_at.suites import client_tls
 from gatewayd.links import LinkState, close_connection, routed_to
-from gatewayd.links.egress import Decision
 from gatewayd.transport import (
     ClientRequest,
     Connection,
@@ -106,19 +104,14 @@ def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-def _route(ctx: PortContext, kind: str, host: str, port: int) -> Decision | None:
-    """The route rules' decision for a link (``None`` without rules); a denied
-    link is ERROR, as a failed connect."""
-    router = ctx.router
-    if router is None or not router.active:
-        return None
-    decision: Decision = router.decide(Destination(kind, host.strip("[]"), port),
-                                       ctx.config.name)
-    if decision.denied:
-        router.count(decision)
-        ctx.log.info("route decision", **decision.fields())
-        raise AtError(why=f"{decision.original} denied by the route rules")
-    return decision
+def _route_udp(ctx: PortContext, host: str, port: int) -> ClientRequest:
+    """The route rules' destination for a UDP link's peer; refused: ERROR."""
+    try:
+        routed: ClientRequest = transport_for(ctx, "udp").route(  # type: ignore[attr-defined]
+            ClientRequest(kind="udp", host=host.strip("[]"), port=port))
+    except TransportError as exc:
+        raise AtError(why=f"udp://{host}:{port}: {exc}") from None
+    return routed
 
 
 def _require_network(ctx: PortContext) -> None:
@@ -173,15 +166,15 @@ async def _start(ctx: PortContext, f: Fields, *, auto_id: bool) -> None:
     timeout = timeout_ms / 1000 or CONNECT_LIMIT
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    decision = _route(ctx, kind, host, port)
-    if decision is not None and kind == "udp":  # unconnected: its peer is routed here
-        assert decision.actual is not None
-        host, port = decision.actual.host, decision.actual.port
-        decision = None
-    if decision is not None:
-        address = host  # the transport resolves what the rules leave (a proxy: the proxy)
-    else:
+    if kind == "udp":  # an unconnected socket: its first peer is routed here
+        routed = _route_udp(ctx, host, port)
+        host, port = routed.host, routed.port
         address = await resolve(host, family, timeout)
+    else:  # the transport resolves what the route rules leave (a proxy: the proxy)
+        literal = _literal(host)
+        if literal is not None and literal.version != family:
+            raise AtError(why=f"{host} is not an IPv{family} address")
+        address = str(literal) if literal is not None else host
     if link_id is None:
         link_id = ip.links.free_id()
         if link_id is None:
@@ -200,7 +193,7 @@ async def _start(ctx: PortContext, f: Fields, *, auto_id: bool) -> None:
 async def connect(ctx: PortContext, ip: IpState, link: IpLink, kind: str, local_ip: str,
                   timeout: float) -> None:
     """Open *link* on its id (held while connecting); AtError when it fails."""
-    transport = transport_for(ctx, kind)
+    transport = transport_for(ctx, kind, link_id=link.id)
     events = IpEvents(ctx, ip, link)
     options = link_options(link, ip.options[link.id])
     try:
