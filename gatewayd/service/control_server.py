@@ -96,10 +96,11 @@ class ControlServer:
         self.path = path
         self.log = log
         self._server: asyncio.AbstractServer | None = None
+        self.socket: socket.socket | None = None  #: the listening socket, once started
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        sock = bind_private(self.path)  # replaces a socket left by a previous run
+        sock = self.socket = bind_private(self.path)  # replaces a socket left by a previous run
         try:
             self._server = await asyncio.start_unix_server(self._client, sock=sock)
         except BaseException:
@@ -116,6 +117,12 @@ class ControlServer:
             self._server = None
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+    async def serve_accepted(self, conn: socket.socket) -> None:
+        """Serve a client accepted outside asyncio (from the descriptor
+        reserve, :mod:`gatewayd.service.fds`) as any other."""
+        reader, writer = await asyncio.open_unix_connection(sock=conn)
+        await self._client(reader, writer)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
