@@ -659,3 +659,15 @@ async def test_handshakes_in_progress_are_capped_per_listener(kind, tls_files):
             await ws.send("still serving")
         for _, writer in silent + extra:
             writer.close()
+
+
+def test_preload_imports_aiohttp_before_any_link():
+    """The daemon preloads at start, so a listener later needs no import."""
+    code = ("import sys\n"
+            "from gatewayd.plugin.manager import load_plugins\n"
+            "plugins = load_plugins()\n"
+            "assert 'aiohttp' not in sys.modules\n"
+            "plugins.preload()\n"
+            "assert 'gatewayd_ws.server' in sys.modules\n"
+            "assert 'gatewayd_sockets.transport' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
