@@ -8,8 +8,11 @@ systemd with systemd-python importable. Every event passes
 ``AT+CWJAP`` and the auth of ``AT+WSOPEN`` (in command lines and in their
 echo), Ameba's ``pw,<value>`` (AT+WLCONN, AT+WLSTARTAP) and the AT+WLSTATE
 ``PASSWORD => <value>`` line, and the password of ``user:password@`` in URIs
-become ``<redacted>``. :func:`redact_text` applies the same to one string
-(``gatewayd trace`` uses it on the UART's bytes).
+become ``<redacted>``. :func:`redact_text` applies the same to one string.
+These patterns are the last line: command lines reach the logs and
+``gatewayd trace`` already rebuilt by their dialect with the secret
+parameters of its command table hidden (``Dialect.loggable``,
+``gatewayd.session.redact``), which no spelling of a line defeats.
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ _QUOTED = r'"(?:[^"\\]|\\.)*"'
 _SECRET_PARAMS = re.compile(
     rf"(?i)(AT\+CWJAP=(?:{_QUOTED})?,|AT\+WSOPEN=[^,]*,{_QUOTED},[^,]*,[^,]*,"
     rf"|AT\+WL(?:CONN|STARTAP)=(?:[^\r\n]*?,)?pw,)({_QUOTED}|[^,\r\n\\]+)")
-#: user:password@ in URIs.
-_USERINFO = re.compile(r"(://[^/:@\s\"]*:)[^@/\s\"]+@")
+#: user:password@ in URIs, up to the authority's last ``@`` (a raw ``@`` in
+#: the password, as ``ws://u:p@ss@host`` is parsed).
+_USERINFO = re.compile(r"(://[^/:@\s\"]*:)[^/?#\s\"]*@")
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "error": logging.ERROR}
 

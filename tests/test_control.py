@@ -448,9 +448,9 @@ def test_raw_trace_is_for_the_daemons_user_and_root():
 
 
 def test_trace_redactor_hides_a_secret_split_by_a_quiet_flush():
-    from gatewayd.service.trace import MAX_LINE, TraceRedactor
+    from gatewayd.session.redact import MAX_LINE, StreamRedactor
 
-    redactor = TraceRedactor()
+    redactor = StreamRedactor()
     assert redactor.feed(b'\r\nOK\r\nAT+CWJAP="h","hu') == b"\r\nOK\r\n"
     assert redactor.holding
     assert redactor.flush() == b'AT+CWJAP="h",<redacted>'

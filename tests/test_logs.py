@@ -184,3 +184,74 @@ async def test_link_open_keeps_the_port_field_for_the_gatewayd_port(tmp_path, js
                           b"+WS_CONNECTED:0\r\n\r\nOK\r\n")
     [opened] = [e for e in events(json_log) if e["event"] == "link open"]
     assert (opened["port"], opened["peer_port"]) == ("mcu", peer_port)
+
+
+#: Spellings that once defeated the patterns: (line, secret, typed a byte at a time).
+SPELLINGS = [
+    (b'AT+CWJAP="home","hunter2"', "hunter2", True),  # picocom, a slow UART
+    (b'AT+CWJAP="my\\"net","hunter2"', "hunter2", False),  # an escaped quote in the SSID
+    (b'AT+WSOPEN=0,"ws://127.0.0.1:9/","a\\,b",1000,"Bearer s3cret"', "s3cret", False),
+    (b'AT+WSOPEN=1,"ws://u:p@s3cret@127.0.0.1:9/"', "s3cret", False),  # a raw @ in userinfo
+    (b'AT+CWJAP"home","hunter2"', "hunter2", False),  # no "=": names no command
+]
+
+
+@pytest.mark.parametrize(("line", "secret", "slowly"), SPELLINGS)
+async def test_no_spelling_of_a_secret_reaches_the_debug_log(gateway, json_log, line,
+                                                             secret, slowly):
+    """`at in` is the command rebuilt from its parsed fields with the table's
+    secret parameters hidden; `at out` (ESP-AT's echo) is redacted a whole
+    line at a time, however the MCU's bytes arrive."""
+    config = '[[port]]\nname = "mcu"\ndevice = "pty:tty"\nwifi_interface = "lo"\n'
+    async with gateway(config_text=config) as (_, mcu):
+        await (mcu.send_slowly if slowly else mcu.send)(line + b"\r\n")
+        while (await mcu.read_until(b"\r\n", timeout=10)) not in (b"OK\r\n", b"ERROR\r\n"):
+            pass  # up to the line's final result, whichever it is
+    logged = events(json_log)
+    assert secret not in json_log.getvalue()
+    [at_in] = [e["line"] for e in logged if e["event"] == "at in" and "AT+" in e["line"]]
+    assert "<redacted>" in at_in, at_in
+    echo = "".join(e["data"] for e in logged if e["event"] == "at out")
+    assert echo.count("AT+") == 1 and "<redacted>" in echo, echo
+
+
+async def test_a_line_without_equals_is_logged_by_its_name_at_info(gateway, json_log):
+    configure_logging("info", "json", json_log)
+    async with gateway() as (_, mcu):
+        await mcu.command(b'AT+CWJAP"home","hunter2"', b'AT+CWJAP"home","hunter2"\r\n'
+                          b"\r\nERROR\r\n")
+    [unknown] = [e for e in events(json_log) if e["event"] == "at unknown command"]
+    assert unknown["command"] == "AT+CWJAP<redacted>" and "hunter2" not in json_log.getvalue()
+
+
+@pytest.mark.parametrize(("dialect", "line", "shown"), [
+    ("esp-at", b'AT+WSOPEN=0,"ws://h/","a\\,b",1000,"Bearer X"',
+     b'AT+WSOPEN=0,"ws://h/","a\\,b",1000,<redacted>'),
+    ("esp-at", b'AT+CWJAP="my\\"net","pw"', b'AT+CWJAP="my\\"net",<redacted>'),
+    ("esp-at", b'AT+CWSAP="ap","pw",1,3', b'AT+CWSAP="ap",<redacted>,1,3'),
+    ("esp-at", b'AT+CIPSSLCPSK="psk","hint"', b'AT+CIPSSLCPSK=<redacted>,"hint"'),
+    ("esp-at", b'AT+CIPSSLCPSKHEX=1,"70736b","hint"', b'AT+CIPSSLCPSKHEX=1,<redacted>,"hint"'),
+    ("esp-at", b'AT+CWJAP="home","hu', b'AT+CWJAP="home",<redacted>'),  # half typed
+    ("esp-at", b"AT+CWJAP?", b"AT+CWJAP?"),
+    ("esp-at", b"ATE0", b"ATE0"),
+    ("ameba", b"AT+WLCONN=ssid,home,pw,hunter2", b"AT+WLCONN=ssid,home,pw,<redacted>"),
+    ("ameba", b"AT+WLSTARTAP=ssid,ap,pw,hunter2,sec,wpa2",
+     b"AT+WLSTARTAP=ssid,ap,pw,<redacted>,sec,wpa2"),
+    ("ameba", b"AT+WSHEAD=0,17,X-Token: a\\,b", b"AT+WSHEAD=0,17,X-Token: <redacted>"),
+    ("ameba", b"AT+WLDISCONN=pw", b"AT+WLDISCONN<redacted>"),  # "=" text it ignores
+])
+def test_dialects_rebuild_lines_without_their_secret_parameters(dialect, line, shown):
+    from gatewayd.dialects.ameba import DIALECT as AMEBA
+    from gatewayd.dialects.esp_at import DIALECT as ESP_AT
+
+    assert {"esp-at": ESP_AT, "ameba": AMEBA}[dialect].loggable(line) == shown
+
+
+async def test_header_blocks_are_hidden_from_the_raw_in_debug_line(gateway, json_log):
+    """AT+WSHEAD's block is a header: its value is hidden whatever its name."""
+    async with gateway(dialect="ameba") as (_, mcu):
+        await mcu.command(b"AT+WSHEADRAW=0,15", b">>>", timeout=10)
+        await mcu.send(b"X-Token: s3cret")
+        await mcu.read_until(b"\r\nOK\r\n")
+    [raw] = [e["data"] for e in events(json_log) if e["event"] == "at raw in"]
+    assert raw == "X-Token: <redacted>" and "s3cret" not in json_log.getvalue()

@@ -526,3 +526,37 @@ async def test_listen_on_every_interface(transport: Sockets) -> None:
         await tcp.close()
         await udp.close()
         await udp.connection.close()
+
+
+async def test_tls_handshakes_in_progress_are_capped(transport: Sockets, tls_files) -> None:
+    """Silent TLS peers fill MAX_HANDSHAKES places; more are closed at accept,
+    unreported; once the deadline frees the places a real client gets through."""
+    from gatewayd.transport.sockopts import MAX_HANDSHAKES
+
+    rejected: list[str] = []
+    accepted: list[Echo] = []
+
+    def accept(connection: Connection) -> Echo:
+        accepted.append(Echo(connection))
+        return accepted[-1]
+
+    listener = await transport.listen(
+        ListenRequest("tls", "127.0.0.1", 0, tls=_server_context(tls_files),
+                      handshake_timeout=1.0,
+                      on_rejected=lambda peer, error: rejected.append(error.stage)), accept)
+    silent = [await asyncio.open_connection(*listener.local) for _ in range(MAX_HANDSHAKES)]
+    extra = [await asyncio.open_connection(*listener.local) for _ in range(3)]
+    async with asyncio.timeout(WAIT):
+        for reader, _ in extra:
+            assert await reader.read() == b""
+    assert rejected == []
+    await until(lambda: len(rejected) == MAX_HANDSHAKES)
+    assert set(rejected) == {"timeout"}
+    client = ssl.create_default_context(cafile=str(tls_files["ca"]))
+    async with asyncio.timeout(WAIT):
+        reader, writer = await asyncio.open_connection(*listener.local, ssl=client)
+        writer.write(b"over tls")
+        assert await reader.readexactly(8) == b"over tls"
+    for _, w in [*silent, *extra, (reader, writer)]:
+        w.close()
+    await listener.close()

@@ -633,3 +633,41 @@ async def test_listen_on_a_busy_port_fails_at_the_listen_stage():
         with pytest.raises(TransportError) as info:
             await WsTransport().listen(ListenRequest("ws", "127.0.0.1", server.port), print)
         assert info.value.stage == "listen"
+
+
+@pytest.mark.parametrize("kind", ["ws", "wss"])
+async def test_handshakes_in_progress_are_capped_per_listener(kind, tls_files):
+    """Silent connections fill MAX_HANDSHAKES places; the next ones are closed
+    at accept without a rejection report, and the server still upgrades once
+    places are free again."""
+    from gatewayd.transport.sockopts import MAX_HANDSHAKES
+
+    tls = server_context(tls_files) if kind == "wss" else None
+    async with Harness(kind, tls=tls, handshake_timeout=1.0) as server:
+        silent = [await asyncio.open_connection("127.0.0.1", server.port)
+                  for _ in range(MAX_HANDSHAKES)]
+        extra = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(3)]
+        async with asyncio.timeout(WAIT):
+            for reader, _ in extra:
+                assert await reader.read() == b""  # closed at once, before the deadline
+        assert server.rejections.empty()
+        for _ in silent:  # the deadline frees the places
+            assert (await server.rejection())[1].stage == "timeout"
+        ssl_context = trusting_context(tls_files) if kind == "wss" else None
+        async with client(server.url(), ssl=ssl_context) as ws:
+            await server.link()
+            await ws.send("still serving")
+        for _, writer in silent + extra:
+            writer.close()
+
+
+def test_preload_imports_aiohttp_before_any_link():
+    """The daemon preloads at start, so a listener later needs no import."""
+    code = ("import sys\n"
+            "from gatewayd.plugin.manager import load_plugins\n"
+            "plugins = load_plugins()\n"
+            "assert 'aiohttp' not in sys.modules\n"
+            "plugins.preload()\n"
+            "assert 'gatewayd_ws.server' in sys.modules\n"
+            "assert 'gatewayd_sockets.transport' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)

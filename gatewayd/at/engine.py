@@ -362,6 +362,11 @@ class AtEngine:
         return out
 
     @property
+    def typing(self) -> bool:
+        """A command line has begun and not ended yet (its echo is partial)."""
+        return self.state is State.READY and bool(self._line)
+
+    @property
     def raw_remaining(self) -> int:
         """Raw bytes still expected (0 outside the RAW state)."""
         return self._raw_needed if self.state is State.RAW else 0

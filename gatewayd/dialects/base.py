@@ -15,10 +15,11 @@ result (``SEND OK``), and raise :class:`AtError` to fail.
 from __future__ import annotations
 
 import enum
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from gatewayd.at.engine import Framing, Overflow
 from gatewayd.at.grammar import GrammarError
@@ -50,11 +51,15 @@ __all__ = [
     "PortContext",
     "Raw",
     "RawAborted",
+    "Secret",
     "Setter",
     "Str",
     "Unknown",
     "Watermarks",
+    "after_keys",
     "bind_params",
+    "from_end",
+    "mask",
     "open_client_link",
     "transport_for",
 ]
@@ -69,6 +74,24 @@ class _Required:
 
 #: Marks a parameter without a default.
 REQUIRED: Any = _Required()
+
+#: What logs and traces hide of a value: ``True`` all of it (a password, a
+#: token, a PSK); ``"header"`` what follows the first ``:`` of a
+#: ``Name: value`` header; ``False`` nothing.
+Secret = bool | Literal["header"]
+#: What stands for a hidden value.
+REDACTED = b"<redacted>"
+#: The characters of a command's name (what a line that names no command is
+#: logged by), and how many of them are shown.
+_NAME = re.compile(rb"[A-Za-z0-9_!%\-./:+]{0,40}")
+
+
+def mask(value: bytes, how: Secret) -> bytes:
+    """*value* as logs show it under *how* (an empty value hides nothing)."""
+    if not how or not value:
+        return value
+    name, colon, _ = value.partition(b":")
+    return name + b": " + REDACTED if how == "header" and colon else REDACTED
 
 
 class AtError(Exception):
@@ -133,6 +156,8 @@ class Param:
     error: int = 1
     #: ESP-AT: may the field be present but empty (``,,``) to mean "default"?
     allow_empty: bool = True
+    #: Hidden from logs and traces (:data:`Secret`; :meth:`Dialect.loggable`).
+    secret: Secret = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,13 +190,40 @@ class Setter:
 
     ``escaped`` selects Ameba's escape-aware split (``\\,`` ``\\\\``); ESP-AT
     always honours backslashes. ``max_params`` defaults to ``len(params)``;
-    fewer than ``min_params`` fields (empty ones count) is an error."""
+    fewer than ``min_params`` fields (empty ones count) is an error.
+
+    Secrets: a param's ``secret``; ``secrets`` for layouts positions cannot
+    name (fields as written → the indices of the secret ones: see
+    :func:`after_keys`, :func:`from_end`); ``raw_secret`` for the raw block
+    that follows the command's prompt (AT+WSHEAD's header)."""
 
     run: Handler
     params: tuple[Param, ...] = ()
     escaped: bool = False
     max_params: int | None = None
     min_params: int = 0
+    secrets: Callable[[Sequence[bytes]], Iterable[int]] | None = None
+    raw_secret: Secret = False
+
+    def secret_fields(self, fields: Sequence[bytes]) -> dict[int, Secret]:
+        """Which of *fields* hold secrets, and how each is hidden."""
+        hidden: dict[int, Secret] = {i: p.secret for i, p in enumerate(self.params[:len(fields)])
+                                     if p.secret}
+        for index in self.secrets(fields) if self.secrets is not None else ():
+            if 0 <= index < len(fields):
+                hidden[index] = True
+        return hidden
+
+
+def after_keys(*keys: bytes) -> Callable[[Sequence[bytes]], list[int]]:
+    """Key/value commands (Ameba ``pw,<value>``): the field after each key in *keys*."""
+    return lambda fields: [i + 1 for i, field in enumerate(fields) if field in keys]
+
+
+def from_end(n: int) -> Callable[[Sequence[bytes]], list[int]]:
+    """The *n*-th field from the end (1: the last), for a command whose
+    leading fields depend on a mode (ESP-AT AT+CIPSSLCPSK in AT+CIPMUX=1)."""
+    return lambda fields: [len(fields) - n]
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +363,32 @@ class Dialect(ABC):
     @abstractmethod
     def bind(self, setter: Setter, args: bytes) -> tuple[Any, ...]:
         """Split and validate set arguments; raise :class:`AtError`."""
+
+    def fields(self, setter: Setter, args: bytes) -> list[bytes]:
+        """*args* split where :meth:`bind` splits them, each field as written
+        (escapes kept: ``b",".join(fields) == args``). Default: every comma."""
+        return args.split(b",")
+
+    def loggable(self, line: bytes, parsed: Invocation | Unknown | None = None) -> bytes:
+        """*line* (terminator removed; *parsed* is its :meth:`parse`) as logs
+        and traces show it. A set command is rebuilt from its fields with every
+        secret field (:meth:`Setter.secret_fields`) hidden; another command is
+        shown as typed; a line that names no command, or whose form leaves
+        text unread, by its name (at most 40 characters) and ``<redacted>``.
+        Header values and URI passwords elsewhere are :func:`gatewayd.logs.redact_text`'s."""
+        parsed = self.parse(line) if parsed is None else parsed
+        setter = parsed.spec.set if isinstance(parsed, Invocation) else None
+        if isinstance(parsed, Invocation) and parsed.args is not None and setter is not None:
+            fields = self.fields(setter, parsed.args)
+            for index, how in setter.secret_fields(fields).items():
+                fields[index] = mask(fields[index], how)
+            return line[: len(line) - len(parsed.args)] + b",".join(fields)
+        name = _NAME.match(line)
+        assert name is not None
+        rest = line[name.end():]
+        if isinstance(parsed, Invocation) and rest in (b"", b"?", b"=?"):
+            return line
+        return name.group() + REDACTED if rest else line
 
     @abstractmethod
     def ok(self) -> bytes: ...

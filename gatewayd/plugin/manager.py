@@ -174,6 +174,15 @@ class Plugins:
                                  " configuration"))
         return problems
 
+    def preload(self) -> None:
+        """:meth:`~gatewayd.transport.Transport.preload` every transport; one
+        that fails is a :class:`PluginError` naming it."""
+        for transport in {id(t): t for t in self.transports.values()}.values():
+            try:
+                transport.preload()
+            except Exception as exc:
+                raise PluginError(f"transport {transport.name}: cannot load: {exc!r}") from exc
+
     def _call(self, hook_name: str) -> list[Any]:
         caller = getattr(self.manager.hook, hook_name)
         try:

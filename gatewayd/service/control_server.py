@@ -11,8 +11,8 @@ JSON line and gets JSON lines back:
   ``{"t": unix time, "port": NAME, "dir": "in"|"out", "data": base64}`` lines
   until the client disconnects: the UART's bytes with Wi-Fi passwords,
   header values and URI passwords redacted, a line at a time
-  (:mod:`gatewayd.service.trace`); the MCU's unfinished line (a raw block)
-  is shown after :data:`~gatewayd.service.trace.TRACE_QUIET` s of silence
+  (:mod:`gatewayd.session.redact`); the MCU's unfinished line (a raw block)
+  is shown after :data:`~gatewayd.session.redact.TRACE_QUIET` s of silence
   or as soon as a whole line goes to the MCU. With ``"raw": true``: one line per UART
   chunk, unredacted, and only for a client running as the daemon's user or
   root (its peer credentials); anyone else in the socket's group gets an
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from gatewayd.config import Config
-from gatewayd.service.trace import TRACE_QUIET, TraceRedactor
+from gatewayd.session.redact import TRACE_QUIET, StreamRedactor
 
 __all__ = ["ControlServer", "bind_private", "control_socket_path", "may_trace_raw"]
 
@@ -96,10 +96,11 @@ class ControlServer:
         self.path = path
         self.log = log
         self._server: asyncio.AbstractServer | None = None
+        self.socket: socket.socket | None = None  #: the listening socket, once started
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        sock = bind_private(self.path)  # replaces a socket left by a previous run
+        sock = self.socket = bind_private(self.path)  # replaces a socket left by a previous run
         try:
             self._server = await asyncio.start_unix_server(self._client, sock=sock)
         except BaseException:
@@ -116,6 +117,12 @@ class ControlServer:
             self._server = None
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+
+    async def serve_accepted(self, conn: socket.socket) -> None:
+        """Serve a client accepted outside asyncio (from the descriptor
+        reserve, :mod:`gatewayd.service.fds`) as any other."""
+        reader, writer = await asyncio.open_unix_connection(sock=conn)
+        await self._client(reader, writer)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -154,7 +161,7 @@ class ControlServer:
             return
         gone = asyncio.Event()
         loop = asyncio.get_running_loop()
-        redactors = {"in": TraceRedactor(), "out": TraceRedactor()}
+        redactors = {way: StreamRedactor(session.redact) for way in ("in", "out")}
         timers: dict[str, asyncio.TimerHandle] = {}
 
         def emit(direction: str, data: bytes) -> None:

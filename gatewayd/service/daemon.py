@@ -5,10 +5,11 @@
 then the control socket, then the metrics endpoint; :meth:`Daemon.stop`
 stops them in reverse. :meth:`Daemon.run` adds what only the real process
 needs: signal handlers (removed again on stop), ``READY=1`` once everything
-started, the watchdog. SIGTERM/SIGINT close every port
-and return 0. SIGHUP re-reads the config file: ports whose settings changed
-are reopened, new ports open, removed ports close, unchanged ports (and their
-links) stay up; a file that fails validation is logged and ignored.
+started, the watchdog, and the descriptor reserve (:mod:`gatewayd.service.fds`).
+SIGTERM/SIGINT close every port and return 0. SIGHUP re-reads the config
+file: ports whose settings changed are reopened, new ports open, removed
+ports close, unchanged ports (and their links) stay up; a file that fails
+validation is logged and ignored.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from gatewayd.links.egress import Router
 from gatewayd.plugin.manager import Plugins
 from gatewayd.plugin.routerules import RouteRules
 from gatewayd.service.control_server import ControlServer, control_socket_path
+from gatewayd.service.fds import FdReserve
 from gatewayd.service.lifecycle import Service, Services
 from gatewayd.service.metrics import MetricsServer
 from gatewayd.service.systemd import Notifier
@@ -155,8 +157,11 @@ class Daemon:
         return services
 
     async def start(self) -> None:
-        """Start every service; on failure, stop what started and raise."""
+        """Import every transport's implementation (so that a daemon short of
+        descriptors later needs none to import one), then start every service;
+        on failure, stop what started and raise."""
         self._stop.clear()
+        self.plugins.preload()
         await self._services.start(*self._build_services())
 
     async def stop(self) -> None:
@@ -169,8 +174,12 @@ class Daemon:
             self.control = self.metrics = None
 
     async def run(self) -> int:
+        fds = FdReserve(self.log)  # before anything can exhaust them
+        fds.install(asyncio.get_running_loop())
         await self.start()
         try:
+            if self.control is not None and self.control.socket is not None:
+                fds.keep(self.control.socket, self.control.serve_accepted)
             self._add_signal_handlers()
             release_startup_memory()
             self._ready = True
@@ -182,6 +191,7 @@ class Daemon:
             self.notifier.stopping()
         finally:
             await self.stop()
+            fds.close()
         return 0
 
     def _add_signal_handlers(self) -> None:

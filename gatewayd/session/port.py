@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -42,11 +43,13 @@ from gatewayd.dialects.base import (
     Setter,
     Unknown,
     Watermarks,
+    mask,
 )
 from gatewayd.links.egress import Router
 from gatewayd.links.table import LinkDescription
 from gatewayd.logs import RateLimit
 from gatewayd.session.rawblock import RawStream
+from gatewayd.session.redact import StreamRedactor, port_redaction
 from gatewayd.session.store import PortStore
 from gatewayd.session.uart import Uart, UartSettings
 
@@ -104,6 +107,11 @@ class PortSession:
         self.log = log.bind(port=config.name, dialect=dialect.name)
         #: Events the MCU can cause at will: a few lines per window, then a count.
         self._noisy = RateLimit()
+        #: Whole lines of this port's UART with secrets hidden (logs, gatewayd trace).
+        self.redact = port_redaction(dialect)
+        self._out_log = StreamRedactor(self.redact)
+        #: The command running, whose raw block the debug log may have to hide.
+        self._invocation: Invocation | None = None
         self.engine = AtEngine(dialect.framing)
         self.state = dialect.new_state()
         if state_directory is None and os.environ.get("STATE_DIRECTORY"):
@@ -222,7 +230,10 @@ class PortSession:
         if isinstance(event, Command):
             self._dispatch(event)
         elif isinstance(event, RawData):
-            self.log.debug("at raw in", length=len(event.data), data=preview(event.data))
+            setter = self._invocation.spec.set if self._invocation is not None else None
+            secret = setter.raw_secret if setter is not None else False
+            self.log.debug("at raw in", length=len(event.data),
+                           data=preview(mask(event.data, secret)))
             if self._raw is not None:
                 self._raw.put(event.data, final=event.final)
         elif isinstance(event, Busy):
@@ -243,15 +254,16 @@ class PortSession:
                             reason=event.reason, length=len(event.data))
 
     def _dispatch(self, command: Command) -> None:
-        self.log.debug("at in", line=preview(command.line), truncated=command.truncated)
         parsed = self.dialect.parse(command.line)
+        # As rebuilt from its fields, secrets hidden; an unknown line by its name.
+        shown = preview(self.dialect.loggable(command.line, parsed))
+        self.log.debug("at in", line=shown, truncated=command.truncated)
         if isinstance(parsed, Unknown):
-            # Only the name: an unknown command's parameters may hold a secret.
-            name = command.line.partition(b"=")[0][:40]
-            self._noisy.log(self.log, "info", "at unknown command", command=preview(name),
+            self._noisy.log(self.log, "info", "at unknown command", command=shown,
                             reason=parsed.reason)
             self._finish(self.dialect.unknown(parsed, self.state))
             return
+        self._invocation = parsed
         self._running = asyncio.get_running_loop().create_task(self._run(parsed))
 
     async def _run(self, invocation: Invocation) -> None:
@@ -398,11 +410,22 @@ class PortSession:
     def _flush(self) -> None:
         data = self.engine.data_to_send()
         if data:
-            self.log.debug("at out", data=preview(data))
+            self._log_out(data)
             self.bytes_out += len(data)
             for tracer in self.tracers:
                 tracer("out", data)
             self.uart.write(data)
+
+    def _log_out(self, data: bytes) -> None:
+        """``at out`` at debug: whole lines, redacted, held while the MCU is
+        typing one (ESP-AT's echo comes a byte at a time from a slow MCU)."""
+        if not self.log.is_enabled_for(logging.DEBUG):
+            return
+        shown = self._out_log.feed(data)
+        if not self.engine.typing:
+            shown += self._out_log.flush(end=True)
+        if shown:
+            self.log.debug("at out", data=preview(shown))
 
     # -- RawHost (what raw blocks use) -----------------------------------
 

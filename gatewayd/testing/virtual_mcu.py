@@ -25,7 +25,7 @@ import sys
 import tempfile
 import termios
 import tty
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -241,10 +241,13 @@ class GatewaydProcess:
 
     A unix datagram socket stands in for systemd's ``NOTIFY_SOCKET``: every
     notification the daemon sends lands in :attr:`notifications`, and
-    :meth:`wait_for` awaits a given field such as ``READY=1``."""
+    :meth:`wait_for` awaits a given field such as ``READY=1``. *preexec* runs
+    in the child before gatewayd starts (``resource.setrlimit``, say)."""
 
-    def __init__(self, args: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None):
+    def __init__(self, args: Sequence[str], *, cwd: Path, env: dict[str, str] | None = None,
+                 preexec: Callable[[], None] | None = None):
         self.args = list(args)
+        self.preexec = preexec
         self.cwd = cwd
         self.env = {**os.environ, **(env or {})}
         self.proc: asyncio.subprocess.Process | None = None
@@ -263,7 +266,8 @@ class GatewaydProcess:
             else self.env
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gatewayd", *self.args, cwd=self.cwd, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            preexec_fn=self.preexec)
         return self
 
     async def wait_for(self, field: str, timeout: float = DEFAULT_TIMEOUT) -> str:

@@ -280,6 +280,11 @@ class Transport(ABC):
     async def connect(self, request: ClientRequest, events: LinkEvents) -> Connection:
         """Open an outgoing link. Raises :class:`TransportError`."""
 
+    def preload(self) -> None:  # noqa: B027 - most transports import nothing late
+        """Import now what would be imported on first use: the daemon calls
+        this at start, so that links and listeners need no descriptor to
+        import code later (a daemon a flood left without any still serves)."""
+
     async def listen(self, request: ListenRequest, accept: Accept) -> Listener:
         """Start a listener. Transports that only connect need not override."""
         raise TransportError(f"{self.name} cannot listen", stage="listen")

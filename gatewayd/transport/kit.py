@@ -10,7 +10,8 @@ imports aiohttp, and a plugin may use any of this).
 - :func:`accept_tls`: the server side of a TLS handshake on an accepted connection,
   failures raised with stage ``"tls"`` so a listener can tell ``on_rejected``.
 - :class:`LazyTransport`: the registration facade that imports the implementation
-  module on first use, so loading plugins stays cheap.
+  module on first use or at :meth:`~LazyTransport.preload` (the daemon's start),
+  so loading plugins (``gatewayd plugins``, check-config) stays cheap.
 """
 
 from __future__ import annotations
@@ -327,6 +328,12 @@ class LazyTransport(Transport):
                 raise TypeError(f"{spec} is not a gatewayd.transport.Transport")
             impl = self._impls[spec] = made
         return impl
+
+    def preload(self) -> None:
+        """Import the implementations (the daemon does at start; ``gatewayd
+        plugins`` and check-config do not)."""
+        for spec in (self.connector, self.listener or self.connector):
+            self.implementation(spec)
 
     async def connect(self, request: api.ClientRequest, events: LinkEvents) -> api.Connection:
         return await self.implementation(self.connector).connect(request, events)

@@ -3,7 +3,9 @@
 :func:`apply_socket_options` puts a :class:`~gatewayd.transport.SocketOptions`
 on a real socket; :func:`address` turns what ``getsockname``/``getpeername``
 return into ``(host, port)``; :func:`serve_everywhere` and
-:class:`ServerListener` are the listening side of stream servers.
+:class:`ServerListener` are the listening side of stream servers, and
+:class:`HandshakeGate` caps the TLS/WebSocket handshakes one listener runs at
+once (:data:`MAX_HANDSHAKES`).
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gatewayd.logs import get_logger
+from gatewayd.logs import RateLimit, get_logger
 from gatewayd.transport import Listener, SocketOptions
 
-__all__ = ["ServerListener", "address", "apply_socket_options", "serve_everywhere"]
+__all__ = ["MAX_HANDSHAKES", "HandshakeGate", "ServerListener", "address",
+           "apply_socket_options", "serve_everywhere"]
 
 _log = get_logger()
+#: Connections one listener may hold in their TLS or WebSocket handshake at once.
+MAX_HANDSHAKES = 16
 
 
 def _timeval(seconds: float) -> bytes:
@@ -101,3 +106,36 @@ class ServerListener(Listener):
         # Not wait_closed(): on newer Pythons it waits for accepted links too.
         for server in self.servers:
             server.close()
+
+
+class HandshakeGate:
+    """At most *limit* (:data:`MAX_HANDSHAKES`) connections of one listener in
+    their handshake at once, so that a flood of slow or silent handshakes
+    holds a bounded number of descriptors (each one still has the listener's
+    deadline). A connection beyond the limit is aborted at once, before any
+    byte is read, counted in :attr:`refused` and logged rate-limited
+    (``handshakes full``); ``on_rejected`` is not told, so a flood never
+    reaches the MCU's UART."""
+
+    def __init__(self, kind: str, limit: int = MAX_HANDSHAKES) -> None:
+        self.kind = kind
+        self.limit = limit
+        self.active = 0
+        self.refused = 0
+        self._noisy = RateLimit()
+
+    def enter(self, transport: asyncio.Transport) -> bool:
+        """Admit *transport* to its handshake (then :meth:`leave` once it is
+        over, whichever way), or abort it and return False."""
+        if self.active < self.limit:
+            self.active += 1
+            return True
+        transport.abort()
+        self.refused += 1
+        peer = address(transport.get_extra_info("peername"))
+        self._noisy.log(_log, "warning", "handshakes full", kind=self.kind, limit=self.limit,
+                        peer=f"{peer[0]}:{peer[1]}", refused=self.refused)
+        return False
+
+    def leave(self) -> None:
+        self.active -= 1

@@ -15,6 +15,10 @@ stacks, asyncio's among them, close without an alert), fails ``connect``
 with stage ``"tls"``, as a refusal inside a TLS 1.2 handshake does. Bytes
 that arrive are kept for the link; a server that stays silent costs the
 whole wait.
+
+A TLS server runs at most ``MAX_HANDSHAKES`` (16) handshakes at once, each
+within ``handshake_timeout``; a connection beyond them is closed at accept,
+counted and logged rate-limited (``sockopts.HandshakeGate``).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from gatewayd.transport import (
     kit,
 )
 from gatewayd.transport.sockopts import (
+    HandshakeGate,
     ServerListener,
     address,
     apply_socket_options,
@@ -474,20 +479,24 @@ class _TlsHandshake(asyncio.Protocol):
 
     def __init__(self, request: ListenRequest, context: ssl.SSLContext,
                  made: Callable[[_StreamProtocol], None],
-                 handshakes: set[asyncio.Task[None]]) -> None:
+                 handshakes: set[asyncio.Task[None]], gate: HandshakeGate) -> None:
         self._request = request
         self._context = context
         self._made = made
         self._handshakes = handshakes
+        self._gate = gate
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        if not self._gate.enter(transport):
+            return
         transport.pause_reading()  # nothing may be read before start_tls takes over
         peer = address(transport.get_extra_info("peername"))
         task = asyncio.get_running_loop().create_task(
             self._handshake(transport, peer), name=f"{NAME} TLS {peer[0]}:{peer[1]}")
         self._handshakes.add(task)
         task.add_done_callback(self._handshakes.discard)
+        task.add_done_callback(lambda _: self._gate.leave())
 
     def connection_lost(self, exc: Exception | None) -> None:
         pass  # only before start_tls takes over; it sees the loss itself
@@ -664,12 +673,13 @@ class SocketTransport(Transport):
             connection.start(events)
 
         handshakes: set[asyncio.Task[None]] = set()
+        gate = HandshakeGate(request.kind)
 
         def incoming() -> asyncio.Protocol:
             if request.kind != "tls":
                 return _StreamProtocol(on_made=accepted)
             assert context is not None
-            return _TlsHandshake(request, context, accepted, handshakes)
+            return _TlsHandshake(request, context, accepted, handshakes, gate)
 
         async def serve(host: str, port: int) -> asyncio.Server:
             server = await loop.create_server(incoming, host, port, backlog=request.backlog,

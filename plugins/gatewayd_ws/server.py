@@ -11,7 +11,9 @@ How a peer becomes a link, and the limits and defaults on the way:
 - Deadline: ``handshake_timeout`` (default 10 s) runs from the TCP accept and covers
   the TLS handshake (wss) and the arrival of the HTTP upgrade request together. A
   peer that has not got that far by then is reported to ``on_rejected`` with stage
-  ``"timeout"`` and dropped.
+  ``"timeout"`` and dropped. At most ``MAX_HANDSHAKES`` (16) connections per
+  listener are that far at once (``sockopts.HandshakeGate``); more are closed at
+  accept, counted and logged rate-limited, and ``on_rejected`` is not told.
 - TLS (wss) is done here rather than by ``create_server(ssl=…)`` so that failures
   are seen: ``loop.start_tls`` with ``ListenRequest.tls`` (which may require a client
   certificate); a failed handshake, or a peer that goes away during it, is reported
@@ -99,7 +101,12 @@ from gatewayd.transport import (
     admitted,
     kit,
 )
-from gatewayd.transport.sockopts import ServerListener, apply_socket_options, serve_everywhere
+from gatewayd.transport.sockopts import (
+    HandshakeGate,
+    ServerListener,
+    apply_socket_options,
+    serve_everywhere,
+)
 from gatewayd_ws import KINDS, NAME, SUMMARY
 from gatewayd_ws.frames import NO_STATUS_RCVD, FrameWriter
 
@@ -250,6 +257,9 @@ class _Incoming(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         server = self._server
+        if not server.gate.enter(transport):
+            self.settled = True  # closed at once: nothing to report
+            return
         self.transport = transport
         self.peer = kit.shown_address(transport.get_extra_info("peername"))
         self.local = kit.shown_address(transport.get_extra_info("sockname"))
@@ -320,16 +330,21 @@ class _Incoming(asyncio.Protocol):
 
     def link(self) -> None:
         """``accept`` is about to be called: from now on the link reports."""
-        self.settled = True
-        self.stop_clock()
+        self._settle()
 
     def reject(self, stage: Stage, message: str) -> None:
         """Tell ``on_rejected`` (once per connection, never after :meth:`link`)."""
         if self.settled:
             return
-        self.settled = True
-        self.stop_clock()
+        self._settle()
         kit.tell_rejected(self._server.request, self.peer, TransportError(message, stage=stage))
+
+    def _settle(self) -> None:
+        """The handshake is over: its place at the gate is free again."""
+        if not self.settled:
+            self.settled = True
+            self._server.gate.leave()
+        self.stop_clock()
 
     def lost(self) -> None:
         """The connection ended (called by the handler)."""
@@ -383,6 +398,8 @@ class _Server:
         self.request = request
         self.accept = accept
         self.tls = request.tls if request.kind == "wss" else None
+        #: Connections between the TCP accept and link or rejection.
+        self.gate = HandshakeGate(request.kind)
         self.web = web.Server(self._handle)
         self.handler_args: dict[str, Any] = {
             "keepalive_timeout": 0,  # our deadline watches the idle connection

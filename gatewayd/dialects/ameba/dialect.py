@@ -13,7 +13,13 @@ import asyncio
 from typing import Any
 
 from gatewayd.at.engine import Framing, Overflow
-from gatewayd.at.grammar import GrammarError, ameba_atoi, ameba_split, ameba_split_escaped
+from gatewayd.at.grammar import (
+    GrammarError,
+    ameba_atoi,
+    ameba_split,
+    ameba_split_escaped,
+    esp_at_split,
+)
 from gatewayd.dialects.ameba.state import AmebaState
 from gatewayd.dialects.base import (
     AtError,
@@ -70,6 +76,10 @@ class AmebaDialect(Dialect):
         if len(fields) < setter.min_params:
             raise AtError(1, why=f"{setter.min_params} fields needed, {len(fields)} given")
         return bind_params(setter.params, fields, CONVERSIONS)
+
+    def fields(self, setter: Setter, args: bytes) -> list[bytes]:
+        # parse_param_advance splits where ESP-AT does: at commas no backslash escapes.
+        return esp_at_split(args) if setter.escaped else ameba_split(args)
 
     def ok(self) -> bytes:
         return OK

@@ -475,10 +475,11 @@ COMMANDS = (
         escaped=True)),
     CommandSpec("+WSHEAD", "add a request header (0 clears)", section=SECTION,
                 set=Setter(wshead, (_LINK, Int("header_len", lo=0, hi=_U32),
-                                    Raw("header", default=None)), escaped=True)),
+                                    Raw("header", default=None, secret="header")),
+                           escaped=True)),
     CommandSpec("+WSHEADRAW", "add a request header through >>> (0 clears)", section=SECTION,
                 set=Setter(wsheadraw, (_LINK, Int("header_len", lo=0, hi=_U32)),
-                           escaped=True)),
+                           escaped=True, raw_secret="header")),
     CommandSpec("+WSCONN", "connect a link", section=SECTION, set=Setter(wsconn, (
         _LINK, Str("host", default=""), Str("path", default="/"),
         Int("port", default=0, lo=0, hi=65535), Int("conn_type", lo=1, hi=5),

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gatewayd.at.grammar import ameba_atoi
-from gatewayd.dialects.base import AtError, CommandSpec, PortContext, Raw, Setter
+from gatewayd.dialects.base import AtError, CommandSpec, PortContext, Raw, Setter, after_keys
 from gatewayd.links import hostnet, netwatch, routes
 
 __all__ = ["COMMANDS", "WifiState"]
@@ -115,9 +115,11 @@ class WifiState:
         self.retry_generation += 1
 
 
-def fields_setter(run: Any) -> Setter:
-    """Every field of a ``parse_param`` line, in order (``None`` when empty)."""
-    return Setter(run, tuple(Raw(f"field{i}", default=None) for i in range(MAX_FIELDS)))
+def fields_setter(run: Any, secrets: Any = None) -> Setter:
+    """Every field of a ``parse_param`` line, in order (``None`` when empty);
+    *secrets* as :attr:`Setter.secrets`."""
+    return Setter(run, tuple(Raw(f"field{i}", default=None) for i in range(MAX_FIELDS)),
+                  secrets=secrets)
 
 
 def field_count(fields: tuple[bytes | None, ...]) -> int:
@@ -577,14 +579,15 @@ COMMANDS = (
     CommandSpec("+WLSTATICIP", "static IPv4 for the next join (reported only)",
                 execute=missing, set=fields_setter(wlstaticip), section=SECTION),
     CommandSpec("+WLCONN", "join a network (decided from the host's connectivity)",
-                execute=wlconn_missing, set=fields_setter(wlconn), section=SECTION),
+                execute=wlconn_missing, set=fields_setter(wlconn, after_keys(b"pw")),
+                section=SECTION),
     CommandSpec("+WLDISCONN", "leave the network; clears the static IP",
                 execute=wldisconn, section=SECTION),
     CommandSpec("+WLSCAN", "the joined and configured networks (no radio scan)",
                 execute=wlscan, set=fields_setter(wlscan_set), section=SECTION),
     CommandSpec("+WLRSSI", "signal strength", execute=wlrssi, section=SECTION),
     CommandSpec("+WLSTARTAP", "soft-AP: validated, then ERROR: 21 (the host is no AP)",
-                execute=missing, set=fields_setter(wlstartap), section=SECTION),
+                execute=missing, set=fields_setter(wlstartap, after_keys(b"pw")), section=SECTION),
     CommandSpec("+WLSTOPAP", "soft-AP stop", execute=wlstopap, section=SECTION),
     CommandSpec("+WLSTATE", "station status with the host's addresses",
                 execute=wlstate, section=SECTION),

@@ -94,6 +94,9 @@ class EspAtDialect(Dialect):
             raise AtError(err_code=ERR_PARSE | min(len(fields), 0xF), why="too few parameters")
         return bind_params(setter.params, fields, CONVERSIONS)
 
+    def fields(self, setter: Setter, args: bytes) -> list[bytes]:
+        return esp_at_split(args)
+
     def ok(self) -> bytes:
         return OK
 

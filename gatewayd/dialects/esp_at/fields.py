@@ -19,9 +19,11 @@ __all__ = ["Fields", "raw_fields"]
 
 
 
-def raw_fields(run: Any, count: int) -> Setter:
-    """A setter handing *run* up to *count* raw fields (more: ERROR)."""
-    return Setter(run, tuple(Raw(f"field{i}", default=None) for i in range(count)))
+def raw_fields(run: Any, count: int, secrets: Any = None) -> Setter:
+    """A setter handing *run* up to *count* raw fields (more: ERROR);
+    *secrets* as :attr:`Setter.secrets`."""
+    return Setter(run, tuple(Raw(f"field{i}", default=None) for i in range(count)),
+                  secrets=secrets)
 
 
 class Fields:

@@ -17,7 +17,7 @@ the next ``AT+CIPSTART`` of an ``"SSL"`` link.
 
 from __future__ import annotations
 
-from gatewayd.dialects.base import AtError, CommandSpec, PortContext
+from gatewayd.dialects.base import AtError, CommandSpec, PortContext, from_end
 from gatewayd.dialects.esp_at.fields import Fields, raw_fields
 from gatewayd.dialects.esp_at.iplinks import ALL_LINKS, IpState, TlsOptions
 from gatewayd.dialects.esp_at.suites import check_suites
@@ -167,7 +167,8 @@ COMMANDS = (
     CommandSpec("+CIPSSLCALPN", "TLS ALPN protocols per link", query=cipsslcalpn_query,
                 set=raw_fields(cipsslcalpn_set, 2 + MAX_ALPN)),
     CommandSpec("+CIPSSLCPSK", "TLS PSK per link (stored and reported)",
-                query=cipsslcpsk_query, set=raw_fields(cipsslcpsk_set, 3)),
+                query=cipsslcpsk_query, set=raw_fields(cipsslcpsk_set, 3, secrets=from_end(2))),
     CommandSpec("+CIPSSLCPSKHEX", "TLS PSK per link, as hex (stored and reported)",
-                query=cipsslcpskhex_query, set=raw_fields(cipsslcpskhex_set, 3)),
+                query=cipsslcpskhex_query,
+                set=raw_fields(cipsslcpskhex_set, 3, secrets=from_end(2))),
 )

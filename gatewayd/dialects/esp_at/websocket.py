@@ -259,12 +259,13 @@ COMMANDS = (
         _opt_int("pki_number", 0, 2**31 - 1), _opt_int("ca_number", 0, 2**31 - 1)))),
     CommandSpec("+WSHEAD", "add a request header (through the > prompt); 0 clears",
                 query=wshead_query,
-                set=Setter(wshead_set, (Int("req_header_len", lo=0, hi=2**31 - 1),))),
+                set=Setter(wshead_set, (Int("req_header_len", lo=0, hi=2**31 - 1),),
+                           raw_secret="header")),
     CommandSpec("+WSOPEN", "open a WebSocket link; query lists links", query=wsopen_query,
                 set=Setter(wsopen, (
                     _LINK, Str("uri"), Str("subprotocol", default=None),
                     _opt_int("timeout_ms", 1, 180000, DEFAULT_CONNECT_TIMEOUT_MS),
-                    Str("auth", default=None)))),
+                    Str("auth", default=None, secret=True)))),
     CommandSpec("+WSSEND", "send a frame: OK, >, exactly <length> bytes, SEND OK",
                 set=Setter(wssend, (
                     _LINK, Int("length", lo=0, hi=MAX_SEND), _opt_int("opcode", 0, 15, 1),
