@@ -29,7 +29,16 @@ handlers each field with empty and absent fields alike as ``None``, so a
 trailing empty field (``ssid,MyWiFi,``) reads as absent here where the
 firmware would reject it.
 
-Everything here is RAM state (a restart resets it, reference §6); the
+Fast-connect (reference §3 AT+WLRECONN, §6): a successful AT+WLCONN, with
+fast-connect on (the default at every boot), keeps its profile (ssid,
+password, bssid, key_id, channel; not the static IP, which §6 resets) in the
+port's state file (``ctx.store``, key :data:`PROFILE_KEY`), as the module
+keeps it in flash. After each ``ATCMD READY`` (AT+RST, a daemon restart)
+:func:`fast_connect` rejoins it :data:`FAST_CONNECT_DELAY` s later with the
+join's messages, unsolicited, and no AT+WLCONN. ``AT+WLRECONN=fast,0``
+erases the profile and stops storing until ``fast,1`` or the next boot.
+
+Everything else here is RAM state (a restart resets it, reference §6); the
 password is kept for AT+WLSTATE, which prints it as the module does, and is
 never logged by this module.
 """
@@ -46,7 +55,7 @@ from gatewayd.at.grammar import ameba_atoi
 from gatewayd.dialects.base import AtError, CommandSpec, PortContext, Raw, Setter
 from gatewayd.links import hostnet, netwatch, routes
 
-__all__ = ["COMMANDS", "WifiState"]
+__all__ = ["COMMANDS", "PROFILE_KEY", "WifiState", "fast_connect"]
 
 SECTION = "Wi-Fi AT Command:"
 
@@ -68,6 +77,12 @@ RECONNECT_DONE = b"[$]wifi reconnect done\r\n"
 #: Seconds between auto-reconnect attempts, and how many (wifi user config).
 RECONNECT_INTERVAL = 5.0
 RECONNECT_COUNT = 10
+#: Seconds from ``ATCMD READY`` to the fast-connect rejoin (the firmware's
+#: ~1-3 s are not measured, reference §6).
+FAST_CONNECT_DELAY = 1.0
+#: The port's state file keeps the fast-connect profile here (the module's KV
+#: key ``wlan_data``).
+PROFILE_KEY = "ameba_wlan_data"
 #: Seconds lwIP's DHCP client tries before ``got ip timeout``.
 DHCP_TIMEOUT = 60.0
 #: What there is no radio to measure.
@@ -90,6 +105,41 @@ class Join:
     bssid: str | None = None
     key_id: int | None = None
     channel: int = 0
+
+    def stored(self) -> dict[str, Any]:
+        """The profile as the state file keeps it (bytes as latin-1 text)."""
+        return {"ssid": _latin1(self.ssid), "password": _latin1(self.password),
+                "bssid": self.bssid, "key_id": self.key_id, "channel": self.channel}
+
+    @classmethod
+    def from_stored(cls, value: Any) -> Join | None:
+        """The profile of :meth:`stored`; None for anything else (a file
+        edited by hand, another version's)."""
+        if not isinstance(value, dict):
+            return None
+        try:
+            join = cls(ssid=_bytes(value.get("ssid")), password=_bytes(value.get("password")),
+                       bssid=value.get("bssid"), key_id=value.get("key_id"),
+                       channel=int(value.get("channel") or 0))
+        except (TypeError, ValueError, UnicodeEncodeError):
+            return None
+        if join.ssid is None and join.bssid is None:
+            return None
+        if not isinstance(join.bssid, str | None) or not isinstance(join.key_id, int | None):
+            return None
+        return join
+
+
+def _latin1(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
+
+
+def _bytes(value: Any) -> bytes | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError("not text")
+    return value.encode("latin-1")
 
 
 @dataclass
@@ -267,6 +317,29 @@ async def wlconn(ctx: PortContext, *fields: bytes | None) -> None:
         if wifi.auto_reconnect:
             ctx.spawn(_reconnect(ctx, wifi, wifi.retry_generation))
         raise AtError(CONNECT_FAILED, why="join failed")
+    if wifi.fast_connect:
+        ctx.store.set(PROFILE_KEY, join.stored())
+
+
+def fast_connect(ctx: PortContext) -> None:
+    """Boot hook: rejoin the stored profile shortly after ``ATCMD READY``."""
+    join = Join.from_stored(ctx.store.get(PROFILE_KEY))
+    if join is None:
+        return
+    wifi: WifiState = ctx.state.wifi
+    wifi.target = join
+    ctx.spawn(_fast_connect(ctx, wifi, wifi.retry_generation))
+
+
+async def _fast_connect(ctx: PortContext, wifi: WifiState, generation: int) -> None:
+    await asyncio.sleep(FAST_CONNECT_DELAY)
+    # An AT+WLCONN, AT+WLDISCONN or restart meanwhile takes over.
+    if ctx.state.wifi is not wifi or wifi.retry_generation != generation \
+            or wifi.target is None:
+        return
+    ctx.log.info("wifi fast-connect from the stored profile")
+    if not await _attempt(ctx, wifi, wifi.target, unsolicited=True) and wifi.auto_reconnect:
+        ctx.spawn(_reconnect(ctx, wifi, wifi.retry_generation))
 
 
 async def _attempt(ctx: PortContext, wifi: WifiState, join: Join, *,
@@ -491,6 +564,8 @@ async def wlreconn(ctx: PortContext, *fields: bytes | None) -> None:
             wifi.cancel_retry()
     else:
         wifi.fast_connect = on
+        if not on:
+            ctx.store.delete(PROFILE_KEY)
 
 
 async def wlps(ctx: PortContext, *fields: bytes | None) -> None:
