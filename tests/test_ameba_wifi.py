@@ -225,6 +225,10 @@ async def test_offline_host_fails_to_join(offline):
     (b"AT+WLCONN=ssid,a,,b", 2),                     # empty key in the middle
     (b"AT+WLCONN=ssid,a,pw,b,ch,1,key_id,0,bssid,aa:bb:cc:dd:ee:ff,ch", 3),  # argc 12
     (b"AT+WLCONN=ssid,a,pw,b,ch,1,ch,2,ch,3,ch,4", 3),
+    # A trailing empty field counts, as parse_param counts it.
+    (b"AT+WLCONN=ssid,MyWiFi,", 2),                  # an empty key
+    (b"AT+WLCONN=ssid,MyWiFi,pw,password123,", 2),
+    (b"AT+WLCONN=ssid,a,pw,b,ch,1,ch,2,key_id,0,", 3),  # argc 12
 ])
 async def test_join_errors(offline, line, code):
     await offline.command(line, error(code))
@@ -310,6 +314,8 @@ async def test_disconnect_clears_the_static_ip(mcu):
     (b"AT+WLSTATICIP", 1),
     (b"AT+WLSTATICIP=1.2.3.4,1.2.3.1", 2),            # 2 fields: not 1 or 3
     (b"AT+WLSTATICIP=1.2.3.4,1.2.3.1,255.0.0.0,x", 2),
+    (b"AT+WLSTATICIP=1.2.3.4,", 2),                   # a trailing empty field counts
+    (b"AT+WLSTATICIP=1.2.3.4,1.2.3.1,255.0.0.0,", 2),
 ])
 async def test_static_ip_errors(mcu, line, code):
     await mcu.command(line, error(code))
@@ -355,6 +361,7 @@ async def test_scan_lists_joined_and_listed_networks(listed):
     b"AT+WLSCAN=ch,",
     b"AT+WLSCAN=ch,1::6",
     b"AT+WLSCAN=band,5g",
+    b"AT+WLSCAN=ssid,MyWiFi,",
 ])
 async def test_scan_errors(mcu, line):
     await mcu.command(line, error(2))
@@ -368,6 +375,7 @@ async def test_scan_errors(mcu, line):
     (b"AT+WLRECONN", 1),
     (b"AT+WLRECONN=auto", 3),
     (b"AT+WLRECONN=auto,1,1", 3),
+    (b"AT+WLRECONN=auto,1,", 3),
     (b"AT+WLRECONN=auto,2", 2),
     (b"AT+WLRECONN=manual,1", 2),
     (b"AT+WLRECONN=AUTO,1", 2),

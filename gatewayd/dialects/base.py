@@ -42,6 +42,7 @@ __all__ = [
     "CommandSpec",
     "Conversions",
     "Dialect",
+    "Field",
     "Form",
     "Int",
     "Invocation",
@@ -153,6 +154,13 @@ class Str(Param):
 @dataclass(frozen=True, slots=True)
 class Raw(Param):
     """The field's bytes exactly as split, for handlers with their own rules."""
+
+
+@dataclass(frozen=True, slots=True)
+class Field(Param):
+    """The field as split, telling empty from absent: ``b""`` for an empty
+    field, ``None`` beyond the fields given (for handlers that count fields,
+    as Ameba's ``parse_param`` users do). ``default`` is not used."""
 
 
 Handler = Callable[..., Awaitable[bytes | None]]
@@ -380,6 +388,8 @@ class Conversions:
 
 
 def _bind_one(param: Param, index: int, field: bytes | None, conv: Conversions) -> Any:
+    if isinstance(param, Field):
+        return field
     if not field:
         if param.default is REQUIRED or (
                 conv.empty_fields and field is not None and not param.allow_empty):

@@ -24,10 +24,9 @@ restart ends the retries. While joined, the host is watched through
 rtnetlink (:mod:`gatewayd.links.netwatch`): losing the default route or the
 address is the AP lost, ``[$]wifi disconnected`` and the same retries.
 
-The firmware splits arguments with ``parse_param``; the command table hands
-handlers each field with empty and absent fields alike as ``None``, so a
-trailing empty field (``ssid,MyWiFi,``) reads as absent here where the
-firmware would reject it.
+The firmware splits arguments with ``parse_param``: handlers get every
+field (:mod:`gatewayd.dialects.ameba.fields`), and a trailing empty field
+counts (``AT+WLCONN=ssid,MyWiFi,`` is ``ERROR: 2``, an empty key).
 
 Fast-connect (reference §3 AT+WLRECONN, §6): a successful AT+WLCONN, with
 fast-connect on (the default at every boot), keeps its profile (ssid,
@@ -52,7 +51,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gatewayd.at.grammar import ameba_atoi
-from gatewayd.dialects.base import AtError, CommandSpec, PortContext, Raw, Setter
+from gatewayd.dialects.ameba.fields import field_count, fields_setter, missing, value_after
+from gatewayd.dialects.base import AtError, CommandSpec, PortContext
 from gatewayd.links import hostnet, netwatch, routes
 
 __all__ = ["COMMANDS", "PROFILE_KEY", "WifiState", "fast_connect"]
@@ -91,8 +91,6 @@ DEFAULT_RSSI = -45
 NO_IP = "0.0.0.0"
 NO_MAC = "00:00:00:00:00:00"
 ALL_ONES = "255.255.255.255"
-#: Most fields a key/value command may carry (MAX_ARGC 23 minus argv[0]).
-MAX_FIELDS = 22
 STRING_MAX = 32
 
 
@@ -165,24 +163,9 @@ class WifiState:
         self.retry_generation += 1
 
 
-def fields_setter(run: Any) -> Setter:
-    """Every field of a ``parse_param`` line, in order (``None`` when empty)."""
-    return Setter(run, tuple(Raw(f"field{i}", default=None) for i in range(MAX_FIELDS)))
-
-
-def field_count(fields: tuple[bytes | None, ...]) -> int:
-    """Fields up to the last non-empty one (at least one: ``AT+X=`` has one)."""
-    return max((i + 1 for i, f in enumerate(fields) if f is not None), default=1)
-
-
-def value_after(fields: tuple[bytes | None, ...], key_index: int) -> bytes | None:
-    """The value of the key/value pair whose key is ``fields[key_index]``."""
-    return fields[key_index + 1] if key_index + 1 < len(fields) else None
-
-
 def checked_ssid(value: bytes | None) -> bytes:
-    """An SSID field: present, at most 32 bytes (``ERROR: 2`` otherwise)."""
-    if value is None or len(value) > STRING_MAX:
+    """An SSID field: not empty, at most 32 bytes (``ERROR: 2`` otherwise)."""
+    if not value or len(value) > STRING_MAX:
         raise AtError(INVALID_PARAM_VALUE, why="ssid empty or longer than 32 bytes")
     return value
 
@@ -274,11 +257,11 @@ def parse_join(fields: tuple[bytes | None, ...]) -> Join:
     while i < count:
         key, value = fields[i], value_after(fields, i)
         if key == b"ch":
-            join.channel = ameba_atoi(value) if value is not None else join.channel
+            join.channel = ameba_atoi(value) if value else join.channel
         elif key == b"ssid":
             join.ssid = checked_ssid(value)
         elif key == b"pw":
-            if value is None:
+            if not value:
                 raise AtError(INVALID_PARAM_VALUE, why="pw empty")
             join.password = value[:128]
         elif key == b"bssid":
@@ -505,7 +488,7 @@ async def wlscan_set(ctx: PortContext, *fields: bytes | None) -> None:
     count = field_count(fields)
     for i in range(0, count, 2):
         key, value = fields[i], value_after(fields, i)
-        if value is None:
+        if not value:
             raise AtError(INVALID_PARAM_VALUE, why="key without a value")
         if key == b"ssid":
             ssid = checked_ssid(value)
@@ -532,10 +515,6 @@ async def _scan(ctx: PortContext, ssid: bytes | None, channels: set[int] | None)
 
 
 # -- AT+WLSTATICIP, AT+WLRECONN, AT+WLPS --------------------------------------
-
-
-async def missing(ctx: PortContext) -> None:
-    raise AtError(REQUIRED_PARAM_MISS, why="parameters required")
 
 
 async def wlstaticip(ctx: PortContext, *fields: bytes | None) -> None:
@@ -575,7 +554,7 @@ async def wlps(ctx: PortContext, *fields: bytes | None) -> None:
     settings = {}
     for i in range(0, count, 2):
         mode, value = fields[i], value_after(fields, i)
-        if mode not in (b"lps", b"ips") or value is None:
+        if mode not in (b"lps", b"ips") or not value:
             raise AtError(INVALID_PARAM_VALUE, why="AT+WLPS=<lps|ips>,<0|1>")
         settings[mode.decode()] = ameba_atoi(value) != 0
     ctx.state.wifi.power_save.update(settings)
@@ -591,7 +570,7 @@ async def wlpromisc(ctx: PortContext, *fields: bytes | None) -> None:
         return
     if mode != b"enable":
         raise AtError(INVALID_PARAM_VALUE, why="AT+WLPROMISC=<enable|disable>[,<all|apall>]")
-    if scope is None:
+    if not scope:
         raise AtError(REQUIRED_PARAM_MISS, why="enable needs <all|apall>")
     if scope not in (b"all", b"apall"):
         raise AtError(INVALID_PARAM_VALUE, why="AT+WLPROMISC=enable,<all|apall>")
@@ -614,7 +593,7 @@ async def wlstartap(ctx: PortContext, *fields: bytes | None) -> None:
     i = 0
     while i < count:
         key, value = fields[i], value_after(fields, i)
-        if value is None:
+        if not value:
             raise AtError(INVALID_PARAM_VALUE, why="key without a value")
         if key == b"ssid":
             ssid = checked_ssid(value)
@@ -630,7 +609,7 @@ async def wlstartap(ctx: PortContext, *fields: bytes | None) -> None:
             if value not in (b"2g", b"5g", b"2g_5g"):
                 raise AtError(INVALID_PARAM_VALUE, why="band")
         elif key == b"pl":
-            if i + 2 >= len(fields) or fields[i + 2] is None:
+            if i + 2 >= len(fields) or not fields[i + 2]:
                 raise AtError(INVALID_PARAM_VALUE, why="pl needs <start>,<end>")
             i += 1
         elif key not in (b"ch", b"ip", b"gw", b"msk"):
