@@ -42,8 +42,11 @@ async def test_gmr(ameba_mcu):
 
 
 async def test_list(ameba_mcu):
-    await ameba_mcu.command(b"AT+LIST", b"Common AT Command:\r\nAT+RST\r\nAT+GMR\r\n"
-                            b"AT+TEST\r\nAT+LIST\r\n"
+    """Every command gatewayd answers, in the firmware's groups and order."""
+    await ameba_mcu.command(b"AT+LIST", b"Common AT Command:\r\nAT+RREG\r\nAT+WREG\r\n"
+                            b"AT+RST\r\nAT+LOG\r\nAT+TICKPS\r\nAT+STATE\r\nAT+CPULOAD\r\n"
+                            b"AP Common AT Command:\r\nAT+OTACLEAR\r\nAT+OTARECOVER\r\n"
+                            b"AT+TEST\r\nAT+LIST\r\nAT+GMR\r\nAT+UART\r\n"
                             b"Wi-Fi AT Command:\r\nAT+WLSTATICIP\r\nAT+WLCONN\r\n"
                             b"AT+WLDISCONN\r\nAT+WLSCAN\r\nAT+WLRSSI\r\nAT+WLSTARTAP\r\n"
                             b"AT+WLSTOPAP\r\nAT+WLSTATE\r\nAT+WLRECONN\r\nAT+WLPROMISC\r\n"
@@ -60,6 +63,15 @@ async def test_list(ameba_mcu):
                             b"NETWORK AT command:\r\nAT+PING\r\nAT+IPERF\r\nAT+IPERF3\r\n"
                             b"AT+DNS\r\nAT+QUERYDNSSRV\r\nAT+SETDNSSRV\r\nAT+MDNS\r\n"
                             b"AT+SNTPCFG\r\nAT+SNTPQUERY\r\nAT+SNTPTIME\r\n" + OK)
+
+
+async def test_list_names_every_command_of_the_table(ameba_mcu):
+    from gatewayd.dialects.ameba import DIALECT
+
+    await ameba_mcu.send(b"AT+LIST\r\n")
+    listed = (await ameba_mcu.read_until(OK))[:-len(OK)].split(b"\r\n")
+    names = [line[2:].decode() for line in listed if line.startswith(b"AT+")]
+    assert names == list(DIALECT.commands)
 
 
 async def test_list_ignores_arguments(ameba_mcu):
