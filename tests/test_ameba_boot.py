@@ -11,6 +11,7 @@ is ``lo`` stands for a host that is offline.
 from __future__ import annotations
 
 import json
+import termios
 
 import pytest
 
@@ -135,3 +136,79 @@ async def test_a_broken_profile_is_no_profile(tmp_path, state_dir, profile):
     async with running_gateway(tmp_path, config_text=config()) as (_, mcu):
         await mcu.expect_silence(1.5)
         await mcu.command(b"AT+TEST", OK)
+
+
+# -- reference §6: what survives AT+RST and a daemon restart ------------------------------
+
+#: Queries whose answers are RAM state: each is captured at boot, changed, and
+#: must be back after AT+RST (static IP, DNS, SNTP, log levels, WS and socket
+#: settings; ameba-at-behaviour.md §6 for the last two).
+RAM_QUERIES = (b"AT+QUERYDNSSRV", b"AT+SNTPQUERY", b"AT+LOG=0,WIFI", b"AT+WSQUERY=0",
+               b"AT+SKTQUERY")
+RAM_SETTINGS = (b"AT+SETDNSSRV=9.9.9.9", b"AT+SNTPCFG=1,530,60,time.example",
+                b"AT+LOG=1,WIFI,1", b"AT+WSCFG=0,30,60", b"AT+SKTCFG=1000,1000,1,1,60,10,3")
+NETWORKS = 'wifi_networks = [{ssid = "MyWiFi", password = "password123"}]\n'
+
+
+async def answers(mcu, queries=RAM_QUERIES) -> list[bytes]:
+    replies = []
+    for query in queries:
+        await mcu.send(query + b"\r\n")
+        replies.append(await mcu.read_until(OK))
+    return replies
+
+
+def baudrate(mcu) -> int:
+    return mcu.line_settings()[4]
+
+
+@online
+async def test_what_survives_a_restart(tmp_path, state_dir):
+    """§6 row by row: the fast-connect profile and the stored baud rate
+    survive AT+RST and a daemon restart; the link, addresses, static IP,
+    auto-reconnect off, DNS servers, SNTP, power save, log levels (and the WS
+    and socket settings, the CPU statistics task) do not."""
+    async with running_gateway(tmp_path, config_text=config(NETWORKS)) as (_, mcu):
+        defaults = await answers(mcu)
+        for line in RAM_SETTINGS:
+            await mcu.command(line, OK)
+        changed = await answers(mcu)
+        assert all(a != b for a, b in zip(defaults, changed, strict=True)), changed
+        await mcu.command(b"AT+UART=1,38400", OK)
+        await mcu.command(b"AT+WLPS=lps,0,ips,0", OK)           # no query: RAM, reset
+        await mcu.command(b"AT+WLRECONN=auto,0", OK)
+        await mcu.command(b"AT+WLSTATICIP=192.168.1.200,192.168.1.1,255.255.255.0", OK)
+        await mcu.command(JOIN, CONNECTED + OK)                  # static IP: no got ip
+        await mcu.command(b"AT+CPULOAD=0,1", b"current mode: 0 time: 1(s) count: -1"
+                          b" (-1 for infinite)\r\n" + OK)
+        await mcu.read_until(b"IDLE", timeout=2.5)
+        await mcu.read_until(b"\r\n")
+
+        await mcu.command(b"AT+RST", OK + READY)
+        assert baudrate(mcu) == termios.B38400                   # stored: kept
+        # The link went; the profile rejoins, by DHCP (the static IP is gone).
+        await mcu.expect(CONNECTED + got_ip(), timeout=REJOIN_WITHIN)
+        assert await answers(mcu) == defaults                    # RAM state: reset
+        await mcu.expect_silence(1.5)                            # no CPU tables
+        # Auto-reconnect is on again: a failed join retries 5 s later.
+        await mcu.command(b"AT+WLCONN=ssid,MyWiFi,pw,wrong",
+                          b"[$]wifi connect failed\r\n\r\nERROR: 17\r\n")
+        await mcu.expect(b"[$]wifi reconnecting\r\n[$]wifi connect failed\r\n", timeout=7.0)
+        await mcu.command(b"AT+WLRECONN=auto,0", OK)
+        assert stored(state_dir)["ameba_wlan_data"] == PROFILE   # the failure stored nothing
+
+    async with running_gateway(tmp_path, config_text=config(NETWORKS)) as (_, mcu):
+        assert baudrate(mcu) == termios.B38400
+        await mcu.expect(CONNECTED + got_ip(), timeout=REJOIN_WITHIN)
+        assert await answers(mcu) == defaults
+        # fast,0 erases the profile: the next boots stay unjoined.
+        await mcu.command(b"AT+WLRECONN=fast,0", OK)
+        await mcu.command(b"AT+RST", OK + READY)
+        await mcu.expect_silence(1.5)
+        await mcu.send(b"AT+WLSTATE\r\n")
+        assert b"      SSID => \r\n" in await mcu.read_until(b"\r\n\r\n" + OK)
+
+    async with running_gateway(tmp_path, config_text=config(NETWORKS)) as (_, mcu):
+        assert baudrate(mcu) == termios.B38400
+        await mcu.expect_silence(1.5)
+    assert set(stored(state_dir)) == {"uart"}

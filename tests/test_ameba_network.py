@@ -187,6 +187,7 @@ async def test_mdns_while_joined(mcu):
     await mcu.command(b"AT+MDNS=1,ameba,_http,80", error(3))   # already enabled
     await mcu.command(b"AT+MDNS=0", OK)
     await mcu.command(b"AT+MDNS=1,ameba,_http,80", OK)
+    await mcu.command(b"AT+WLRECONN=fast,0", OK)  # no rejoin after the restart
     await mcu.command(b"AT+RST", OK + b"ATCMD READY\r\n")     # RAM only
     await mcu.command(b"AT+MDNS=1,ameba,_http,80", error(4))
 

@@ -471,6 +471,9 @@ async def test_garbage_leaves_the_port_answering(offline, line):
 
 @online
 async def test_restart_resets_wifi_state(mcu):
+    """The station leaves at a restart (fast-connect off here: no rejoin;
+    the whole of §6 is tests/test_ameba_boot.py's)."""
+    await mcu.command(b"AT+WLRECONN=fast,0", OK)
     await mcu.command(b"AT+WLPS=lps,0", OK)
     await mcu.command(b"AT+WLSTATICIP=192.168.1.200,192.168.1.1,255.255.255.0", OK)
     await mcu.command(b"AT+WLCONN=ssid,MyWiFi,pw,password123", b"[$]wifi connected\r\n" + OK)
