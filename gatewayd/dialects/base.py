@@ -192,6 +192,9 @@ class CommandSpec:
     test: Handler | None = None
     set: Setter | None = None
     section: str = ""  #: Ameba ``AT+LIST`` section header
+    #: The firmware build option that brings the command (a port may switch it
+    #: off, see :meth:`Dialect.available`); empty: always built in.
+    group: str = ""
 
     def handler(self, form: Form) -> Handler | Setter | None:
         return {
@@ -361,6 +364,11 @@ class Dialect(ABC):
 
     async def close_links(self, state: Any, *, going_away: bool = False) -> None:  # noqa: B027
         """Close every link *state* holds (see :meth:`shutdown`)."""
+
+    def available(self, spec: CommandSpec, config: PortConfig) -> bool:
+        """Is *spec* built into the port's module? A command that is not
+        behaves as an unknown one. Default: every command is."""
+        return True
 
     def links(self, state: Any) -> list[DescribedLink]:
         """Every link *state* holds, table by table, by id; ``describe()``

@@ -242,6 +242,9 @@ class PortSession:
     def _dispatch(self, command: Command) -> None:
         self.log.debug("at in", line=preview(command.line), truncated=command.truncated)
         parsed = self.dialect.parse(command.line)
+        if not isinstance(parsed, Unknown) and not self.dialect.available(parsed.spec,
+                                                                          self.config):
+            parsed = Unknown(command.line, "command group switched off")
         if isinstance(parsed, Unknown):
             # Only the name: an unknown command's parameters may hold a secret.
             name = command.line.partition(b"=")[0][:40]

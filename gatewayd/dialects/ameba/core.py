@@ -53,6 +53,8 @@ async def test_modes(ctx: PortContext, mode: int, arg: bytes) -> None:
 async def list_commands(ctx: PortContext) -> None:
     sections: dict[str, list[str]] = {}
     for spec in ctx.dialect.commands.values():
+        if not ctx.dialect.available(spec, ctx.config):
+            continue
         sections.setdefault(spec.section, []).append(spec.name)
     out = []
     for section, names in sections.items():

@@ -10,13 +10,14 @@ on the AT port for a line that names no command: the firmware writes
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gatewayd.at.engine import Framing, Overflow
 from gatewayd.at.grammar import GrammarError, ameba_atoi, ameba_split, ameba_split_escaped
 from gatewayd.dialects.ameba.state import AmebaState
 from gatewayd.dialects.base import (
     AtError,
+    CommandSpec,
     Conversions,
     Dialect,
     Form,
@@ -26,6 +27,9 @@ from gatewayd.dialects.base import (
     bind_params,
 )
 from gatewayd.links import DescribedLink
+
+if TYPE_CHECKING:
+    from gatewayd.config import PortConfig
 
 OK = b"\r\nOK\r\n"
 READY = b"ATCMD READY\r\n"
@@ -70,6 +74,11 @@ class AmebaDialect(Dialect):
         if len(fields) < setter.min_params:
             raise AtError(1, why=f"{setter.min_params} fields needed, {len(fields)} given")
         return bind_params(setter.params, fields, CONVERSIONS)
+
+    def available(self, spec: CommandSpec, config: PortConfig) -> bool:
+        """A command of a group the port's ``ameba_command_groups`` leaves out
+        is not built in (Kconfig), hence unknown."""
+        return not spec.group or spec.group in config.ameba_command_groups
 
     def ok(self) -> bytes:
         return OK

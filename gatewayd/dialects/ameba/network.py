@@ -42,6 +42,9 @@ from gatewayd.links import icmp, resolvers
 __all__ = ["COMMANDS", "NetworkState"]
 
 SECTION = "NETWORK AT command:"
+#: Build options (``CONFIG_ATCMD_NETWORK``, ``_DNS``, ``_MDNS``, ``_SNTP``): the
+#: port's ``ameba_command_groups`` switches them.
+NETWORK, DNS, MDNS, SNTP = "network", "dns", "mdns", "sntp"
 
 #: AT+PING defaults (2.x): echoes, data bytes, seconds per reply, seconds between.
 PING_COUNT = 4
@@ -323,23 +326,23 @@ async def sntptime(ctx: PortContext) -> None:
 
 COMMANDS = (
     CommandSpec("+PING", "ICMP echo from the host (OK at once; results logged)",
-                execute=missing, set=fields_setter(ping), section=SECTION),
+                execute=missing, set=fields_setter(ping), section=SECTION, group=NETWORK),
     CommandSpec("+IPERF", "throughput test (accepted, not run)", execute=iperf_missing,
-                set=fields_setter(iperf), section=SECTION),
+                set=fields_setter(iperf), section=SECTION, group=NETWORK),
     CommandSpec("+IPERF3", "throughput test (accepted, not run)", execute=missing,
-                set=fields_setter(iperf3), section=SECTION),
+                set=fields_setter(iperf3), section=SECTION, group=NETWORK),
     CommandSpec("+DNS", "resolve a name with the host's resolver",
-                execute=missing, set=fields_setter(dns), section=SECTION),
+                execute=missing, set=fields_setter(dns), section=SECTION, group=DNS),
     CommandSpec("+QUERYDNSSRV", "DNS servers: AT+SETDNSSRV's, else the host's",
-                execute=querydnssrv, set=fields_setter(no_arguments), section=SECTION),
+                execute=querydnssrv, set=fields_setter(no_arguments), section=SECTION, group=DNS),
     CommandSpec("+SETDNSSRV", "store DNS servers (the host's resolver is untouched)",
-                execute=missing, set=fields_setter(setdnssrv), section=SECTION),
+                execute=missing, set=fields_setter(setdnssrv), section=SECTION, group=DNS),
     CommandSpec("+MDNS", "mDNS responder (validated; nothing is advertised)",
-                execute=missing, set=fields_setter(mdns), section=SECTION),
+                execute=missing, set=fields_setter(mdns), section=SECTION, group=MDNS),
     CommandSpec("+SNTPCFG", "SNTP settings (the host clock is never set)",
-                execute=missing, set=fields_setter(sntpcfg), section=SECTION),
+                execute=missing, set=fields_setter(sntpcfg), section=SECTION, group=SNTP),
     CommandSpec("+SNTPQUERY", "SNTP settings", execute=sntpquery,
-                set=fields_setter(no_arguments), section=SECTION),
+                set=fields_setter(no_arguments), section=SECTION, group=SNTP),
     CommandSpec("+SNTPTIME", "the host clock in the configured zone", execute=sntptime,
-                set=fields_setter(no_arguments), section=SECTION),
+                set=fields_setter(no_arguments), section=SECTION, group=SNTP),
 )
