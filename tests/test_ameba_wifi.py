@@ -490,14 +490,15 @@ async def test_restart_resets_wifi_state(mcu):
 FAMILY = [b"+WLSTATICIP", b"+WLCONN", b"+WLDISCONN", b"+WLSCAN", b"+WLRSSI", b"+WLSTARTAP",
           b"+WLSTOPAP", b"+WLSTATE", b"+WLRECONN", b"+WLPROMISC", b"+WLDBG", b"+WLPS",
           b"+PING", b"+IPERF", b"+IPERF3", b"+DNS", b"+QUERYDNSSRV", b"+SETDNSSRV", b"+MDNS",
-          b"+SNTPCFG", b"+SNTPQUERY", b"+SNTPTIME"]
+          b"+SNTPCFG", b"+SNTPQUERY", b"+SNTPTIME", b"+RREG", b"+WREG", b"+LOG", b"+TICKPS",
+          b"+STATE", b"+CPULOAD", b"+OTACLEAR", b"+OTARECOVER", b"+UART"]
 #: What fields are made of: the family's keys and values, and junk.
 FIELD = st.one_of(
     st.sampled_from([b"", b"ssid", b"pw", b"bssid", b"key_id", b"ch", b"auto", b"fast", b"lps",
                      b"ips", b"sec", b"band", b"pl", b"-t", b"-n", b"-l", b"if", b"stop", b"0",
                      b"1", b"2", b"-530", b"+8", b"65536", b"aa:bb:cc:dd:ee:ff", b"1.2.3.4",
                      b"wpa2", b"enable", b"all", b"-s", b"-c", b"S" * 33, b"\xff\x00", b"\\",
-                     b'"', b"?"]),
+                     b'"', b"?", b"*", b"3", b"115200"]),
     st.binary(max_size=6).filter(lambda b: b"\r" not in b and b"\n" not in b and b"," not in b),
 )
 #: PING and DNS resolve their first field: only ever localhost or literals.
