@@ -1,4 +1,5 @@
-"""Shared real peers: websockets echo servers on 127.0.0.1 and trustme TLS material."""
+"""Shared real peers: websockets echo servers on 127.0.0.1 and trustme TLS material;
+a state directory for the ports' state files."""
 
 from __future__ import annotations
 
@@ -26,6 +27,15 @@ async def ws_echo():
 
 def port_of(server) -> int:
     return next(iter(server.sockets)).getsockname()[1]
+
+
+@pytest.fixture
+def state_dir(tmp_path, monkeypatch):
+    """The ports' state files (what a module keeps in flash) go here, as
+    under systemd's ``$STATE_DIRECTORY``."""
+    folder = tmp_path / "state"
+    monkeypatch.setenv("STATE_DIRECTORY", str(folder))
+    return folder
 
 
 @pytest.fixture(scope="session")

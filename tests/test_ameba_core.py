@@ -42,8 +42,11 @@ async def test_gmr(ameba_mcu):
 
 
 async def test_list(ameba_mcu):
-    await ameba_mcu.command(b"AT+LIST", b"Common AT Command:\r\nAT+RST\r\nAT+GMR\r\n"
-                            b"AT+TEST\r\nAT+LIST\r\n"
+    """Every command gatewayd answers, in the firmware's groups and order."""
+    await ameba_mcu.command(b"AT+LIST", b"Common AT Command:\r\nAT+RREG\r\nAT+WREG\r\n"
+                            b"AT+RST\r\nAT+LOG\r\nAT+TICKPS\r\nAT+STATE\r\nAT+CPULOAD\r\n"
+                            b"AP Common AT Command:\r\nAT+OTACLEAR\r\nAT+OTARECOVER\r\n"
+                            b"AT+TEST\r\nAT+LIST\r\nAT+GMR\r\nAT+UART\r\n"
                             b"Wi-Fi AT Command:\r\nAT+WLSTATICIP\r\nAT+WLCONN\r\n"
                             b"AT+WLDISCONN\r\nAT+WLSCAN\r\nAT+WLRSSI\r\nAT+WLSTARTAP\r\n"
                             b"AT+WLSTOPAP\r\nAT+WLSTATE\r\nAT+WLRECONN\r\nAT+WLPROMISC\r\n"
@@ -60,6 +63,15 @@ async def test_list(ameba_mcu):
                             b"NETWORK AT command:\r\nAT+PING\r\nAT+IPERF\r\nAT+IPERF3\r\n"
                             b"AT+DNS\r\nAT+QUERYDNSSRV\r\nAT+SETDNSSRV\r\nAT+MDNS\r\n"
                             b"AT+SNTPCFG\r\nAT+SNTPQUERY\r\nAT+SNTPTIME\r\n" + OK)
+
+
+async def test_list_names_every_command_of_the_table(ameba_mcu):
+    from gatewayd.dialects.ameba import DIALECT
+
+    await ameba_mcu.send(b"AT+LIST\r\n")
+    listed = (await ameba_mcu.read_until(OK))[:-len(OK)].split(b"\r\n")
+    names = [line[2:].decode() for line in listed if line.startswith(b"AT+")]
+    assert names == list(DIALECT.commands)
 
 
 async def test_list_ignores_arguments(ameba_mcu):
@@ -177,3 +189,29 @@ async def test_a_burst_of_unknown_lines_leaves_the_port_answering(ameba_mcu):
     sends them to its log UART); the next command is still answered."""
     await ameba_mcu.send(b"AT+NOSUCH=1\r\n" * 3000)
     await ameba_mcu.command(b"AT+TEST", OK, timeout=20)
+
+
+async def test_a_group_switched_off_is_unknown(tmp_path):
+    """``ameba_command_groups`` as the firmware's build options: a command of a
+    group left out gets nothing, as an unknown command, and AT+LIST omits it."""
+    from gatewayd.testing import running_gateway
+
+    config = ('[[port]]\nname = "mcu"\ndevice = "pty:ttyAT0"\ndialect = "ameba"\n'
+              'ameba_command_groups = ["socket", "network"]\n')
+    async with running_gateway(tmp_path, config_text=config) as (_, mcu):
+        for line in (b"AT+WSQUERY", b"AT+WSSRVQUERY", b"AT+DNS=localhost", b"AT+QUERYDNSSRV",
+                     b"AT+MDNS=0", b"AT+SNTPQUERY", b"AT+WSCFG=0,30,60"):
+            await mcu.send(line + b"\r\n")
+            await mcu.expect_silence(0.15)
+        await mcu.command(b"AT+IPERF=-s", OK)              # network is on
+        await mcu.send(b"AT+SKTQUERY\r\n")                 # socket is on
+        assert (await mcu.read_until(OK)).startswith(b"\r\nGlobal SOCKET configuration:\r\n")
+        await mcu.send(b"AT+LIST\r\n")
+        listed = await mcu.read_until(OK)
+        assert listed.endswith(b"AT+WLPS\r\n"
+                               b"Socket AT Commands:\r\nAT+SKTCFG\r\nAT+SKTQUERY\r\n"
+                               b"AT+SKTSERVER\r\nAT+SKTCLIENT\r\nAT+SKTSEND\r\nAT+SKTREAD\r\n"
+                               b"AT+SKTSENDRAW\r\nAT+SKTSTATE\r\nAT+SKTDEL\r\n"
+                               b"NETWORK AT command:\r\nAT+PING\r\nAT+IPERF\r\nAT+IPERF3\r\n"
+                               + OK)
+        assert listed.startswith(b"Common AT Command:\r\nAT+RREG\r\n")

@@ -187,6 +187,7 @@ async def test_mdns_while_joined(mcu):
     await mcu.command(b"AT+MDNS=1,ameba,_http,80", error(3))   # already enabled
     await mcu.command(b"AT+MDNS=0", OK)
     await mcu.command(b"AT+MDNS=1,ameba,_http,80", OK)
+    await mcu.command(b"AT+WLRECONN=fast,0", OK)  # no rejoin after the restart
     await mcu.command(b"AT+RST", OK + b"ATCMD READY\r\n")     # RAM only
     await mcu.command(b"AT+MDNS=1,ameba,_http,80", error(4))
 
@@ -204,6 +205,7 @@ async def test_dns(mcu):
     (b"AT+DNS=localhost,localhost", 1),
     (b"AT+DNS=", 2),
     (b"AT+DNS=" + b"a" * 64 + b".example", 2),   # a label over 63 bytes: never resolvable
+    (b"AT+DNS=localhost,", 1),                    # a trailing empty field counts
 ])
 async def test_dns_errors(mcu, line, code):
     await mcu.command(line, error(code))
@@ -235,6 +237,8 @@ async def test_dns_servers_are_stored_and_resolv_conf_untouched(mcu):
     (b"AT+SETDNSSRV=dns.google", 2),
     (b"AT+SETDNSSRV=8.8.8", 2),
     (b"AT+SETDNSSRV=8.8.8.8,256.1.1.1", 2),
+    (b"AT+SETDNSSRV=8.8.8.8,", 2),                # a trailing empty field counts
+    (b"AT+SETDNSSRV=8.8.8.8,8.8.4.4,", 1),
 ])
 async def test_dns_server_errors(mcu, line, code):
     await mcu.command(line, error(code))

@@ -457,3 +457,17 @@ def test_server_bind_is_checked(tmp_path: Path, bind: str, message: str) -> None
 def test_server_bind_accepted(tmp_path: Path, bind: str) -> None:
     path = write_config(tmp_path, PORT + f'server_bind = "{bind}"\n')
     assert load_config(path).ports[0].server_bind == bind
+
+
+def test_ameba_command_groups(tmp_path: Path) -> None:
+    path = write_config(tmp_path, PORT + 'ameba_command_groups = ["socket", "network", "dns"]\n')
+    assert load_config(path).ports[0].ameba_command_groups == ("socket", "network", "dns")
+    assert default_config(tmp_path).ports[0].ameba_command_groups == (
+        "socket", "websocket", "network", "dns", "mdns", "sntp")
+    path = write_config(tmp_path, PORT + 'ameba_command_groups = ["dns", "sntp"]\n')
+    assert problems_of(path) == [
+        f"{path}: port[0].ameba_command_groups: dns, sntp need `network` (options of it)"]
+    path = write_config(tmp_path, PORT + 'ameba_command_groups = ["wifi"]\n')
+    assert problems_of(path) == [
+        f"{path}: port[0].ameba_command_groups[0]: Input should be 'socket', 'websocket',"
+        " 'network', 'dns', 'mdns' or 'sntp' (got 'wifi')"]

@@ -31,13 +31,6 @@ def speed(value: int):
     return lambda attrs: attrs[4] == value and attrs[5] == value
 
 
-@pytest.fixture
-def state_dir(tmp_path, monkeypatch):
-    folder = tmp_path / "state"
-    monkeypatch.setenv("STATE_DIRECTORY", str(folder))
-    return folder
-
-
 async def quiet(mcu) -> None:
     await mcu.command(b"ATE0", b"ATE0\r\n" + OK)
 

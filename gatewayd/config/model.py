@@ -62,6 +62,12 @@ __all__ = [
 ]
 
 PTY_PREFIX = "pty:"
+#: Ameba command groups a port can leave out, as the firmware's build options
+#: (Kconfig) do; dns, mdns and sntp are options of network there.
+AmebaCommandGroup = Literal["socket", "websocket", "network", "dns", "mdns", "sntp"]
+AMEBA_COMMAND_GROUPS: tuple[AmebaCommandGroup, ...] = (
+    "socket", "websocket", "network", "dns", "mdns", "sntp")
+_NETWORK_OPTIONS = ("dns", "mdns", "sntp")
 _BASE_CONTEXT_KEY = "base"
 _CHECK_FILES_CONTEXT_KEY = "check_files"
 _NEED_PORTS_CONTEXT_KEY = "need_ports"
@@ -317,6 +323,18 @@ class PortConfig(_Section):
             " (`00:e0:4c:…`) derived from the port name, stable across restarts."
         ),
     )
+    ameba_command_groups: tuple[AmebaCommandGroup, ...] = Field(
+        default=AMEBA_COMMAND_GROUPS,
+        description=(
+            "Ameba: the command groups the module is built with, as the firmware's build"
+            " options: `socket` (AT+SKT…), `websocket` (AT+WS… and AT+WSSRV…), `network`"
+            " (AT+PING, AT+IPERF, AT+IPERF3), and under `network` `dns` (AT+DNS,"
+            " AT+QUERYDNSSRV, AT+SETDNSSRV), `mdns` (AT+MDNS), `sntp` (AT+SNTPCFG,"
+            " AT+SNTPQUERY, AT+SNTPTIME). A command of a group left out behaves as an"
+            " unknown command (no answer) and AT+LIST omits it. The system and Wi-Fi"
+            " commands are always built in. Default: every group."
+        ),
+    )
     ameba_ping_results: StrictBool = Field(
         default=False,
         description=(
@@ -324,6 +342,14 @@ class PortConfig(_Section):
             " documented form) instead of only the log (the firmware's)."
         ),
     )
+
+    @field_validator("ameba_command_groups")
+    @classmethod
+    def _check_command_groups(cls, groups: tuple[str, ...]) -> tuple[str, ...]:
+        needs_network = [g for g in groups if g in _NETWORK_OPTIONS]
+        if needs_network and "network" not in groups:
+            raise ValueError(f"{', '.join(needs_network)} need `network` (options of it)")
+        return groups
 
     @field_validator("server_bind")
     @classmethod

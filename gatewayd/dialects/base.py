@@ -44,6 +44,7 @@ __all__ = [
     "CommandSpec",
     "Conversions",
     "Dialect",
+    "Field",
     "Form",
     "Int",
     "Invocation",
@@ -181,6 +182,13 @@ class Raw(Param):
     """The field's bytes exactly as split, for handlers with their own rules."""
 
 
+@dataclass(frozen=True, slots=True)
+class Field(Param):
+    """The field as split, telling empty from absent: ``b""`` for an empty
+    field, ``None`` beyond the fields given (for handlers that count fields,
+    as Ameba's ``parse_param`` users do). ``default`` is not used."""
+
+
 Handler = Callable[..., Awaitable[bytes | None]]
 
 
@@ -237,6 +245,9 @@ class CommandSpec:
     test: Handler | None = None
     set: Setter | None = None
     section: str = ""  #: Ameba ``AT+LIST`` section header
+    #: The firmware build option that brings the command (a port may switch it
+    #: off, see :meth:`Dialect.available`); empty: always built in.
+    group: str = ""
 
     def handler(self, form: Form) -> Handler | Setter | None:
         return {
@@ -435,6 +446,11 @@ class Dialect(ABC):
     async def close_links(self, state: Any, *, going_away: bool = False) -> None:  # noqa: B027
         """Close every link *state* holds (see :meth:`shutdown`)."""
 
+    def available(self, spec: CommandSpec, config: PortConfig) -> bool:
+        """Is *spec* built into the port's module? A command that is not
+        behaves as an unknown one. Default: every command is."""
+        return True
+
     def links(self, state: Any) -> list[DescribedLink]:
         """Every link *state* holds, table by table, by id; ``describe()``
         gives each one's :class:`~gatewayd.links.LinkDescription`."""
@@ -461,6 +477,8 @@ class Conversions:
 
 
 def _bind_one(param: Param, index: int, field: bytes | None, conv: Conversions) -> Any:
+    if isinstance(param, Field):
+        return field
     if not field:
         if param.default is REQUIRED or (
                 conv.empty_fields and field is not None and not param.allow_empty):

@@ -255,6 +255,9 @@ class PortSession:
 
     def _dispatch(self, command: Command) -> None:
         parsed = self.dialect.parse(command.line)
+        if not isinstance(parsed, Unknown) and not self.dialect.available(parsed.spec,
+                                                                          self.config):
+            parsed = Unknown(command.line, "command group switched off")
         # As rebuilt from its fields, secrets hidden; an unknown line by its name.
         shown = preview(self.dialect.loggable(command.line, parsed))
         self.log.debug("at in", line=shown, truncated=command.truncated)

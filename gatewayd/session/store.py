@@ -61,6 +61,12 @@ class PortStore:
         self._values[key] = value
         self._save()
 
+    def delete(self, key: str) -> None:
+        """Forget *key* (nothing happens when it is not set)."""
+        if key in self._values:
+            del self._values[key]
+            self._save()
+
     def clear(self) -> None:
         """Forget everything (``AT+RESTORE``)."""
         self._values.clear()

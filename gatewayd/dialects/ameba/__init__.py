@@ -4,6 +4,7 @@ from gatewayd.dialects.ameba import core, network, sockets, websocket, wifi, wss
 from gatewayd.dialects.ameba.dialect import AmebaDialect
 
 DIALECT = AmebaDialect(core.COMMANDS + wifi.COMMANDS + sockets.COMMANDS + websocket.COMMANDS
-                       + wsserver.COMMANDS + network.COMMANDS)
+                       + wsserver.COMMANDS + network.COMMANDS,
+                       boot_hooks=(wifi.fast_connect,))
 
 __all__ = ["DIALECT", "AmebaDialect"]

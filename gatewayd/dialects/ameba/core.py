@@ -1,13 +1,15 @@
-"""Ameba system commands: AT+TEST, AT+LIST, AT+GMR, AT+RST."""
+"""Ameba system commands: AT+TEST, AT+LIST, AT+GMR, AT+RST, and the table of
+both system groups in the firmware's order (the other system commands are in
+:mod:`gatewayd.dialects.ameba.system`)."""
 
 from __future__ import annotations
 
 from gatewayd import BUILD_DATE, BUILD_TIME, __version__
 from gatewayd.at.grammar import ameba_atoi
+from gatewayd.dialects.ameba import system
+from gatewayd.dialects.ameba.system import AP_COMMON, COMMON
 from gatewayd.dialects.ameba.tt import read_block
 from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Raw, Setter
-
-COMMON = "Common AT Command:"
 
 #: AT+GMR. The SDK line ends in LF only, as the firmware prints it.
 GMR_LINES = (
@@ -51,6 +53,8 @@ async def test_modes(ctx: PortContext, mode: int, arg: bytes) -> None:
 async def list_commands(ctx: PortContext) -> None:
     sections: dict[str, list[str]] = {}
     for spec in ctx.dialect.commands.values():
+        if not ctx.dialect.available(spec, ctx.config):
+            continue
         sections.setdefault(spec.section, []).append(spec.name)
     out = []
     for section, names in sections.items():
@@ -67,16 +71,24 @@ async def restart(ctx: PortContext) -> None:
     ctx.restart_after_reply()
 
 
-COMMANDS = (
-    CommandSpec("+RST", "restart: close every link, then print ATCMD READY",
-                execute=restart, section=COMMON),
-    CommandSpec("+GMR", "version information", execute=version, section=COMMON),
-    CommandSpec(
+_COMMANDS = {
+    **system.COMMON_COMMANDS,
+    **system.AP_COMMANDS,
+    "+RST": CommandSpec("+RST", "restart: close every link, then print ATCMD READY",
+                        execute=restart, section=COMMON),
+    "+GMR": CommandSpec("+GMR", "version information", execute=version, section=AP_COMMON),
+    "+TEST": CommandSpec(
         "+TEST",
         "liveness probe; =0,<str> echoes, =1,<len> TT upload, =2,<len> downstream",
         execute=test_alive,
         set=Setter(test_modes, (Int("mode", default=0, lo=0, hi=2), Raw("arg", default=b""))),
-        section=COMMON,
+        section=AP_COMMON,
     ),
-    CommandSpec("+LIST", "list the supported commands", execute=list_commands, section=COMMON),
-)
+    "+LIST": CommandSpec("+LIST", "list the supported commands", execute=list_commands,
+                         section=AP_COMMON),
+}
+#: AT+LIST order (2.x ``atcmd_sys_common.c`` then ``atcmd_sys.c``, reference
+#: ameba-wifi-network.md §5).
+ORDER = ("+RREG", "+WREG", "+RST", "+LOG", "+TICKPS", "+STATE", "+CPULOAD",
+         "+OTACLEAR", "+OTARECOVER", "+TEST", "+LIST", "+GMR", "+UART")
+COMMANDS = tuple(_COMMANDS[name] for name in ORDER)

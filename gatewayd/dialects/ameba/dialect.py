@@ -10,7 +10,7 @@ on the AT port for a line that names no command: the firmware writes
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gatewayd.at.engine import Framing, Overflow
 from gatewayd.at.grammar import (
@@ -23,6 +23,7 @@ from gatewayd.at.grammar import (
 from gatewayd.dialects.ameba.state import AmebaState
 from gatewayd.dialects.base import (
     AtError,
+    CommandSpec,
     Conversions,
     Dialect,
     Form,
@@ -32,6 +33,9 @@ from gatewayd.dialects.base import (
     bind_params,
 )
 from gatewayd.links import DescribedLink
+
+if TYPE_CHECKING:
+    from gatewayd.config import PortConfig
 
 OK = b"\r\nOK\r\n"
 READY = b"ATCMD READY\r\n"
@@ -80,6 +84,11 @@ class AmebaDialect(Dialect):
     def fields(self, setter: Setter, args: bytes) -> list[bytes]:
         # parse_param_advance splits where ESP-AT does: at commas no backslash escapes.
         return esp_at_split(args) if setter.escaped else ameba_split(args)
+
+    def available(self, spec: CommandSpec, config: PortConfig) -> bool:
+        """A command of a group the port's ``ameba_command_groups`` leaves out
+        is not built in (Kconfig), hence unknown."""
+        return not spec.group or spec.group in config.ameba_command_groups
 
     def ok(self) -> bytes:
         return OK

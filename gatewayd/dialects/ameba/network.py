@@ -35,13 +35,16 @@ import time
 from dataclasses import dataclass, field
 
 from gatewayd.at.grammar import ameba_atoi
-from gatewayd.dialects.ameba.wifi import field_count, fields_setter, value_after
+from gatewayd.dialects.ameba.fields import field_count, fields_setter, missing, value_after
 from gatewayd.dialects.base import AtError, CommandSpec, PortContext
 from gatewayd.links import icmp, resolvers
 
 __all__ = ["COMMANDS", "NetworkState"]
 
 SECTION = "NETWORK AT command:"
+#: Build options (``CONFIG_ATCMD_NETWORK``, ``_DNS``, ``_MDNS``, ``_SNTP``): the
+#: port's ``ameba_command_groups`` switches them.
+NETWORK, DNS, MDNS, SNTP = "network", "dns", "mdns", "sntp"
 
 #: AT+PING defaults (2.x): echoes, data bytes, seconds per reply, seconds between.
 PING_COUNT = 4
@@ -77,10 +80,6 @@ def _text(value: bytes | None) -> str:
     return (value or b"").decode("utf-8", "surrogateescape")
 
 
-async def missing(ctx: PortContext) -> None:
-    raise AtError(1, why="parameters required")
-
-
 async def no_arguments(ctx: PortContext, *fields: bytes | None) -> None:
     raise AtError(1, why="takes no parameters")
 
@@ -91,7 +90,7 @@ async def no_arguments(ctx: PortContext, *fields: bytes | None) -> None:
 async def ping(ctx: PortContext, *fields: bytes | None) -> None:
     net: NetworkState = ctx.state.network
     host = fields[0]
-    if host is None:
+    if not host:
         raise AtError(1, why="AT+PING=<host>")
     count = field_count(fields)
     if host == b"stop" and count == 1:
@@ -180,7 +179,7 @@ async def iperf(ctx: PortContext, *fields: bytes | None) -> None:
 
 
 async def iperf3(ctx: PortContext, *fields: bytes | None) -> None:
-    if fields[0] not in (b"-s", b"-c") or (fields[0] == b"-c" and fields[1] is None):
+    if fields[0] not in (b"-s", b"-c") or (fields[0] == b"-c" and not fields[1]):
         raise AtError(2, why="AT+IPERF3=-s[,…] or -c,<host>[,…]")
     ctx.log.info("iperf3 not run: gatewayd measures nothing on the MCU's behalf")
 
@@ -191,17 +190,17 @@ async def mdns(ctx: PortContext, *fields: bytes | None) -> None:
     if fields[0] == b"0" and count == 1:
         net.mdns = False
         return
-    if fields[0] != b"1" or count < 4 or fields[1] is None or fields[2] is None:
+    if fields[0] != b"1" or count < 4 or not fields[1] or not fields[2]:
         raise AtError(1, why="AT+MDNS=1,<hostname>,<service_type>,<port>[,…]")
     port = fields[3]
     if port is None or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise AtError(1, why="port outside 1..65535")
-    if fields[5] is not None and fields[5] not in (b"1", b"2"):
+    if fields[5] and fields[5] not in (b"1", b"2"):
         raise AtError(1, why="proto must be 1 (tcp) or 2 (udp)")
     if count > 6:
         txt = fields[6]
         if txt is None or not txt.isdigit() or not 1 <= int(txt) <= 6 \
-                or count != 7 + 2 * int(txt) or any(f is None for f in fields[7:count:2]):
+                or count != 7 + 2 * int(txt) or any(not f for f in fields[7:count:2]):
             raise AtError(1, why="txt_cnt 1..6 and that many key,value pairs")
     if net.mdns:
         raise AtError(3, why="mDNS already enabled: AT+MDNS=0 first")
@@ -258,7 +257,7 @@ async def setdnssrv(ctx: PortContext, *fields: bytes | None) -> None:
 
 def _parse_timezone(value: bytes | None) -> int:
     """Minutes east of UTC: ``8``, ``-5``, ``530``, ``-0330``; empty means UTC+8."""
-    if value is None:
+    if not value:
         return SNTP_TIMEZONE
     m = _TIMEZONE.match(value)
     if m is None:
@@ -276,12 +275,12 @@ async def sntpcfg(ctx: PortContext, *fields: bytes | None) -> None:
     enable = fields[0]
     if enable not in (b"0", b"1"):
         raise AtError(2, why="enable must be 0 or 1")
-    servers = [_text(f) for f in fields[3:count] if f is not None]
+    servers = [_text(f) for f in fields[3:count] if f]
     if len(servers) > SNTP_MAX_SERVERS:
         raise AtError(1, why=f"at most {SNTP_MAX_SERVERS} servers")
     timezone = _parse_timezone(fields[1])
     interval = SNTP_INTERVAL
-    if fields[2] is not None:
+    if fields[2]:
         interval = ameba_atoi(fields[2])
         if interval < SNTP_MIN_INTERVAL:
             raise AtError(2, why=f"interval below {SNTP_MIN_INTERVAL} s")
@@ -327,23 +326,23 @@ async def sntptime(ctx: PortContext) -> None:
 
 COMMANDS = (
     CommandSpec("+PING", "ICMP echo from the host (OK at once; results logged)",
-                execute=missing, set=fields_setter(ping), section=SECTION),
+                execute=missing, set=fields_setter(ping), section=SECTION, group=NETWORK),
     CommandSpec("+IPERF", "throughput test (accepted, not run)", execute=iperf_missing,
-                set=fields_setter(iperf), section=SECTION),
+                set=fields_setter(iperf), section=SECTION, group=NETWORK),
     CommandSpec("+IPERF3", "throughput test (accepted, not run)", execute=missing,
-                set=fields_setter(iperf3), section=SECTION),
+                set=fields_setter(iperf3), section=SECTION, group=NETWORK),
     CommandSpec("+DNS", "resolve a name with the host's resolver",
-                execute=missing, set=fields_setter(dns), section=SECTION),
+                execute=missing, set=fields_setter(dns), section=SECTION, group=DNS),
     CommandSpec("+QUERYDNSSRV", "DNS servers: AT+SETDNSSRV's, else the host's",
-                execute=querydnssrv, set=fields_setter(no_arguments), section=SECTION),
+                execute=querydnssrv, set=fields_setter(no_arguments), section=SECTION, group=DNS),
     CommandSpec("+SETDNSSRV", "store DNS servers (the host's resolver is untouched)",
-                execute=missing, set=fields_setter(setdnssrv), section=SECTION),
+                execute=missing, set=fields_setter(setdnssrv), section=SECTION, group=DNS),
     CommandSpec("+MDNS", "mDNS responder (validated; nothing is advertised)",
-                execute=missing, set=fields_setter(mdns), section=SECTION),
+                execute=missing, set=fields_setter(mdns), section=SECTION, group=MDNS),
     CommandSpec("+SNTPCFG", "SNTP settings (the host clock is never set)",
-                execute=missing, set=fields_setter(sntpcfg), section=SECTION),
+                execute=missing, set=fields_setter(sntpcfg), section=SECTION, group=SNTP),
     CommandSpec("+SNTPQUERY", "SNTP settings", execute=sntpquery,
-                set=fields_setter(no_arguments), section=SECTION),
+                set=fields_setter(no_arguments), section=SECTION, group=SNTP),
     CommandSpec("+SNTPTIME", "the host clock in the configured zone", execute=sntptime,
-                set=fields_setter(no_arguments), section=SECTION),
+                set=fields_setter(no_arguments), section=SECTION, group=SNTP),
 )

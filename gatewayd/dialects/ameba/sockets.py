@@ -76,6 +76,8 @@ from gatewayd.transport import (
 __all__ = ["COMMANDS", "SocketLink", "SocketState"]
 
 SECTION = "Socket AT Commands:"
+#: The build option (``CONFIG_ATCMD_SOCKET``) the port's ``ameba_command_groups`` switches.
+GROUP = "socket"
 #: Link ids per port: 0..19.
 MAX_LINKS = 20
 #: Largest payload of one DATA message (the firmware's receive buffer).
@@ -622,7 +624,7 @@ _U31 = 2**31 - 1
 
 COMMANDS = (
     CommandSpec("+SKTCFG", "global socket options for sockets created afterwards",
-                section=SECTION, set=exact(every_field=True, run=sktcfg, params=(
+                section=SECTION, group=GROUP, set=exact(every_field=True, run=sktcfg, params=(
                     Int("so_sndtimeo", default=0, lo=0, hi=_U31),
                     Int("so_rcvtimeo", default=0, lo=0, hi=_U31),
                     Int("tcp_nodelay", default=0, lo=0, hi=1),
@@ -630,30 +632,30 @@ COMMANDS = (
                     Int("tcp_keepidle", default=0, lo=0, hi=7200),
                     Int("tcp_keepintvl", default=0, lo=0, hi=75),
                     Int("tcp_keepcnt", default=0, lo=0, hi=10)))),
-    CommandSpec("+SKTQUERY", "show the global socket options", section=SECTION,
+    CommandSpec("+SKTQUERY", "show the global socket options", section=SECTION, group=GROUP,
                 execute=sktquery, set=Setter(sktquery_set, (Raw("args", default=b""),))),
-    CommandSpec("+SKTSERVER", "start a UDP, TCP or TLS server", section=SECTION,
+    CommandSpec("+SKTSERVER", "start a UDP, TCP or TLS server", section=SECTION, group=GROUP,
                 set=exact(sktserver, (
                     _LINK, Int("conn_type", lo=0, hi=3), Int("cert_index", default=0, lo=0,
                                                              hi=_U31),
                     Int("src_port", lo=1, hi=65535), Int("auto_rcv", lo=0, hi=1)))),
-    CommandSpec("+SKTCLIENT", "open a UDP, TCP or TLS client link", section=SECTION,
+    CommandSpec("+SKTCLIENT", "open a UDP, TCP or TLS client link", section=SECTION, group=GROUP,
                 set=exact(sktclient, (
                     _LINK, Int("conn_type", lo=0, hi=5),
                     Int("cert_index", default=0, lo=0, hi=_U31), Str("dst_host", default=""),
                     _PORT, Int("src_port", default=0, lo=0, hi=65535),
                     Int("auto_rcv", lo=0, hi=1)))),
-    CommandSpec("+SKTSEND", "send escaped data", section=SECTION, set=exact(sktsend, (
+    CommandSpec("+SKTSEND", "send escaped data", section=SECTION, group=GROUP, set=exact(sktsend, (
         _LINK, Int("data_size", lo=0, hi=_U31), Str("dst_ip", default=""),
         Int("dst_port", default=0, lo=0, hi=65535), Raw("data", default=None)), escaped=True)),
-    CommandSpec("+SKTREAD", "read buffered data", section=SECTION, set=exact(sktread, (
+    CommandSpec("+SKTREAD", "read buffered data", section=SECTION, group=GROUP, set=exact(sktread, (
         _LINK, Int("data_size", lo=-(2**31), hi=_U31)))),
-    CommandSpec("+SKTSENDRAW", "send raw data through >>>", section=SECTION,
+    CommandSpec("+SKTSENDRAW", "send raw data through >>>", section=SECTION, group=GROUP,
                 set=exact(sktsendraw, (
                     _LINK, Int("data_size", lo=-(2**31), hi=_U31), Str("dst_ip", default=""),
                     Int("dst_port", default=0, lo=0, hi=65535)), escaped=True)),
-    CommandSpec("+SKTSTATE", "list every link", section=SECTION, execute=sktstate,
+    CommandSpec("+SKTSTATE", "list every link", section=SECTION, group=GROUP, execute=sktstate,
                 set=Setter(sktstate_set, (Raw("args", default=b""),))),
     CommandSpec("+SKTDEL", "close and free a link (a server with its seeds)",
-                section=SECTION, set=exact(sktdel, (_LINK,))),
+                section=SECTION, group=GROUP, set=exact(sktdel, (_LINK,))),
 )

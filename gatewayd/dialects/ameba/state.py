@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from gatewayd.dialects.ameba.network import NetworkState
 from gatewayd.dialects.ameba.sockets import SocketState
+from gatewayd.dialects.ameba.system import SystemState
 from gatewayd.dialects.ameba.websocket import AmebaWsState
 from gatewayd.dialects.ameba.wifi import WifiState
 from gatewayd.dialects.ameba.wsserver import WsServerState
@@ -22,3 +23,4 @@ class AmebaState:
     wsserver: WsServerState = field(default_factory=WsServerState)
     wifi: WifiState = field(default_factory=WifiState)
     network: NetworkState = field(default_factory=NetworkState)
+    system: SystemState = field(default_factory=SystemState)

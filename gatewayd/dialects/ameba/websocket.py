@@ -44,6 +44,9 @@ from gatewayd.links import GOING_AWAY, ClientLink, LinkState, LinkTable, PingPol
 from gatewayd.transport import ClientRequest, Opcode, SocketOptions, TransportError
 
 SECTION = "WEBSOCKET AT command:"
+#: The build option (``CONFIG_ATCMD_WEBSOCKET``, client and server) the port's
+#: ``ameba_command_groups`` switches.
+GROUP = "websocket"
 MAX_HEADERS = 10
 #: AT+WSHEADRAW has "no length limit" on the firmware beyond its heap; gatewayd
 #: states one, so that ten headers cannot hold unbounded memory.
@@ -461,43 +464,44 @@ def _glcfg_param(name: str, default: int) -> Int:
 
 
 COMMANDS = (
-    CommandSpec("+WSGLCFG", "global WebSocket client settings", section=SECTION,
+    CommandSpec("+WSGLCFG", "global WebSocket client settings", section=SECTION, group=GROUP,
                 set=Setter(wsglcfg, tuple(
                     _glcfg_param(name, default) for name, default in (
                         ("connect_timeout", 0), ("recv_timeout", 0), ("send_timeout", 0),
                         ("send_blocktime", 30000), ("keepalive_idle", 0),
                         ("keepalive_interval", 0), ("keepalive_count", 0))), escaped=True)),
-    CommandSpec("+WSCFG", "settings of one link", section=SECTION, set=Setter(wscfg, (
+    CommandSpec("+WSCFG", "settings of one link", section=SECTION, group=GROUP, set=Setter(wscfg, (
         _LINK, Int("ping_interval", lo=1, hi=7200), Int("ping_timeout", lo=1, hi=7200),
         Int("buffer_size", default=1500, lo=1, hi=16384),
         Int("max_queue_size", default=3, lo=1, hi=50), Str("protocol", default=""),
         Str("version", default="13"), Int("stable_buf_num", default=None, lo=1, hi=50)),
         escaped=True)),
-    CommandSpec("+WSHEAD", "add a request header (0 clears)", section=SECTION,
+    CommandSpec("+WSHEAD", "add a request header (0 clears)", section=SECTION, group=GROUP,
                 set=Setter(wshead, (_LINK, Int("header_len", lo=0, hi=_U32),
                                     Raw("header", default=None, secret="header")),
                            escaped=True)),
-    CommandSpec("+WSHEADRAW", "add a request header through >>> (0 clears)", section=SECTION,
+    CommandSpec("+WSHEADRAW", "add a request header through >>> (0 clears)",
+                section=SECTION, group=GROUP,
                 set=Setter(wsheadraw, (_LINK, Int("header_len", lo=0, hi=_U32)),
                            escaped=True, raw_secret="header")),
-    CommandSpec("+WSCONN", "connect a link", section=SECTION, set=Setter(wsconn, (
+    CommandSpec("+WSCONN", "connect a link", section=SECTION, group=GROUP, set=Setter(wsconn, (
         _LINK, Str("host", default=""), Str("path", default="/"),
         Int("port", default=0, lo=0, hi=65535), Int("conn_type", lo=1, hi=5),
         Int("cert_index", default=0, lo=0, hi=10)), escaped=True)),
-    CommandSpec("+WSSEND", "send a frame with escaped data", section=SECTION,
+    CommandSpec("+WSSEND", "send a frame with escaped data", section=SECTION, group=GROUP,
                 set=Setter(wssend, (_LINK, Int("length", lo=0, hi=_U32),
                                     Int("use_mask", default=1, lo=0, hi=1),
                                     Int("opcode", default=1, lo=0, hi=15),
                                     Raw("data", default=None)), escaped=True)),
-    CommandSpec("+WSSENDRAW", "send raw data through >>>", section=SECTION,
+    CommandSpec("+WSSENDRAW", "send raw data through >>>", section=SECTION, group=GROUP,
                 set=Setter(wssendraw, (_LINK, Int("length", lo=0, hi=_U32),
                                        Int("use_mask", default=1, lo=0, hi=1),
                                        Int("opcode", default=1, lo=0, hi=15)), escaped=True)),
-    CommandSpec("+WSDISCONN", "close a link (close frame)", section=SECTION,
+    CommandSpec("+WSDISCONN", "close a link (close frame)", section=SECTION, group=GROUP,
                 set=Setter(wsdisconn, (_LINK,))),
-    CommandSpec("+WSQUERY", "global and per-link settings and state", section=SECTION,
+    CommandSpec("+WSQUERY", "global and per-link settings and state", section=SECTION, group=GROUP,
                 execute=wsquery_all, set=Setter(wsquery_set, (Raw("link_id", default=b""),))),
-    CommandSpec("+WSTXQUEUECHECK", "is the link's send queue full?", section=SECTION,
+    CommandSpec("+WSTXQUEUECHECK", "is the link's send queue full?", section=SECTION, group=GROUP,
                 set=Setter(wstxqueuecheck, (_LINK,))),
 )
 

@@ -24,12 +24,20 @@ restart ends the retries. While joined, the host is watched through
 rtnetlink (:mod:`gatewayd.links.netwatch`): losing the default route or the
 address is the AP lost, ``[$]wifi disconnected`` and the same retries.
 
-The firmware splits arguments with ``parse_param``; the command table hands
-handlers each field with empty and absent fields alike as ``None``, so a
-trailing empty field (``ssid,MyWiFi,``) reads as absent here where the
-firmware would reject it.
+The firmware splits arguments with ``parse_param``: handlers get every
+field (:mod:`gatewayd.dialects.ameba.fields`), and a trailing empty field
+counts (``AT+WLCONN=ssid,MyWiFi,`` is ``ERROR: 2``, an empty key).
 
-Everything here is RAM state (a restart resets it, reference §6); the
+Fast-connect (reference §3 AT+WLRECONN, §6): a successful AT+WLCONN, with
+fast-connect on (the default at every boot), keeps its profile (ssid,
+password, bssid, key_id, channel; not the static IP, which §6 resets) in the
+port's state file (``ctx.store``, key :data:`PROFILE_KEY`), as the module
+keeps it in flash. After each ``ATCMD READY`` (AT+RST, a daemon restart)
+:func:`fast_connect` rejoins it :data:`FAST_CONNECT_DELAY` s later with the
+join's messages, unsolicited, and no AT+WLCONN. ``AT+WLRECONN=fast,0``
+erases the profile and stops storing until ``fast,1`` or the next boot.
+
+Everything else here is RAM state (a restart resets it, reference §6); the
 password is kept for AT+WLSTATE, which prints it as the module does, and is
 never logged by this module.
 """
@@ -43,10 +51,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gatewayd.at.grammar import ameba_atoi
-from gatewayd.dialects.base import AtError, CommandSpec, PortContext, Raw, Setter, after_keys
+from gatewayd.dialects.ameba.fields import field_count, fields_setter, missing, value_after
+from gatewayd.dialects.base import AtError, CommandSpec, PortContext, after_keys
 from gatewayd.links import hostnet, netwatch, routes
 
-__all__ = ["COMMANDS", "WifiState"]
+__all__ = ["COMMANDS", "PROFILE_KEY", "WifiState", "fast_connect"]
 
 SECTION = "Wi-Fi AT Command:"
 
@@ -68,6 +77,12 @@ RECONNECT_DONE = b"[$]wifi reconnect done\r\n"
 #: Seconds between auto-reconnect attempts, and how many (wifi user config).
 RECONNECT_INTERVAL = 5.0
 RECONNECT_COUNT = 10
+#: Seconds from ``ATCMD READY`` to the fast-connect rejoin (the firmware's
+#: ~1-3 s are not measured, reference §6).
+FAST_CONNECT_DELAY = 1.0
+#: The port's state file keeps the fast-connect profile here (the module's KV
+#: key ``wlan_data``).
+PROFILE_KEY = "ameba_wlan_data"
 #: Seconds lwIP's DHCP client tries before ``got ip timeout``.
 DHCP_TIMEOUT = 60.0
 #: What there is no radio to measure.
@@ -76,8 +91,6 @@ DEFAULT_RSSI = -45
 NO_IP = "0.0.0.0"
 NO_MAC = "00:00:00:00:00:00"
 ALL_ONES = "255.255.255.255"
-#: Most fields a key/value command may carry (MAX_ARGC 23 minus argv[0]).
-MAX_FIELDS = 22
 STRING_MAX = 32
 
 
@@ -90,6 +103,41 @@ class Join:
     bssid: str | None = None
     key_id: int | None = None
     channel: int = 0
+
+    def stored(self) -> dict[str, Any]:
+        """The profile as the state file keeps it (bytes as latin-1 text)."""
+        return {"ssid": _latin1(self.ssid), "password": _latin1(self.password),
+                "bssid": self.bssid, "key_id": self.key_id, "channel": self.channel}
+
+    @classmethod
+    def from_stored(cls, value: Any) -> Join | None:
+        """The profile of :meth:`stored`; None for anything else (a file
+        edited by hand, another version's)."""
+        if not isinstance(value, dict):
+            return None
+        try:
+            join = cls(ssid=_bytes(value.get("ssid")), password=_bytes(value.get("password")),
+                       bssid=value.get("bssid"), key_id=value.get("key_id"),
+                       channel=int(value.get("channel") or 0))
+        except (TypeError, ValueError, UnicodeEncodeError):
+            return None
+        if join.ssid is None and join.bssid is None:
+            return None
+        if not isinstance(join.bssid, str | None) or not isinstance(join.key_id, int | None):
+            return None
+        return join
+
+
+def _latin1(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
+
+
+def _bytes(value: Any) -> bytes | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError("not text")
+    return value.encode("latin-1")
 
 
 @dataclass
@@ -115,26 +163,9 @@ class WifiState:
         self.retry_generation += 1
 
 
-def fields_setter(run: Any, secrets: Any = None) -> Setter:
-    """Every field of a ``parse_param`` line, in order (``None`` when empty);
-    *secrets* as :attr:`Setter.secrets`."""
-    return Setter(run, tuple(Raw(f"field{i}", default=None) for i in range(MAX_FIELDS)),
-                  secrets=secrets)
-
-
-def field_count(fields: tuple[bytes | None, ...]) -> int:
-    """Fields up to the last non-empty one (at least one: ``AT+X=`` has one)."""
-    return max((i + 1 for i, f in enumerate(fields) if f is not None), default=1)
-
-
-def value_after(fields: tuple[bytes | None, ...], key_index: int) -> bytes | None:
-    """The value of the key/value pair whose key is ``fields[key_index]``."""
-    return fields[key_index + 1] if key_index + 1 < len(fields) else None
-
-
 def checked_ssid(value: bytes | None) -> bytes:
-    """An SSID field: present, at most 32 bytes (``ERROR: 2`` otherwise)."""
-    if value is None or len(value) > STRING_MAX:
+    """An SSID field: not empty, at most 32 bytes (``ERROR: 2`` otherwise)."""
+    if not value or len(value) > STRING_MAX:
         raise AtError(INVALID_PARAM_VALUE, why="ssid empty or longer than 32 bytes")
     return value
 
@@ -226,11 +257,11 @@ def parse_join(fields: tuple[bytes | None, ...]) -> Join:
     while i < count:
         key, value = fields[i], value_after(fields, i)
         if key == b"ch":
-            join.channel = ameba_atoi(value) if value is not None else join.channel
+            join.channel = ameba_atoi(value) if value else join.channel
         elif key == b"ssid":
             join.ssid = checked_ssid(value)
         elif key == b"pw":
-            if value is None:
+            if not value:
                 raise AtError(INVALID_PARAM_VALUE, why="pw empty")
             join.password = value[:128]
         elif key == b"bssid":
@@ -269,6 +300,29 @@ async def wlconn(ctx: PortContext, *fields: bytes | None) -> None:
         if wifi.auto_reconnect:
             ctx.spawn(_reconnect(ctx, wifi, wifi.retry_generation))
         raise AtError(CONNECT_FAILED, why="join failed")
+    if wifi.fast_connect:
+        ctx.store.set(PROFILE_KEY, join.stored())
+
+
+def fast_connect(ctx: PortContext) -> None:
+    """Boot hook: rejoin the stored profile shortly after ``ATCMD READY``."""
+    join = Join.from_stored(ctx.store.get(PROFILE_KEY))
+    if join is None:
+        return
+    wifi: WifiState = ctx.state.wifi
+    wifi.target = join
+    ctx.spawn(_fast_connect(ctx, wifi, wifi.retry_generation))
+
+
+async def _fast_connect(ctx: PortContext, wifi: WifiState, generation: int) -> None:
+    await asyncio.sleep(FAST_CONNECT_DELAY)
+    # An AT+WLCONN, AT+WLDISCONN or restart meanwhile takes over.
+    if ctx.state.wifi is not wifi or wifi.retry_generation != generation \
+            or wifi.target is None:
+        return
+    ctx.log.info("wifi fast-connect from the stored profile")
+    if not await _attempt(ctx, wifi, wifi.target, unsolicited=True) and wifi.auto_reconnect:
+        ctx.spawn(_reconnect(ctx, wifi, wifi.retry_generation))
 
 
 async def _attempt(ctx: PortContext, wifi: WifiState, join: Join, *,
@@ -434,7 +488,7 @@ async def wlscan_set(ctx: PortContext, *fields: bytes | None) -> None:
     count = field_count(fields)
     for i in range(0, count, 2):
         key, value = fields[i], value_after(fields, i)
-        if value is None:
+        if not value:
             raise AtError(INVALID_PARAM_VALUE, why="key without a value")
         if key == b"ssid":
             ssid = checked_ssid(value)
@@ -463,10 +517,6 @@ async def _scan(ctx: PortContext, ssid: bytes | None, channels: set[int] | None)
 # -- AT+WLSTATICIP, AT+WLRECONN, AT+WLPS --------------------------------------
 
 
-async def missing(ctx: PortContext) -> None:
-    raise AtError(REQUIRED_PARAM_MISS, why="parameters required")
-
-
 async def wlstaticip(ctx: PortContext, *fields: bytes | None) -> None:
     count = field_count(fields)
     if count not in (1, 3):
@@ -493,6 +543,8 @@ async def wlreconn(ctx: PortContext, *fields: bytes | None) -> None:
             wifi.cancel_retry()
     else:
         wifi.fast_connect = on
+        if not on:
+            ctx.store.delete(PROFILE_KEY)
 
 
 async def wlps(ctx: PortContext, *fields: bytes | None) -> None:
@@ -502,7 +554,7 @@ async def wlps(ctx: PortContext, *fields: bytes | None) -> None:
     settings = {}
     for i in range(0, count, 2):
         mode, value = fields[i], value_after(fields, i)
-        if mode not in (b"lps", b"ips") or value is None:
+        if mode not in (b"lps", b"ips") or not value:
             raise AtError(INVALID_PARAM_VALUE, why="AT+WLPS=<lps|ips>,<0|1>")
         settings[mode.decode()] = ameba_atoi(value) != 0
     ctx.state.wifi.power_save.update(settings)
@@ -518,7 +570,7 @@ async def wlpromisc(ctx: PortContext, *fields: bytes | None) -> None:
         return
     if mode != b"enable":
         raise AtError(INVALID_PARAM_VALUE, why="AT+WLPROMISC=<enable|disable>[,<all|apall>]")
-    if scope is None:
+    if not scope:
         raise AtError(REQUIRED_PARAM_MISS, why="enable needs <all|apall>")
     if scope not in (b"all", b"apall"):
         raise AtError(INVALID_PARAM_VALUE, why="AT+WLPROMISC=enable,<all|apall>")
@@ -541,7 +593,7 @@ async def wlstartap(ctx: PortContext, *fields: bytes | None) -> None:
     i = 0
     while i < count:
         key, value = fields[i], value_after(fields, i)
-        if value is None:
+        if not value:
             raise AtError(INVALID_PARAM_VALUE, why="key without a value")
         if key == b"ssid":
             ssid = checked_ssid(value)
@@ -557,7 +609,7 @@ async def wlstartap(ctx: PortContext, *fields: bytes | None) -> None:
             if value not in (b"2g", b"5g", b"2g_5g"):
                 raise AtError(INVALID_PARAM_VALUE, why="band")
         elif key == b"pl":
-            if i + 2 >= len(fields) or fields[i + 2] is None:
+            if i + 2 >= len(fields) or not fields[i + 2]:
                 raise AtError(INVALID_PARAM_VALUE, why="pl needs <start>,<end>")
             i += 1
         elif key not in (b"ch", b"ip", b"gw", b"msk"):

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from gatewayd.dialects.ameba.sockets import bind_address
 from gatewayd.dialects.ameba.suites import load, server_suite
 from gatewayd.dialects.ameba.tt import exact, read_block, stream_block
-from gatewayd.dialects.ameba.websocket import SECTION
+from gatewayd.dialects.ameba.websocket import GROUP, SECTION
 from gatewayd.dialects.base import (
     AtError,
     CommandSpec,
@@ -430,32 +430,33 @@ _SLOT = Int("link_id", lo=0, hi=MAX_SLOTS - 1)
 _U31 = 2**31 - 1
 
 COMMANDS = (
-    CommandSpec("+WSSRVCFG", "WebSocket server settings", section=SECTION,
+    CommandSpec("+WSSRVCFG", "WebSocket server settings", section=SECTION, group=GROUP,
                 set=exact(wssrvcfg, (
                     Int("max_conn", default=3, lo=1, hi=MAX_SLOTS),
                     Int("ping_interval", default=30, lo=1, hi=7200),
                     Int("idle_timeout", default=0, lo=0, hi=7200),
                     Int("tx_size", default=4096, lo=1, hi=16384),
                     Int("rx_size", default=4096, lo=1, hi=16384)))),
-    CommandSpec("+WSSRVSTART", "start the WebSocket server", section=SECTION,
+    CommandSpec("+WSSRVSTART", "start the WebSocket server", section=SECTION, group=GROUP,
                 set=exact(wssrvstart, (
                     Int("port", default=0, lo=0, hi=65535), Int("conn_type", lo=1, hi=3),
                     Int("cert_index", default=0, lo=0, hi=_U31)))),
-    CommandSpec("+WSSRVDISCONN", "close one client (close frame)", section=SECTION,
+    CommandSpec("+WSSRVDISCONN", "close one client (close frame)", section=SECTION, group=GROUP,
                 set=exact(wssrvdisconn, (_SLOT,))),
-    CommandSpec("+WSSRVSTOP", "close every client and stop the server", section=SECTION,
+    CommandSpec("+WSSRVSTOP", "close every client and stop the server",
+                section=SECTION, group=GROUP,
                 execute=wssrvstop,
                 set=Setter(wssrvstop_set, (Raw("args", default=b""),))),
-    CommandSpec("+WSSRVSEND", "send a frame with escaped data", section=SECTION,
+    CommandSpec("+WSSRVSEND", "send a frame with escaped data", section=SECTION, group=GROUP,
                 set=exact(wssrvsend, (
                     _SLOT, Int("length", lo=-(2**31), hi=_U31),
                     Int("opcode", default=1, lo=0, hi=15), Raw("data", default=None)),
                     escaped=True)),
-    CommandSpec("+WSSRVSENDRAW", "send raw data through >>>", section=SECTION,
+    CommandSpec("+WSSRVSENDRAW", "send raw data through >>>", section=SECTION, group=GROUP,
                 set=exact(wssrvsendraw, (
                     _SLOT, Int("length", lo=-(2**31), hi=_U31),
                     Int("opcode", default=1, lo=0, hi=15)), escaped=True)),
-    CommandSpec("+WSSRVQUERY", "server settings and clients", section=SECTION,
+    CommandSpec("+WSSRVQUERY", "server settings and clients", section=SECTION, group=GROUP,
                 execute=wssrvquery,
                 set=Setter(wssrvquery_set, (Raw("args", default=b""),))),
 )
