@@ -201,7 +201,18 @@ def cipsend_roundtrip(mcu: Pty, block: bytes) -> None:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of process *pid* so far."""
+    """CPU time process *pid* has run so far: the sum over its threads of
+    ``/proc/<pid>/task/*/schedstat`` (nanoseconds), else utime + stime from
+    ``/proc/<pid>/stat`` (clock ticks, usually 10 ms)."""
+    total, found = 0, False
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+            found = True
+        except (OSError, ValueError, IndexError):
+            continue
+    if found:
+        return total / 1e9
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -212,8 +223,11 @@ def measured(roundtrip, mcu: Pty, pid: int, args) -> dict[str, float]:
     cpu = cpu_seconds(pid)
     mb_s = throughput(roundtrip, mcu, args.size, args.blocks)
     cpu_ms_per_mb = (cpu_seconds(pid) - cpu) * 1000 / (2 * args.size * args.blocks / 1e6)
+    cpu = cpu_seconds(pid)
     median, p99 = summary(latency(roundtrip, mcu, args.count))
-    return {"mb_s": mb_s, "median": median, "p99": p99, "cpu": cpu_ms_per_mb}
+    cpu_us_per_rt = (cpu_seconds(pid) - cpu) * 1e6 / args.count
+    return {"mb_s": mb_s, "median": median, "p99": p99, "cpu": cpu_ms_per_mb,
+            "cpu_rt": cpu_us_per_rt}
 
 
 def raw_roundtrip(mcu: Pty, block: bytes) -> None:
@@ -301,7 +315,7 @@ def run_gatewayd(workdir: Path, ports: tuple[int, int, int], args) -> dict[str, 
             mcu.read_until(b"\r\nready\r\n")
             mcu.write(b"ATE0\r\n")
             mcu.read_until(b"\r\nOK\r\n")
-            mcu.write(b"AT+WSCFG=0,60,120,16384\r\n")
+            mcu.write(b"AT+WSCFG=0,60,120,8192\r\n")
             mcu.read_until(b"\r\nOK\r\n")
             mcu.write(b'AT+WSOPEN=0,"ws://127.0.0.1:%d"\r\n' % ports[0])
             mcu.read_until(b"+WS_CONNECTED:0\r\n\r\nOK\r\n")
@@ -328,6 +342,60 @@ def run_socat(workdir: Path, tcp_port: int, args) -> dict[str, float]:
         proc.wait(TIMEOUT)
 
 
+#: (label, dialect, link, sizes): the data paths --all measures.
+PATHS = (
+    ("esp-at AT+WSSEND", "esp-at", "ws", (4096,)),
+    ("esp-at AT+CIPSEND", "esp-at", "cipsend", (4096,)),
+    ("esp-at passthrough", "esp-at", "passthrough", (4096, 65536)),
+    ("ameba AT+WSSENDRAW", "ameba", "ws", (4096, 65536)),
+    ("ameba AT+SKTSENDRAW", "ameba", "tcp", (4096, 65536)),
+)
+
+
+def all_paths(args) -> int:
+    """One table: every path of :data:`PATHS` beside socat for the same blocks."""
+    parent, child = multiprocessing.Pipe()
+    peers = multiprocessing.get_context("spawn").Process(target=serve_echo, args=(child,),
+                                                         daemon=True)
+    peers.start()
+    rows = []
+    try:
+        if not parent.poll(TIMEOUT):
+            raise TimeoutError("echo servers did not start")
+        ports = parent.recv()
+        with tempfile.TemporaryDirectory(prefix="gwd-bench-") as tmp:
+            baselines = {}
+            for label, dialect, link, sizes in PATHS:
+                for size in sizes:
+                    run = argparse.Namespace(**{**vars(args), "dialect": dialect,
+                                                "link": link, "size": size,
+                                                "blocks": max(20, args.blocks * 4096 // size)})
+                    if size not in baselines:
+                        baselines[size] = run_socat(Path(tmp), ports[2], run)
+                    result = run_gatewayd(Path(tmp), ports, run)
+                    rows.append((f"{label}, {size // 1024} KiB", result, baselines[size]))
+    finally:
+        peers.terminate()
+    loop = os.environ.get("GATEWAYD_EVENT_LOOP") or "uvloop if installed"
+    print(f"every path, gatewayd beside socat in the same run (event loop: {loop}); "
+          f"{args.count} x 64 B round trips each")
+    head = ("path", "MB/s", "x socat", "CPU ms/MB", "x socat", "CPU us/64B RT", "x socat",
+            "RTT med us", "p99 us")
+    print(f"{head[0]:28}" + "".join(f"{h:>14}" for h in head[1:]))
+    for label, gw, base in rows:
+        cells = (gw["mb_s"], gw["mb_s"] / base["mb_s"], gw["cpu"],
+                 gw["cpu"] / base["cpu"] if base["cpu"] else float("inf"), gw["cpu_rt"],
+                 gw["cpu_rt"] / base["cpu_rt"] if base["cpu_rt"] else float("inf"),
+                 gw["median"], gw["p99"])
+        print(f"{label:28}" + "".join(f"{c:14.2f}" for c in cells))
+    print(f"{'socat (baseline), 4 KiB':28}{baselines[4096]['mb_s']:14.2f}{'':14}"
+          f"{baselines[4096]['cpu']:14.2f}{'':14}{baselines[4096]['cpu_rt']:14.2f}{'':14}"
+          f"{baselines[4096]['median']:14.2f}{baselines[4096]['p99']:14.2f}")
+    print("targets: CPU per 64 B round trip <= 3x socat; CPU per MB <= 3x (4 KiB), <= 2x"
+          " (64 KiB, passthrough); WSSEND >= 0.5x and passthrough >= 0.8x socat's MB/s")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--blocks", type=int, default=300, help="blocks for throughput")
@@ -339,10 +407,15 @@ def main() -> int:
                              " cipsend, passthrough: ESP-AT AT+CIPSTART to it")
     parser.add_argument("--transintvl", type=int, default=20,
                         help="passthrough: AT+TRANSINTVL in ms (the module's default 20)")
+    parser.add_argument("--all", action="store_true",
+                        help="every data path in 4 KiB (and 64 KiB where allowed) blocks, one"
+                             " table, socat measured in the same run")
     parser.add_argument("--profile", metavar="FILE",
                         help="run gatewayd under cProfile, write its stats to FILE and print"
                              " the top functions (the figures then include the profiler)")
     args = parser.parse_args()
+    if args.all:
+        return all_paths(args)
     if args.link == "tcp" and args.dialect != "ameba":
         parser.error("--link tcp needs --dialect ameba")
     if args.link in ("cipsend", "passthrough") and args.dialect != "esp-at":

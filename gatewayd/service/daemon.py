@@ -157,11 +157,8 @@ class Daemon:
         return services
 
     async def start(self) -> None:
-        """Import every transport's implementation (so that a daemon short of
-        descriptors later needs none to import one), then start every service;
-        on failure, stop what started and raise."""
+        """Start every service; on failure, stop what started and raise."""
         self._stop.clear()
-        self.plugins.preload()
         await self._services.start(*self._build_services())
 
     async def stop(self) -> None:
@@ -186,6 +183,10 @@ class Daemon:
             self.notifier.ready(self.status_line())
             self.notifier.start_watchdog()
             self.log.info("gatewayd ready", status=self.status_line())
+            # Import every transport's implementation now, after READY (the MCU
+            # has its banner): a daemon short of descriptors later needs none
+            # to import one.
+            self.plugins.preload()
             await self._stop.wait()
             self.log.info("gatewayd stopping")
             self.notifier.stopping()

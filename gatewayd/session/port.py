@@ -105,6 +105,8 @@ class PortSession:
         #: The daemon's route rules (replaced on reload); None: links go where asked.
         self.router = router
         self.log = log.bind(port=config.name, dialect=dialect.name)
+        #: Debug lines are built only when they are logged (the per-byte path).
+        self._debug = bool(getattr(self.log, "is_enabled_for", lambda level: True)(logging.DEBUG))
         #: Events the MCU can cause at will: a few lines per window, then a count.
         self._noisy = RateLimit()
         #: Whole lines of this port's UART with secrets hidden (logs, gatewayd trace).
@@ -126,6 +128,7 @@ class PortSession:
         self._handling = False
         #: Set while the emulated module boots: input is dropped, the banner waits.
         self._boot_timer: asyncio.TimerHandle | None = None
+        self._flush_pending = False
         #: The next boot's silence, when a command chose it (ESP-AT AT+GSLP).
         self._next_boot_time: float | None = None
         self._raw: RawStream | None = None
@@ -230,14 +233,16 @@ class PortSession:
         if isinstance(event, Command):
             self._dispatch(event)
         elif isinstance(event, RawData):
-            setter = self._invocation.spec.set if self._invocation is not None else None
-            secret = setter.raw_secret if setter is not None else False
-            self.log.debug("at raw in", length=len(event.data),
-                           data=preview(mask(event.data, secret)))
+            if self._debug:
+                setter = self._invocation.spec.set if self._invocation is not None else None
+                secret = setter.raw_secret if setter is not None else False
+                self.log.debug("at raw in", length=len(event.data),
+                               data=preview(mask(event.data, secret)))
             if self._raw is not None:
                 self._raw.put(event.data, final=event.final)
         elif isinstance(event, Busy):
-            self.log.debug("at busy", data=preview(event.data))
+            if self._debug:
+                self.log.debug("at busy", data=preview(event.data))
             self.engine.send(self.dialect.busy(self.state))
         elif isinstance(event, ForcedRestart):
             self.log.info("at forced restart")
@@ -258,9 +263,11 @@ class PortSession:
         if not isinstance(parsed, Unknown) and not self.dialect.available(parsed.spec,
                                                                           self.config):
             parsed = Unknown(command.line, "command group switched off")
-        # As rebuilt from its fields, secrets hidden; an unknown line by its name.
-        shown = preview(self.dialect.loggable(command.line, parsed))
-        self.log.debug("at in", line=shown, truncated=command.truncated)
+        unknown = isinstance(parsed, Unknown)
+        if unknown or self._debug:
+            # As rebuilt from its fields, secrets hidden; an unknown line by its name.
+            shown = preview(self.dialect.loggable(command.line, parsed))
+            self.log.debug("at in", line=shown, truncated=command.truncated)
         if isinstance(parsed, Unknown):
             self._noisy.log(self.log, "info", "at unknown command", command=shown,
                             reason=parsed.reason)
@@ -410,7 +417,16 @@ class PortSession:
             self._boot_timer.cancel()
             self._boot_timer = None
 
+    def _flush_soon(self) -> None:
+        """Flush at the end of this turn of the event loop: what handlers and
+        links write in one turn (``Recv``/``SEND OK``, the ``+IPD`` messages
+        of one socket read) goes to the UART in one write."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
     def _flush(self) -> None:
+        self._flush_pending = False
         data = self.engine.data_to_send()
         if data:
             self._log_out(data)
@@ -422,7 +438,7 @@ class PortSession:
     def _log_out(self, data: bytes) -> None:
         """``at out`` at debug: whole lines, redacted, held while the MCU is
         typing one (ESP-AT's echo comes a byte at a time from a slow MCU)."""
-        if not self.log.is_enabled_for(logging.DEBUG):
+        if not self._debug:
             return
         shown = self._out_log.feed(data)
         if not self.engine.typing:
@@ -445,8 +461,10 @@ class PortSession:
     # -- PortContext (what handlers use) ---------------------------------
 
     def write(self, data: bytes) -> None:
+        """Part of the running command's response; it leaves with whatever else
+        this turn of the event loop writes (one UART write, not several)."""
         self.engine.send(data)
-        self._flush()
+        self._flush_soon()
 
     async def read_raw(self, length: int, prompt: bytes, *,
                        abort: bytes | ChunkAbort | None = None) -> bytes:
@@ -513,7 +531,7 @@ class PortSession:
         self.engine.unsolicited(message)
         if self.engine.unsolicited_pending:
             self._nothing_held.clear()
-        self._flush()
+        self._flush_soon()
 
     async def deliver(self, message: bytes) -> None:
         """Like :meth:`unsolicited`, but first wait until the UART has room and
