@@ -12,7 +12,9 @@ elsewhere (``ws``→``wss`` and ``tcp``→``tls`` upgrade it: the MCU keeps
 speaking plain text), add request headers, choose a proxy and a CA. A link no
 rule matches is allowed unless ``[egress] default = "deny"``. Each link's
 decision is logged once, counted (``gatewayd_route_decisions_total``) and
-shown by ``gatewayd status``.
+shown by ``gatewayd status``. The rules reach links as the ``trylast``
+``gatewayd_route_link`` implementation (:class:`gatewayd.plugin.routes.RouteRules`),
+so plugins decide before them.
 
 Listeners are not routed. UDP links of ESP-AT (unconnected sockets) ask
 :meth:`Router.decide` for their first destination themselves.
@@ -27,14 +29,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gatewayd.config.routes import Destination, Pattern, parse_pattern, parse_target, rewrite
-from gatewayd.plugin import hookimpl
 from gatewayd.transport import (
     ClientRequest,
     Connection,
     LinkEvents,
     Listener,
     ListenRequest,
-    Refused,
     Transport,
     TransportError,
 )
@@ -42,7 +42,8 @@ from gatewayd.transport import (
 if TYPE_CHECKING:
     from gatewayd.config import EgressConfig, RouteConfig
 
-__all__ = ["Decision", "RouteRules", "RoutedTransport", "Router", "destination_of"]
+__all__ = ["Decision", "RoutedTransport", "Router", "destination_of", "routed_request",
+           "rule_name"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,26 +180,6 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-class RouteRules:
-    """The built-in ``[[route]]`` rules as a ``gatewayd_route_link`` plugin
-    (``trylast``: plugins decide first). The daemon registers one and swaps
-    its :attr:`router` on reload."""
-
-    def __init__(self, router: Router) -> None:
-        self.router = router
-
-    @hookimpl(trylast=True)
-    def gatewayd_route_link(self, request: ClientRequest) -> ClientRequest | None:
-        decision = self.router.decide(destination_of(request), request.port_name)
-        if decision.actual is None:
-            raise Refused(f"denied by {_rule_name(decision)}")
-        if decision.actual == decision.original and not decision.proxy and \
-                not decision.headers and decision.ca is None:
-            return replace(request, decided_by=_rule_name(decision)) \
-                if decision.rule is not None else None
-        return replace(routed_request(request, decision), decided_by=_rule_name(decision))
-
-
 class RoutedTransport(Transport):
     """The transport of one link, through ``gatewayd_route_link`` (the
     built-in rules and any plugin's): each connect is decided and handed to
@@ -267,6 +248,7 @@ def _rule_label(by: str | None) -> str:
     return by
 
 
-def _rule_name(decision: Decision) -> str:
+def rule_name(decision: Decision) -> str:
+    """Who decided: ``[[route]] rule N`` or ``[egress] default``."""
     return "[egress] default" if decision.rule is None \
         else f"[[route]] rule {decision.rule}"

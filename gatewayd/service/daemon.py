@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from gatewayd.config import Config, ConfigError, PortConfig, Problem, load_config
-from gatewayd.links.egress import Router, RouteRules
+from gatewayd.links.egress import Router
 from gatewayd.plugin.manager import Plugins
+from gatewayd.plugin.routes import RouteRules
 from gatewayd.service.control_server import ControlServer, control_socket_path
 from gatewayd.service.lifecycle import Service, Services
 from gatewayd.service.metrics import MetricsServer
