@@ -175,6 +175,14 @@ async def test_gen1_ipdomain_replaces_dns(gen1):
     await gen1.command(b"AT+TEST", OK)
 
 
+async def test_gen1_list_has_ipdomain_in_place_of_dns(gen1):
+    await gen1.send(b"AT+LIST\r\n")
+    reply = await gen1.read_until(OK)
+    assert b"NETWORK AT command:\r\nAT+PING\r\nAT+IPERF\r\nAT+IPERF3\r\n" \
+           b"AT+IPDOMAIN\r\nAT+QUERYDNSSRV\r\n" in reply
+    assert b"AT+DNS\r\n" not in reply  # AT+LIST keeps the 2.x OK (not in the table)
+
+
 @online
 async def test_gen1_fast_connect_after_rst_is_silent(gen1):
     """The stored profile is rejoined after ATCMD READY, without the 2.x
