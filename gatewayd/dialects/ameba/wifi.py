@@ -23,6 +23,8 @@ auto-reconnect on, ``[$]wifi reconnecting`` and a new attempt every
 restart ends the retries. While joined, the host is watched through
 rtnetlink (:mod:`gatewayd.links.netwatch`): losing the default route or the
 address is the AP lost, ``[$]wifi disconnected`` and the same retries.
+Every event goes through :func:`~gatewayd.dialects.ameba.generations.event`,
+which leaves it out on a Gen-1 port (``ameba_generation = "gen1"``).
 
 The firmware splits arguments with ``parse_param``: handlers get every
 field (:mod:`gatewayd.dialects.ameba.fields`), and a trailing empty field
