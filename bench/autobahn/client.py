@@ -354,10 +354,13 @@ class EchoMcu:
 
     async def reply(self, timeout: float = REPLY_TIMEOUT) -> tuple:
         get = asyncio.ensure_future(self.replies.get())
-        done, _ = await asyncio.wait({get, self.broken}, timeout=timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait({get, self.broken}, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not get.done():  # a cancelled wait must not leave a reply thief behind
+                get.cancel()
         if get not in done:
-            get.cancel()
             if self.broken.done():
                 self.broken.result()
             raise TimeoutError(f"no reply within {timeout} s")
@@ -370,7 +373,7 @@ class EchoMcu:
                 view = view[os.write(self.fd, view):]
             except BlockingIOError:
                 ready = self.loop.create_future()
-                self.loop.add_writer(self.fd, lambda: ready.done() or ready.set_result(None))
+                self.loop.add_writer(self.fd, lambda f=ready: f.done() or f.set_result(None))
                 try:
                     await asyncio.wait_for(ready, REPLY_TIMEOUT)
                 finally:
@@ -458,14 +461,19 @@ class EchoMcu:
             self.stats["echo refused"] += 1
 
     async def echo_forever(self) -> None:
+        # Python 3.11's wait_for can swallow a cancel (when the get completes
+        # at the same moment), so the loop also stops by itself once the link
+        # has ended.
         if self.dialect == "ameba":
-            while True:
+            while not self.ended.is_set():
                 opcode, data = await self.work.get()
                 await self.echo_ameba(opcode, data)
+            return
         pieces: list[bytes] = []
-        while True:
+        while not self.ended.is_set():
             try:
-                (data,) = await asyncio.wait_for(self.work.get(), self.gap if pieces else None)
+                async with asyncio.timeout(self.gap if pieces else None):
+                    (data,) = await self.work.get()
             except TimeoutError:
                 message, pieces = b"".join(pieces), []
                 await self.echo_esp(message)
@@ -494,10 +502,16 @@ class EchoMcu:
                 self.stats["case timeout"] += 1
                 log(f"mcu: case {case}: no end within {case_timeout} s")
         finally:
-            worker.cancel()
             ended.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+            for _ in range(3):
+                worker.cancel()
+                await asyncio.wait({worker}, timeout=REPLY_TIMEOUT)
+                if worker.done():
+                    break
+            else:
+                raise ProtocolError("the echo worker does not stop")
+            if not worker.cancelled() and worker.exception() is not None:
+                raise worker.exception()  # type: ignore[misc]
         # A command may have been cut off by the cancel: take its reply first.
         with contextlib.suppress(TimeoutError):
             while True:
@@ -516,7 +530,10 @@ async def serve_agent(agent: str, base: str, count: int, case_timeout: float, ga
     config += ("ws_reconnect_interval = 3600\n" if dialect == "esp-at"
                else "ameba_ws_data_opcode = true\n")
     with tempfile.TemporaryDirectory(prefix="gwd-autobahn-client-") as tmp:
-        async with running_gateway(Path(tmp), dialect=dialect, config_text=config) as (_, vmcu):
+        stack = contextlib.AsyncExitStack()
+        _, vmcu = await stack.enter_async_context(
+            running_gateway(Path(tmp), dialect=dialect, config_text=config))
+        try:
             # Take the pty over from the VirtualMcu: our own fd first (the pty
             # always has a reader), then close the VirtualMcu's.
             fd = os.open(vmcu.path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
@@ -535,7 +552,13 @@ async def serve_agent(agent: str, base: str, count: int, case_timeout: float, ga
                 return 1
             finally:
                 mcu.close()
-    print(f"STATS {json.dumps(dict(mcu.stats))}", flush=True)
+            print(f"STATS {json.dumps(dict(mcu.stats))}", flush=True)
+        finally:
+            try:
+                async with asyncio.timeout(15):
+                    await stack.aclose()
+            except TimeoutError:
+                log("gatewayd did not stop within 15 s")
     return 0
 
 
@@ -656,7 +679,8 @@ def summarize(out: Path, index: dict[str, dict[str, dict[str, Any]]], agents: li
             except (OSError, ValueError):
                 line = f"(no report {path.name})"
             else:
-                line = f"{report.get('description', '').split('<br')[0][:70]} -- {reason(report)}"
+                about = " ".join(report.get("description", "").split("<br")[0].split())[:70]
+                line = f"{about} -- {reason(report)}"
             print(f"  {case_id}: {line}")
         for behavior in ("NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", *others):
             ids = sorted((c for c, r in results.items() if r.get("behavior") == behavior),
