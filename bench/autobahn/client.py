@@ -146,7 +146,7 @@ async def run_aiohttp(base: str, agent: str, count: int, case_timeout: float) ->
                 async with asyncio.timeout(case_timeout):
                     async with session.ws_connect(url, max_msg_size=0) as ws:
                         async for msg in ws:
-                            stats["received"] += 1
+                            stats[f"received {msg.type.name}"] += 1
                             if msg.type is WSMsgType.TEXT:
                                 await ws.send_str(msg.data)
                             elif msg.type is WSMsgType.BINARY:
