@@ -497,6 +497,43 @@ async def test_with_frames_protocol_errors_end_the_link(frame, code):
         assert await read_frame(reader) == (True, 8, True, struct.pack("!H", code))
 
 
+@pytest.mark.parametrize("code", [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000])
+async def test_with_frames_a_close_code_no_endpoint_may_send_is_a_protocol_error(code):
+    """Autobahn 7.9.x: the link fails with 1002 instead of echoing the code."""
+    reply = asyncio.get_running_loop().create_future()
+
+    async def bad_close(ws):
+        # websockets refuses to send such a code itself: the frame goes out raw.
+        ws.transport.write(encode_frame(8, struct.pack("!H", code), fin=True, mask=None))
+        with contextlib.suppress(Exception):
+            await ws.wait_closed()
+        reply.set_result(ws.protocol.close_rcvd)
+
+    async with serve(bad_close, "127.0.0.1", 0) as server:
+        _, events = await open_link(port_of(server), frames=True)
+        by_peer, end_code, error = await events.wait_closed()
+        assert by_peer and end_code is None and error is not None
+        async with asyncio.timeout(WAIT):
+            rcvd = await reply
+        assert rcvd is not None and rcvd.code == 1002
+
+
+@pytest.mark.parametrize("code", [1000, 1003, 1007, 1014, 3000, 4999])
+async def test_with_frames_a_valid_close_code_is_echoed(code):
+    reply = asyncio.get_running_loop().create_future()
+
+    async def closer(ws):
+        await ws.close(code)
+        reply.set_result(ws.protocol.close_rcvd)
+
+    async with serve(closer, "127.0.0.1", 0) as server:
+        _, events = await open_link(port_of(server), frames=True)
+        assert await events.wait_closed() == (True, code, None)
+        async with asyncio.timeout(WAIT):
+            rcvd = await reply
+        assert rcvd is not None and rcvd.code == code
+
+
 async def test_abort_sends_nothing_and_reports_a_local_end():
     frames = asyncio.get_running_loop().create_future()
 

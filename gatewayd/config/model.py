@@ -68,6 +68,10 @@ AmebaCommandGroup = Literal["socket", "websocket", "network", "dns", "mdns", "sn
 AMEBA_COMMAND_GROUPS: tuple[AmebaCommandGroup, ...] = (
     "socket", "websocket", "network", "dns", "mdns", "sntp")
 _NETWORK_OPTIONS = ("dns", "mdns", "sntp")
+#: Ameba firmware generations a port can answer as (shared/reference/
+#: ameba-wifi-network.md §0): ATCMD 2.x (2.x-a and 2.x-b are byte-identical
+#: here) or the earlier Gen-1 ("ATCMD v1", SDK v1.0 of 2024).
+AmebaGeneration = Literal["2.x", "gen1"]
 _BASE_CONTEXT_KEY = "base"
 _CHECK_FILES_CONTEXT_KEY = "check_files"
 _NEED_PORTS_CONTEXT_KEY = "need_ports"
@@ -328,11 +332,22 @@ class PortConfig(_Section):
         description=(
             "Ameba: the command groups the module is built with, as the firmware's build"
             " options: `socket` (AT+SKT…), `websocket` (AT+WS… and AT+WSSRV…), `network`"
-            " (AT+PING, AT+IPERF, AT+IPERF3), and under `network` `dns` (AT+DNS,"
-            " AT+QUERYDNSSRV, AT+SETDNSSRV), `mdns` (AT+MDNS), `sntp` (AT+SNTPCFG,"
+            " (AT+PING, AT+IPERF, AT+IPERF3), and under `network` `dns` (AT+DNS or Gen-1's"
+            " AT+IPDOMAIN, AT+QUERYDNSSRV, AT+SETDNSSRV), `mdns` (AT+MDNS), `sntp` (AT+SNTPCFG,"
             " AT+SNTPQUERY, AT+SNTPTIME). A command of a group left out behaves as an"
             " unknown command (no answer) and AT+LIST omits it. The system and Wi-Fi"
             " commands are always built in. Default: every group."
+        ),
+    )
+    ameba_generation: AmebaGeneration = Field(
+        default="2.x",
+        description=(
+            "Ameba: the firmware generation whose reply forms the port writes. `2.x` (ATCMD"
+            " 2.x: `OK`, `ERROR: <n>`, `[$]` event messages) or `gen1`, a compatibility"
+            " profile for an MCU written against the Gen-1 firmware (SDK v1.0, 2024): the"
+            " Wi-Fi, network and system commands end in `+<CMD>:OK` / `+<CMD>:ERROR:<n>`"
+            " (AT+WLCONN with Gen-1's error numbers), AT+IPDOMAIN replaces AT+DNS, and the"
+            " Wi-Fi and ping `[$]` event messages are not sent (see docs/commands.md)."
         ),
     )
     ameba_ping_results: StrictBool = Field(

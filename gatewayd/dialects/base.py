@@ -408,6 +408,14 @@ class Dialect(ABC):
     def error(self, exc: AtError, state: Any) -> bytes:
         """The final result for a failed command."""
 
+    def final(self, final: bytes, invocation: Invocation, exc: AtError | None,
+              config: PortConfig) -> bytes:
+        """The final result *final* (:meth:`ok`, :meth:`error` or a handler's
+        own bytes) of *invocation* as this port writes it; *exc* is the
+        command's error, if it failed. Default: unchanged (a dialect with
+        per-port reply forms rewrites it)."""
+        return final
+
     @abstractmethod
     def unknown(self, unknown: Unknown, state: Any) -> bytes:
         """What the MCU gets for a line that names no command."""

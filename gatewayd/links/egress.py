@@ -12,7 +12,9 @@ elsewhere (``ws``→``wss`` and ``tcp``→``tls`` upgrade it: the MCU keeps
 speaking plain text), add request headers, choose a proxy and a CA. A link no
 rule matches is allowed unless ``[egress] default = "deny"``. Each link's
 decision is logged once, counted (``gatewayd_route_decisions_total``) and
-shown by ``gatewayd status``.
+shown by ``gatewayd status``. The rules reach links as the ``trylast``
+``gatewayd_route_link`` implementation (:class:`gatewayd.plugin.routerules.RouteRules`),
+so plugins decide before them.
 
 Listeners are not routed. UDP links of ESP-AT (unconnected sockets) ask
 :meth:`Router.decide` for their first destination themselves.
@@ -33,7 +35,7 @@ from gatewayd.transport import (
     LinkEvents,
     Listener,
     ListenRequest,
-        Transport,
+    Transport,
     TransportError,
 )
 
@@ -247,6 +249,6 @@ def _rule_label(by: str | None) -> str:
 
 
 def rule_name(decision: Decision) -> str:
-    """Who decided, as logs and ``decided_by`` name it."""
+    """Who decided: ``[[route]] rule N`` or ``[egress] default``."""
     return "[egress] default" if decision.rule is None \
         else f"[[route]] rule {decision.rule}"

@@ -3,6 +3,7 @@
 * ``gatewayd run [-c FILE] [--device DEV] [--dialect esp-at|ameba] [--baudrate N]``
 * ``gatewayd check-config FILE``
 * ``gatewayd plugins``
+* ``gatewayd route -c FILE URL [--port NAME]`` (what the route rules make of a destination)
 * ``gatewayd status [-c FILE] [--json]`` and ``gatewayd trace PORT [-c FILE] [--raw]``
   (through the control socket, see :mod:`gatewayd.service.control_server`)
 

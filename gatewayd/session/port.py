@@ -278,6 +278,7 @@ class PortSession:
 
     async def _run(self, invocation: Invocation) -> None:
         spec, form = invocation.spec, invocation.form
+        failure: AtError | None = None
         try:
             handler = spec.handler(form)
             if handler is None:
@@ -292,6 +293,7 @@ class PortSession:
             self._noisy.log(self.log, "info", "at error", command=f"AT{spec.name}",
                             form=form.value, code=exc.code, reason=exc.why)
             final = self.dialect.error(exc, self.state)
+            failure = exc
         except asyncio.CancelledError:
             self._running = None
             if self._raw is not None:
@@ -299,9 +301,11 @@ class PortSession:
             raise
         except Exception:
             self.log.exception("handler crashed", command=f"AT{spec.name}")
-            final = self.dialect.error(AtError(1, why="internal error"), self.state)
+            failure = AtError(1, why="internal error")
+            final = self.dialect.error(failure, self.state)
         else:
             final = self.dialect.ok() if result is None else result
+        final = self.dialect.final(final, invocation, failure, self.config)
         if self.engine.raw_remaining and self._raw is not None:
             # The handler gave up mid-block: the MCU is still sending it, so
             # its bytes are read and dropped before the result, never run.

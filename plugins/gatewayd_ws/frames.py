@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from aiohttp import ClientWebSocketResponse
     from aiohttp.web import WebSocketResponse
 
-__all__ = ["MORE", "NO_STATUS_RCVD", "FrameReader", "FrameWriter", "encode_frame", "mask_payload"]
+__all__ = ["MORE", "NO_STATUS_RCVD", "FrameReader", "FrameWriter", "encode_frame", "mask_payload",
+           "valid_close_code"]
 
 #: RFC 6455 §7.4.1: reported when a close frame carried no status code.
 NO_STATUS_RCVD = 1005
@@ -128,6 +129,14 @@ class FrameWriter:
         self._transport.abort()
 
 
+def valid_close_code(code: int) -> bool:
+    """Whether a close frame may carry *code* (RFC 6455 §7.4.1, §7.4.2 and the
+    IANA registry): 1000..1003, 1007..1014, 3000..4999. 1004 is reserved;
+    1005, 1006 and 1015 must never be sent; below 1000, and 1016..2999 (not
+    assigned), are protocol errors."""
+    return code in (1000, 1001, 1002, 1003) or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
 #: A :class:`FrameReader` data frame's ``extra`` when it has no FIN ("" with FIN,
 #: as aiohttp's whole messages).
 MORE = "more"
@@ -148,10 +157,11 @@ class FrameReader:
     aiohttp's rules stay. These end the link (``WebSocketError``, close code
     1002 or 1007): a continuation outside a message, a new data frame inside
     one, RSV bits, reserved opcodes, a fragmented or over-125-byte control
-    frame, a one-byte or non-UTF-8 close payload. A frame over *max_size*
-    bytes ends it with 1009 before its payload is buffered. At most one frame
-    is held; the queue pauses the socket while it is full. Masked frames (a
-    server should not send them) are unmasked.
+    frame, a one-byte or non-UTF-8 close payload, a close code no endpoint
+    may send (:func:`valid_close_code`). A frame over *max_size* bytes ends
+    it with 1009 before its payload is buffered. At most one frame is held;
+    the queue pauses the socket while it is full. Masked frames (a server
+    should not send them) are unmasked.
     """
 
     def __init__(self, queue: Any, max_size: int) -> None:
@@ -228,6 +238,8 @@ class FrameReader:
             if len(payload) == 1:
                 raise WebSocketError(WSCloseCode.PROTOCOL_ERROR, "one-byte close payload")
             code = struct.unpack_from("!H", payload)[0] if payload else 0
+            if payload and not valid_close_code(code):
+                raise WebSocketError(WSCloseCode.PROTOCOL_ERROR, f"invalid close code {code}")
             try:
                 reason = payload[2:].decode()
             except UnicodeDecodeError as exc:

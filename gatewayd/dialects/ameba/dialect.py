@@ -20,6 +20,7 @@ from gatewayd.at.grammar import (
     ameba_split_escaped,
     esp_at_split,
 )
+from gatewayd.dialects.ameba import generations
 from gatewayd.dialects.ameba.state import AmebaState
 from gatewayd.dialects.base import (
     AtError,
@@ -87,7 +88,11 @@ class AmebaDialect(Dialect):
 
     def available(self, spec: CommandSpec, config: PortConfig) -> bool:
         """A command of a group the port's ``ameba_command_groups`` leaves out
-        is not built in (Kconfig), hence unknown."""
+        is not built in (Kconfig), hence unknown; so is a command the port's
+        ``ameba_generation`` does not have (AT+IPDOMAIN is Gen-1's, AT+DNS 2.x's)."""
+        if spec.name in (generations.NOT_IN_GEN1 if generations.is_gen1(config)
+                         else generations.GEN1_ONLY):
+            return False
         return not spec.group or spec.group in config.ameba_command_groups
 
     def ok(self) -> bytes:
@@ -95,6 +100,14 @@ class AmebaDialect(Dialect):
 
     def error(self, exc: AtError, state: Any) -> bytes:
         return b"\r\nERROR: %d\r\n" % (exc.code if exc.code is not None else 1)
+
+    def final(self, final: bytes, invocation: Invocation, exc: AtError | None,
+              config: PortConfig) -> bytes:
+        """2.x final lines as they are; on a ``gen1`` port, the command's Gen-1
+        form (:data:`~gatewayd.dialects.ameba.generations.GEN1_RESULTS`)."""
+        if not generations.is_gen1(config):
+            return final
+        return generations.gen1_final(invocation.spec.name, final, exc)
 
     def unknown(self, unknown: Unknown, state: Any) -> bytes:
         return b""

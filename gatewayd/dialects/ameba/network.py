@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 from gatewayd.at.grammar import ameba_atoi
 from gatewayd.dialects.ameba.fields import field_count, fields_setter, missing, value_after
+from gatewayd.dialects.ameba.generations import event
 from gatewayd.dialects.base import AtError, CommandSpec, PortContext
 from gatewayd.links import icmp, resolvers
 
@@ -122,7 +123,7 @@ async def ping(ctx: PortContext, *fields: bytes | None) -> None:
 def _report(ctx: PortContext, text: str) -> None:
     ctx.log.info("ping", result=text)
     if ctx.config.ameba_ping_results:
-        ctx.unsolicited(b"[$][ping_test] " + text.encode() + b"\r\n")
+        event(ctx, b"[$][ping_test] " + text.encode() + b"\r\n")
 
 
 async def _ping_task(ctx: PortContext, net: NetworkState, host: str, echoes: int | None,
@@ -216,7 +217,20 @@ async def mdns(ctx: PortContext, *fields: bytes | None) -> None:
 async def dns(ctx: PortContext, *fields: bytes | None) -> None:
     if field_count(fields) != 1:
         raise AtError(1, why="AT+DNS=<name>")
-    name = _text(fields[0])
+    ctx.write(b"\r\n+DNS:%s\r\n" % await _resolve(_text(fields[0])))
+
+
+async def ipdomain(ctx: PortContext, *fields: bytes | None) -> None:
+    """Gen-1's AT+DNS (``atcmd_lwip.c``): ``+IPDOMAIN:<ip>``, then (through
+    the Gen-1 result table) ``+IPDOMAIN:OK``; 1 for no or extra fields, 2 not
+    resolved."""
+    if field_count(fields) != 1:
+        raise AtError(1, why="AT+IPDOMAIN=<name>")
+    ctx.write(b"\r\n+IPDOMAIN:%s\r\n" % await _resolve(_text(fields[0])))
+
+
+async def _resolve(name: str) -> bytes:
+    """The host resolver's first IPv4 address for *name*; ``ERROR: 2`` if none."""
     if not name:
         raise AtError(2, why="empty name")
     loop = asyncio.get_running_loop()
@@ -228,7 +242,7 @@ async def dns(ctx: PortContext, *fields: bytes | None) -> None:
         raise AtError(2, why=f"not resolved: {exc}") from None
     if not infos:
         raise AtError(2, why="not resolved")
-    ctx.write(b"\r\n+DNS:%s\r\n" % str(infos[0][4][0]).encode())
+    return str(infos[0][4][0]).encode()
 
 
 async def querydnssrv(ctx: PortContext) -> None:
@@ -333,6 +347,8 @@ COMMANDS = (
                 set=fields_setter(iperf3), section=SECTION, group=NETWORK),
     CommandSpec("+DNS", "resolve a name with the host's resolver",
                 execute=missing, set=fields_setter(dns), section=SECTION, group=DNS),
+    CommandSpec("+IPDOMAIN", "Gen-1's AT+DNS (ameba_generation = \"gen1\" only)",
+                execute=missing, set=fields_setter(ipdomain), section=SECTION, group=DNS),
     CommandSpec("+QUERYDNSSRV", "DNS servers: AT+SETDNSSRV's, else the host's",
                 execute=querydnssrv, set=fields_setter(no_arguments), section=SECTION, group=DNS),
     CommandSpec("+SETDNSSRV", "store DNS servers (the host's resolver is untouched)",

@@ -23,6 +23,8 @@ auto-reconnect on, ``[$]wifi reconnecting`` and a new attempt every
 restart ends the retries. While joined, the host is watched through
 rtnetlink (:mod:`gatewayd.links.netwatch`): losing the default route or the
 address is the AP lost, ``[$]wifi disconnected`` and the same retries.
+Every event goes through :func:`~gatewayd.dialects.ameba.generations.event`,
+which leaves it out on a Gen-1 port (``ameba_generation = "gen1"``).
 
 The firmware splits arguments with ``parse_param``: handlers get every
 field (:mod:`gatewayd.dialects.ameba.fields`), and a trailing empty field
@@ -52,6 +54,7 @@ from typing import Any
 
 from gatewayd.at.grammar import ameba_atoi
 from gatewayd.dialects.ameba.fields import field_count, fields_setter, missing, value_after
+from gatewayd.dialects.ameba.generations import NO_SSID, event
 from gatewayd.dialects.base import AtError, CommandSpec, PortContext, after_keys
 from gatewayd.links import hostnet, netwatch, routes
 
@@ -276,7 +279,7 @@ def parse_join(fields: tuple[bytes | None, ...]) -> Join:
             raise AtError(INVALID_PARAM_VALUE, why="unknown key")
         i += 2
     if join.ssid is None and join.bssid is None:
-        raise AtError(REQUIRED_PARAM_MISS, why="neither ssid nor bssid")
+        raise AtError(REQUIRED_PARAM_MISS, why=NO_SSID)
     return join
 
 
@@ -328,7 +331,10 @@ async def _fast_connect(ctx: PortContext, wifi: WifiState, generation: int) -> N
 async def _attempt(ctx: PortContext, wifi: WifiState, join: Join, *,
                    unsolicited: bool = False) -> bool:
     """One join: the messages of a success or a failure; True when joined."""
-    say = ctx.unsolicited if unsolicited else ctx.write
+
+    def say(message: bytes) -> None:
+        event(ctx, message, inline=not unsolicited)
+
     wifi.joined = False
     wifi.applied_static = None
     online = routes.has_default_route(ctx.config.wifi_interface)
@@ -366,12 +372,12 @@ async def _reconnect(ctx: PortContext, wifi: WifiState, generation: int) -> None
         await asyncio.sleep(RECONNECT_INTERVAL)
         if cancelled():
             return
-        ctx.unsolicited(RECONNECTING)
+        event(ctx, RECONNECTING)
         assert wifi.target is not None
         if await _attempt(ctx, wifi, wifi.target, unsolicited=True):
             return
     if not cancelled():
-        ctx.unsolicited(RECONNECT_DONE)
+        event(ctx, RECONNECT_DONE)
 
 
 async def _watch_host(ctx: PortContext, wifi: WifiState) -> None:
@@ -390,7 +396,7 @@ async def _watch_host(ctx: PortContext, wifi: WifiState) -> None:
             wifi.joined = False
             wifi.applied_static = None
             ctx.log.info("wifi lost: the host has no default route or address")
-            ctx.unsolicited(DISCONNECTED)
+            event(ctx, DISCONNECTED)
             wifi.cancel_retry()
             if wifi.auto_reconnect:
                 ctx.spawn(_reconnect(ctx, wifi, wifi.retry_generation))
@@ -408,7 +414,7 @@ async def wldisconn(ctx: PortContext) -> None:
     wifi: WifiState = ctx.state.wifi
     wifi.cancel_retry()
     if wifi.joined:
-        ctx.write(DISCONNECTED)
+        event(ctx, DISCONNECTED, inline=True)
         ctx.log.info("wifi left", ssid=_text(wifi.target.ssid or b"") if wifi.target else "")
     wifi.joined = False
     wifi.target = None
