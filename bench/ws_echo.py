@@ -109,20 +109,31 @@ class Pty:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{path} did not appear")
             time.sleep(0.01)
-        self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+        self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         tty.setraw(self.fd, termios.TCSANOW)
         self.buffer = bytearray()
 
     def write(self, data: bytes) -> None:
+        """Write *data* while reading what arrives meanwhile (full duplex, as a
+        UART): gatewayd stops reading an MCU that does not read."""
         view = memoryview(data)
         while view:
-            view = view[os.write(self.fd, view):]
+            readable, writable, _ = select.select([self.fd], [self.fd], [], TIMEOUT)
+            if not (readable or writable):
+                raise TimeoutError("the pty stopped moving data")
+            if readable:
+                with contextlib.suppress(BlockingIOError):
+                    self.buffer += os.read(self.fd, 65536)
+            if writable:
+                with contextlib.suppress(BlockingIOError):
+                    view = view[os.write(self.fd, view[:4096]):]
 
     def _fill(self) -> None:
         ready, _, _ = select.select([self.fd], [], [], TIMEOUT)
         if not ready:
             raise TimeoutError(f"nothing read within {TIMEOUT} s; have {bytes(self.buffer[-80:])}")
-        self.buffer += os.read(self.fd, 65536)
+        with contextlib.suppress(BlockingIOError):
+            self.buffer += os.read(self.fd, 65536)
 
     def read_until(self, marker: bytes) -> bytes:
         while (end := self.buffer.find(marker)) < 0:
@@ -231,17 +242,9 @@ def measured(roundtrip, mcu: Pty, pid: int, args) -> dict[str, float]:
 
 
 def raw_roundtrip(mcu: Pty, block: bytes) -> None:
-    """Write *block* while reading its echo: a block larger than the pty's
-    buffers would otherwise deadlock against socat writing the echo back."""
-    view = memoryview(block)
-    while view:
-        readable, writable, _ = select.select([mcu.fd], [mcu.fd], [], TIMEOUT)
-        if not (readable or writable):
-            raise TimeoutError("the relay stopped moving data")
-        if readable:
-            mcu.buffer += os.read(mcu.fd, 65536)
-        if writable:
-            view = view[os.write(mcu.fd, view[:4096]):]
+    """Write *block* while reading its echo (:meth:`Pty.write` is full duplex),
+    then read the rest of it."""
+    mcu.write(block)
     mcu.read_exactly(len(block))
 
 
@@ -342,13 +345,16 @@ def run_socat(workdir: Path, tcp_port: int, args) -> dict[str, float]:
         proc.wait(TIMEOUT)
 
 
-#: (label, dialect, link, sizes): the data paths --all measures.
+#: (label, dialect, link, sizes, AT+TRANSINTVL): the data paths --all measures.
+#: Passthrough with the module's 20 ms packing timer is bound by the timer in a
+#: one-block-in-flight echo (as on the module); with 0 it shows gatewayd's cost.
 PATHS = (
-    ("esp-at AT+WSSEND", "esp-at", "ws", (4096,)),
-    ("esp-at AT+CIPSEND", "esp-at", "cipsend", (4096,)),
-    ("esp-at passthrough", "esp-at", "passthrough", (4096, 65536)),
-    ("ameba AT+WSSENDRAW", "ameba", "ws", (4096, 65536)),
-    ("ameba AT+SKTSENDRAW", "ameba", "tcp", (4096, 65536)),
+    ("esp-at AT+WSSEND", "esp-at", "ws", (4096,), 20),
+    ("esp-at AT+CIPSEND", "esp-at", "cipsend", (4096,), 20),
+    ("esp-at passthrough", "esp-at", "passthrough", (4096, 65536), 20),
+    ("esp-at passthrough, TI=0", "esp-at", "passthrough", (4096, 65536), 0),
+    ("ameba AT+WSSENDRAW", "ameba", "ws", (4096, 65536), 20),
+    ("ameba AT+SKTSENDRAW", "ameba", "tcp", (4096, 65536), 20),
 )
 
 
@@ -365,10 +371,11 @@ def all_paths(args) -> int:
         ports = parent.recv()
         with tempfile.TemporaryDirectory(prefix="gwd-bench-") as tmp:
             baselines = {}
-            for label, dialect, link, sizes in PATHS:
+            for label, dialect, link, sizes, interval in PATHS:
                 for size in sizes:
                     run = argparse.Namespace(**{**vars(args), "dialect": dialect,
                                                 "link": link, "size": size,
+                                                "transintvl": interval,
                                                 "blocks": max(20, args.blocks * 4096 // size)})
                     if size not in baselines:
                         baselines[size] = run_socat(Path(tmp), ports[2], run)
