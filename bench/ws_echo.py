@@ -383,8 +383,7 @@ def all_paths(args) -> int:
                     rows.append((f"{label}, {size // 1024} KiB", result, baselines[size]))
     finally:
         peers.terminate()
-    loop = os.environ.get("GATEWAYD_EVENT_LOOP") or "uvloop if installed"
-    print(f"every path, gatewayd beside socat in the same run (event loop: {loop}); "
+    print(f"every path, gatewayd beside socat in the same run; "
           f"{args.count} x 64 B round trips each")
     head = ("path", "MB/s", "x socat", "CPU ms/MB", "x socat", "CPU us/64B RT", "x socat",
             "RTT med us", "p99 us")

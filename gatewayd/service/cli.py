@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from gatewayd import __version__
@@ -181,19 +180,6 @@ def _load(args: argparse.Namespace) -> Config:
     return config
 
 
-def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop where it is installed (the ``fast`` extra), unless
-    ``GATEWAYD_EVENT_LOOP=asyncio``; else asyncio's own (``None``)."""
-    if os.environ.get("GATEWAYD_EVENT_LOOP", "") == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
-
-
 def _run(args: argparse.Namespace) -> int:
     if args.device is None and (args.dialect or args.baudrate):
         print("gatewayd: --dialect and --baudrate describe the --device port; "
@@ -224,8 +210,7 @@ def _run(args: argparse.Namespace) -> int:
     daemon = Daemon(config, plugins, log, reload_source=args.config,
                     override_ports=config.ports if args.device is not None else None)
     try:
-        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-            return runner.run(daemon.run())
+        return asyncio.run(daemon.run())
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("config problem", problem=str(problem))

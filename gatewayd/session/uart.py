@@ -133,8 +133,7 @@ class Uart:
             writer = open(os.dup(fd), "wb", buffering=0)  # noqa: SIM115
             self._read, _ = await loop.connect_read_pipe(
                 lambda: _Side(self, reads=True, writes=False), reader)
-            if hasattr(self._read, "max_size"):  # asyncio's; uvloop reads what is there
-                self._read.max_size = READ_SIZE
+            self._read.max_size = READ_SIZE  # type: ignore[attr-defined]
             write, _ = await loop.connect_write_pipe(
                 lambda: _Side(self, reads=False, writes=True), writer)
             write.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
