@@ -212,3 +212,29 @@ async def test_what_survives_a_restart(tmp_path, state_dir):
         assert baudrate(mcu) == termios.B38400
         await mcu.expect_silence(1.5)
     assert set(stored(state_dir)) == {"uart"}
+
+
+@online
+async def test_t2_boot_with_a_stored_profile_then_websocket(tmp_path, state_dir):
+    """Transcript T2 byte for byte: the module rejoins from its stored profile,
+    then the MCU opens its hard-coded ``echo.example.com`` (routed to a local
+    echo: the name is never resolved) and gets its message back."""
+    from test_routes import recording_ws_server
+
+    async with recording_ws_server() as (port, seen):
+        text = config(f'ameba_ws_data_opcode = true\n[[route]]\n'
+                      f'match = "ws://echo.example.com/*"\nto = "ws://127.0.0.1:{port}/"\n')
+        async with running_gateway(tmp_path, config_text=text) as (_, mcu):
+            await mcu.command(JOIN, CONNECTED + got_ip() + OK)
+        async with running_gateway(tmp_path, config_text=text) as (_, mcu):  # the next boot
+            await mcu.expect(CONNECTED + got_ip(), timeout=REJOIN_WITHIN)
+            await mcu.command(b"AT+TEST", OK)
+            await mcu.send(b"AT+WLSTATE\r\n")
+            state = await mcu.read_until(b"\r\n\r\n" + OK)
+            assert b"      SSID => MyWiFi\r\n" in state
+            await mcu.command(b"AT+WSCFG=0,30,120", OK)
+            await mcu.command(b"AT+WSCONN=0,echo.example.com,/,80,1",
+                              b"[$][WS][EVENT]:linkid:0, connected\r\n" + OK)
+            await mcu.command(b"AT+WSSEND=0,5,,,hello",
+                              OK + b"[$][WS][DATA][0][1][5]:hello\r\n")
+    assert seen[0][0] == "/"
