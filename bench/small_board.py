@@ -34,8 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ws_echo import _IPD as IPD_RE
-from ws_echo import TIMEOUT, Pty, cpu_seconds, serve_echo
+from ws_echo import TIMEOUT, Pty, cipsend_roundtrip, cpu_seconds, serve_echo, ws_roundtrip
 
 CGROUP_V2 = Path("/sys/fs/cgroup")
 CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
@@ -93,61 +92,38 @@ def setup(mcu: Pty, path: str, tcp_port: int, ws_port: int) -> None:
 
 
 def carry(mcu: Pty, path: str, rate: float, seconds: float) -> tuple[int, int]:
-    """Offer *rate* payload bytes/s for *seconds*; (bytes sent, bytes echoed back)."""
+    """Offer *rate* payload bytes/s for *seconds*; (bytes sent, bytes echoed back).
+    Blocks of the command paths go one at a time and are read back whole
+    (ws_echo's round trips) before the next is due."""
+    roundtrip = cipsend_roundtrip if path == "cipsend" else ws_roundtrip
     sent = received = 0
     start = time.monotonic()
     block = os.urandom(BLOCK)
     while (now := time.monotonic()) - start < seconds:
         due = int((now - start) * rate) - sent
-        if due <= 0:
-            time.sleep(0.001)
-            received += drain(mcu, path)
-            continue
         if path == "passthrough":
-            piece = block[: min(due, BLOCK)]
-            mcu.write(piece)
-            sent += len(piece)
-        else:
-            command = b"AT+CIPSEND=%d\r\n" if path == "cipsend" else b"AT+WSSEND=0,%d,2\r\n"
-            mcu.write(command % BLOCK)
-            mcu.read_until(b"\r\nOK\r\n\r\n>")
-            mcu.write(block)
-            mcu.read_until(b"\r\nSEND OK\r\n")
+            if due > 0:
+                piece = block[: min(due, BLOCK)]
+                mcu.write(piece)
+                sent += len(piece)
+            with contextlib.suppress(BlockingIOError):
+                mcu.buffer += os.read(mcu.fd, 65536)
+            received += len(mcu.buffer)
+            mcu.buffer.clear()
+            time.sleep(0.001)
+        elif due >= BLOCK:
+            roundtrip(mcu, block)
             sent += BLOCK
-        received += drain(mcu, path)
+            received += BLOCK
+        else:
+            time.sleep(0.001)
     deadline = time.monotonic() + TIMEOUT
-    while received < sent and time.monotonic() < deadline:
+    while path == "passthrough" and received < sent and time.monotonic() < deadline:
         with contextlib.suppress(TimeoutError):
             mcu._fill()
-        received += drain(mcu, path)
-    return sent, received
-
-
-def drain(mcu: Pty, path: str) -> int:
-    """Payload bytes that arrived (consumed from the buffer)."""
-    if path == "passthrough":
-        n = len(mcu.buffer)
+        received += len(mcu.buffer)
         mcu.buffer.clear()
-        return n
-    header = IPD_RE if path == "cipsend" else None
-    got = 0
-    while True:
-        if header is not None:
-            match = header.match(mcu.buffer)
-            if not match or len(mcu.buffer) < match.end() + int(match.group(1)) + 2:
-                return got
-            size = int(match.group(1))
-            del mcu.buffer[: match.end() + size + 2]
-        else:
-            head = mcu.buffer.find(b"+WS_DATA:0,")
-            comma = mcu.buffer.find(b",", head + 11) if head >= 0 else -1
-            if comma < 0:
-                return got
-            size = int(mcu.buffer[head + 11:comma])
-            if len(mcu.buffer) < comma + 1 + size + 2:
-                return got
-            del mcu.buffer[: comma + 1 + size + 2]
-        got += size
+    return sent, received
 
 
 def main() -> int:
