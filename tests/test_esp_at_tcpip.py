@@ -737,3 +737,27 @@ async def test_e7_ssl_client_with_mutual_authentication(tmp_path, tls_files):
             await mcu.expect(b"\r\n+IPD,4:test\r\n")
     finally:
         server.close()
+
+
+async def test_savetranslink_dials_at_boot_and_enters_passthrough(tmp_path):
+    async with running_gateway(tmp_path, config_text=port_config()) as (_, mcu), Peer() as peer:
+        await station_up(mcu)
+        await mcu.command(b'AT+SAVETRANSLINK=1,"127.0.0.1",%d,"TCP"' % peer.port, OK)
+        await mcu.command(b'AT+SAVETRANSLINK=1,"127.0.0.1",0,"TCP"', ERROR)
+        await mcu.command(b"AT+RST", OK)
+        # Rejoined from flash, dialled, in the send state by itself.
+        await mcu.expect(b"\r\nready\r\nWIFI CONNECTED\r\nWIFI GOT IP\r\n\r\n>")
+        reader, writer = await peer.accept()
+        await mcu.send(b"raw at boot")
+        assert await asyncio.wait_for(reader.readexactly(11), 5) == b"raw at boot"
+        writer.write(b"back")
+        await mcu.expect(b"back")
+        await asyncio.sleep(0.05)
+        await mcu.send(b"+++")
+        await asyncio.sleep(0.05)
+        await mcu.command(b"ATE0", b"ATE0\r\n" + OK)
+        await mcu.command(b"AT+CIPMODE?", b"+CIPMODE:1\r\n" + OK)
+        await mcu.command(b"AT+SAVETRANSLINK=0", OK)
+        await mcu.command(b"AT+RST", OK)
+        await mcu.expect(b"\r\nready\r\nWIFI CONNECTED\r\nWIFI GOT IP\r\n")
+        await mcu.expect_silence(0.5)  # no saved link: command mode

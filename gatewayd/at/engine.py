@@ -281,6 +281,14 @@ class AtEngine:
         """Write part of the running command's response (or a prompt-less reply)."""
         self._out += data
 
+    def begin(self) -> None:
+        """Start a command that no line asked for (the module's own, such as
+        ESP-AT's saved passthrough link at boot): RUNNING, as after a
+        :class:`Command`, so input is busy and raw blocks may be read."""
+        if self.state is not State.READY:
+            raise RuntimeError("a command is already running")
+        self.state = State.RUNNING
+
     def expect_raw(self, length: int, prompt: bytes, chunk: int | None = None, *,
                    eager: bool = False) -> None:
         """Write *prompt*, then collect exactly *length* raw bytes (no echo, no

@@ -295,6 +295,11 @@ class PortContext(Protocol):
 
     def link_changed(self, link: DescribedLink) -> None: ...
 
+    def run_unprompted(self, work: Callable[[Any], Awaitable[bytes | None]],
+                       name: str) -> bool:
+        """Run *work(ctx)* as the module's own command, with no MCU line (input
+        busy, raw blocks allowed, its bytes end it); False if one runs."""
+
     def restart_after_reply(self, boot_time: float | None = None) -> None:
         """Restart once the result has left, silent for *boot_time* s (default:
         the port's) before the banner."""

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -319,6 +319,44 @@ class PortSession:
         if self._after_reply:
             actions, self._after_reply = self._after_reply, []
             self.spawn(self._run_after_reply(actions))
+
+    def run_unprompted(self, work: Callable[[Any], Awaitable[bytes | None]],
+                       name: str) -> bool:
+        """Run *work(ctx)* as a command of the module's own (no MCU line):
+        input is busy meanwhile, *work* may read raw blocks, and the bytes it
+        returns (``None``: nothing) end it. ``False`` when a command runs."""
+        if self._running is not None or self.booting:
+            return False
+        try:
+            self.engine.begin()
+        except RuntimeError:
+            return False
+        self._running = asyncio.get_running_loop().create_task(
+            self._run_unprompted(work, name))
+        return True
+
+    async def _run_unprompted(self, work: Callable[[Any], Awaitable[bytes | None]],
+                              name: str) -> None:
+        try:
+            final = await work(self) or b""
+        except AtError as exc:
+            self.log.info("module task failed", task=name, reason=exc.why)
+            final = b""
+        except asyncio.CancelledError:
+            self._running = None
+            if self._raw is not None:
+                self._raw.finish()
+            raise
+        except Exception:
+            self.log.exception("module task crashed", task=name)
+            final = b""
+        if self.engine.raw_remaining and self._raw is not None:
+            await self._raw.discard_rest()
+        self._running = None
+        if self._raw is not None:
+            self._raw.finish()
+        self._finish(final)
+        self._flush()
 
     async def _run_after_reply(self, actions: list[Callable[[], None]]) -> None:
         await self.uart.drain(timeout=2.0)

@@ -16,6 +16,6 @@ from gatewayd.dialects.esp_at.dialect import EspAtDialect
 DIALECT = EspAtDialect(core.COMMANDS + wifi.COMMANDS + tcpip.COMMANDS + passthrough.COMMANDS
                        + ipsend.COMMANDS + ipssl.COMMANDS + servers.COMMANDS
                        + names.COMMANDS + websocket.COMMANDS,
-                       boot_hooks=(wifi.autoconnect,))
+                       boot_hooks=(wifi.autoconnect, passthrough.autostart))
 
 __all__ = ["DIALECT", "EspAtDialect"]

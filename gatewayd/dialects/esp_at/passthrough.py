@@ -16,15 +16,18 @@ A client link that drops in the send state is dialled again every
 AT+CIPRECONNINTV times 100 ms until it is back or the MCU leaves with ``+++``;
 meanwhile its bytes are dropped (and counted in the log).
 
-AT+SAVETRANSLINK is validated and kept in the port's state file (it survives
-AT+RST and daemon restarts, as in the module's flash; AT+RESTORE clears
-it). gatewayd does not dial it at boot: the MCU enters passthrough itself.
+AT+SAVETRANSLINK is kept in the port's state file (it survives AT+RST and
+daemon restarts, as in the module's flash; AT+RESTORE and
+``AT+SAVETRANSLINK=0`` clear it). After each ``ready``, once the station is
+joined, the module dials it and enters the send state by itself, printing
+``\r\n>`` (:func:`autostart`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from gatewayd.dialects.base import AtError, CommandSpec, Int, PortContext, Setter
 from gatewayd.dialects.esp_at.dialect import PROMPT
@@ -34,7 +37,7 @@ from gatewayd.dialects.esp_at.ipsend import cipsend, send_data
 from gatewayd.dialects.esp_at.tcpip import CONNECT_LIMIT, TYPES, connect, ip_state
 from gatewayd.links import LinkState
 
-__all__ = ["COMMANDS", "Packer"]
+__all__ = ["COMMANDS", "Packer", "autostart", "send_state"]
 
 #: Bytes per passthrough packet.
 PACKET = 2920
@@ -114,11 +117,18 @@ async def cipsend_passthrough(ctx: PortContext) -> bytes:
     link = ip.links.get(0)
     if link is None or link.state is not LinkState.OPEN or len(ip.links) != 1:
         raise AtError(why="passthrough needs link 0 open, and only it")
+    return await send_state(ctx, PROMPT)
+
+
+async def send_state(ctx: PortContext, prompt: bytes) -> bytes:
+    """Write *prompt*, then carry link 0 raw until ``+++``; the reply to the
+    exit (nothing, or ``+QUITT`` with AT+SYSMSG bit 0)."""
+    ip = ip_state(ctx)
     loop = asyncio.get_running_loop()
-    stream = ctx.read_raw_stream(ENDLESS, PROMPT, eager=True)
+    stream = ctx.read_raw_stream(ENDLESS, prompt, eager=True)
     ip.sending = True
     ip.redial = lambda lost: ip.spawn(_redial(ctx, ip, lost))
-    ctx.log.info("passthrough: send state", link=link.id)
+    ctx.log.info("passthrough: send state")
     packer = Packer(ip.trans_interval / 1000, last=loop.time())
     iterator = stream.__aiter__()
     dropped = 0
@@ -158,6 +168,53 @@ async def _redial(ctx: PortContext, ip: IpState, lost: IpLink) -> None:
             continue
         if ip.sending and ip.sysmsg & 4:
             ctx.write(ip.link_up_message(link))
+        return
+
+
+#: The saved link's prompt when the module enters passthrough by itself.
+AUTO_PROMPT = b"\r\n>"
+
+
+def autostart(ctx: PortContext) -> None:
+    """After ``ready``: with a link kept by AT+SAVETRANSLINK and the station
+    joined (AT+CWAUTOCONN), dial it and enter passthrough without a command,
+    printing ``\r\n>``, as the module does; retried every AT+CIPRECONNINTV
+    until it connects or the MCU opens link 0 itself."""
+    saved = ctx.store.get(SAVED_LINK_KEY)
+    if not isinstance(saved, dict):
+        return
+    ip_state(ctx).spawn(_dial_saved(ctx, saved))
+
+
+async def _dial_saved(ctx: PortContext, saved: dict[str, Any]) -> None:
+    ip = ip_state(ctx)
+    try:
+        host, port, link_type = str(saved["host"]), int(saved["port"]), str(saved["type"])
+        kind, _family = TYPES[link_type]
+    except (KeyError, TypeError, ValueError):
+        ctx.log.warning("AT+SAVETRANSLINK: the saved link is unreadable; ignored")
+        return
+    extra = int(saved.get("extra") or 0)
+    while True:
+        if ctx.state.wifi.joined_ssid is None and ctx.state.wifi.mode == 1:
+            await asyncio.sleep(ip.reconnect_interval / 10)
+            continue
+        if 0 in ip.links or ip.mux:
+            return  # the MCU took over
+        link = IpLink(0, link_type, remote=(host, port),
+                      local_port=extra if kind == "udp" else 0, host=host,
+                      state=LinkState.CONNECTING)
+        if kind != "udp" and extra:
+            ip.options[0].tcp.keep_alive = extra
+        try:
+            await connect(ctx, ip, link, kind, "", CONNECT_LIMIT)
+        except AtError as exc:
+            ctx.log.info("AT+SAVETRANSLINK: dial failed; retrying", error=exc.why)
+            await asyncio.sleep(ip.reconnect_interval / 10)
+            continue
+        ip.mode = 1
+        if not ctx.run_unprompted(lambda c: send_state(c, AUTO_PROMPT), "saved passthrough"):
+            ctx.log.info("AT+SAVETRANSLINK: a command runs; link 0 stays in CIPMODE=1")
         return
 
 
