@@ -183,6 +183,14 @@ class WifiNetwork(_Section):
         default=None, pattern=r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$",
         description="BSSID that AT+WLSTATE/AT+WLSCAN report (and that a `bssid` join must name).")
     channel: StrictInt = Field(default=6, ge=1, le=165, description="Channel reported.")
+    rssi: StrictInt = Field(default=-45, ge=-100, le=0,
+                            description="Signal strength (dBm) AT+WLSCAN reports.")
+    mode: Literal["B", "G", "N", "AC", "AX"] = Field(
+        default="N", description="802.11 mode AT+WLSCAN reports.")
+    security: StrictStr | None = Field(
+        default=None, max_length=32, description=(
+            "Security AT+WLSCAN reports (`WPA/WPA2 AES`, …). Default: `Open` without a"
+            " password, else `WPA2 AES`."))
 
 
 class PortConfig(_Section):

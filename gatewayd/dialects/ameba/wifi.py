@@ -514,9 +514,13 @@ async def _scan(ctx: PortContext, ssid: bytes | None, channels: set[int] | None)
         channel = _channel(ctx, join)
         if (ssid is not None and join.ssid != ssid) or (channels and channel not in channels):
             continue
-        lines.append(b'%2d, %s, %d, %d, N, "%s", "%s" \r\n' % (
-            len(lines) + 1, _bssid(ctx, join).encode(), DEFAULT_RSSI, channel,
-            _security(join, scan=True).encode(), join.ssid or b""))
+        net = _network(ctx, join)
+        rssi, mode = (net.rssi, net.mode) if net is not None else (DEFAULT_RSSI, "N")
+        security = net.security if net is not None and net.security else \
+            _security(join, scan=True)
+        lines.append(b'%2d, %s, %d, %d, %s, "%s", "%s" \r\n' % (
+            len(lines) + 1, _bssid(ctx, join).encode(), rssi, channel, mode.encode(),
+            security.encode(), join.ssid or b""))
     ctx.write(b"".join(lines))
 
 
