@@ -68,7 +68,7 @@ async def test_t5_baud_change_scan_open_network_sntp_secure_websocket(tmp_path, 
                                  rb"\r\n\r\nOK\r\n", reply)
             assert match, reply
             shown = datetime.datetime.strptime(match.group(1).decode(), "%Y-%m-%d %H:%M:%S")
-            now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+            now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
             assert abs((shown - now).total_seconds() - 8 * 3600) < 5
             await mcu.command(b"AT+WSCONN=1,ws.example.com,/stream,0,2",
                               b"[$][WS][EVENT]:linkid:1, connected\r\n" + OK)

@@ -613,3 +613,31 @@ async def test_idle_timeout_set_later_applies_at_once(tmp_path):
             await mcu.expect(connected(0))
             await mcu.command(b"AT+WSSRVCFG=3,30,1", OK)
             await mcu.expect(disconnected(0, 14), timeout=3)
+
+
+async def test_wss_peers_outside_server_allow_or_without_a_token_never_reach_the_mcu(
+        tmp_path, tls_files):
+    """A peer outside server_allow gets no TLS handshake at all; with a token, a
+    peer that fails TLS never authenticated: the MCU hears of neither (before:
+    `disconnected, reason:5` / `reason:6` for any outsider, a UART flood)."""
+
+    async def plain_text_at(port: int) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\n\r\n")
+        try:
+            return await asyncio.wait_for(reader.read(100), WAIT)
+        finally:
+            writer.close()
+
+    port = free_port()
+    text = config(tls_files, 'server_allow = ["127.0.0.2/32"]')
+    async with gateway(tmp_path, text) as (_, mcu):
+        await started(mcu, port, 2, 1)
+        for _ in range(5):
+            assert await plain_text_at(port) == b""  # closed at once: no TLS, no alert
+        await mcu.expect_silence(0.3)
+    text = config(tls_files, f'wssrv_token = "{"t" * 20}"')
+    async with gateway(tmp_path, text) as (_, mcu):
+        await started(mcu, port, 2, 1)
+        await plain_text_at(port)  # a TLS failure of an unauthenticated peer
+        await mcu.expect_silence(0.3)

@@ -15,9 +15,6 @@ validation is logged and ignored.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
-import gc
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -33,17 +30,15 @@ from gatewayd.service.lifecycle import Service, Services
 from gatewayd.service.metrics import MetricsServer
 from gatewayd.service.systemd import Notifier
 from gatewayd.session.port import PortSession
+from gatewayd.transport.sockopts import release_freed_memory
 
 __all__ = ["Daemon", "PortSet", "release_startup_memory"]
 
 
 def release_startup_memory() -> None:
     """Give back to the OS what start-up (config validation, plugin discovery)
-    allocated and freed: a collection, then glibc's ``malloc_trim``. A few MB
-    on a small board; a no-op where glibc is not the C library."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).malloc_trim(0)
+    allocated and freed; a few MB on a small board."""
+    release_freed_memory()
 
 
 class PortSet:

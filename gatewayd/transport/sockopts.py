@@ -11,6 +11,9 @@ once (:data:`MAX_HANDSHAKES`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import gc
 import socket
 import struct
 from collections.abc import Awaitable, Callable
@@ -19,8 +22,15 @@ from typing import Any
 from gatewayd.logs import RateLimit, get_logger
 from gatewayd.transport import Listener, SocketOptions
 
-__all__ = ["MAX_HANDSHAKES", "HandshakeGate", "ServerListener", "address",
-           "apply_socket_options", "serve_everywhere"]
+__all__ = [
+    "MAX_HANDSHAKES",
+    "HandshakeGate",
+    "ServerListener",
+    "address",
+    "apply_socket_options",
+    "release_freed_memory",
+    "serve_everywhere",
+]
 
 _log = get_logger()
 #: Connections one listener may hold in their TLS or WebSocket handshake at once.
@@ -108,6 +118,15 @@ class ServerListener(Listener):
             server.close()
 
 
+def release_freed_memory() -> None:
+    """Give back to the OS what was allocated and freed (after start-up, after a
+    flood of handshakes): a collection, then glibc's ``malloc_trim``; a no-op
+    where glibc is not the C library."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
+
+
 class HandshakeGate:
     """At most *limit* (:data:`MAX_HANDSHAKES`) connections of one listener in
     their handshake at once, so that a flood of slow or silent handshakes
@@ -115,13 +134,15 @@ class HandshakeGate:
     deadline). A connection beyond the limit is aborted at once, before any
     byte is read, counted in :attr:`refused` and logged rate-limited
     (``handshakes full``); ``on_rejected`` is not told, so a flood never
-    reaches the MCU's UART."""
+    reaches the MCU's UART. When the last handshake of a flood ends, freed
+    memory is given back (:func:`release_freed_memory`)."""
 
     def __init__(self, kind: str, limit: int = MAX_HANDSHAKES) -> None:
         self.kind = kind
         self.limit = limit
         self.active = 0
         self.refused = 0
+        self._refused_at_trim = 0
         self._noisy = RateLimit()
 
     def enter(self, transport: asyncio.Transport) -> bool:
@@ -139,3 +160,7 @@ class HandshakeGate:
 
     def leave(self) -> None:
         self.active -= 1
+        if self.active == 0 and self.refused > self._refused_at_trim:
+            # A flood just ended: give back what its handshakes allocated.
+            self._refused_at_trim = self.refused
+            release_freed_memory()

@@ -18,6 +18,8 @@ How a peer becomes a link, and the limits and defaults on the way:
   are seen: ``loop.start_tls`` with ``ListenRequest.tls`` (which may require a client
   certificate); a failed handshake, or a peer that goes away during it, is reported
   with stage ``"tls"``. A wss listener without an ``SSLContext`` is refused.
+- wss: a peer outside ``allow`` is closed at accept, before any TLS, and
+  reported "refused" (so a TLS failure is only ever a permitted peer's).
 - Admission, in this order, each answered over HTTP with a short text body and the
   connection closed afterwards (one request per connection):
 
@@ -257,11 +259,20 @@ class _Incoming(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         server = self._server
+        peer = kit.shown_address(transport.get_extra_info("peername"))
+        if server.tls is not None and not admitted(peer, server.request.allow):
+            # wss: a peer outside `allow` gets no TLS handshake (and so no
+            # failure of it the MCU could hear of): closed at once.
+            transport.abort()
+            self.settled = True
+            kit.tell_rejected(server.request, peer, TransportError(
+                "client address not in the allowed networks", stage="refused"))
+            return
         if not server.gate.enter(transport):
             self.settled = True  # closed at once: nothing to report
             return
         self.transport = transport
-        self.peer = kit.shown_address(transport.get_extra_info("peername"))
+        self.peer = peer
         self.local = kit.shown_address(transport.get_extra_info("sockname"))
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(server.request.handshake_timeout, self._expired)

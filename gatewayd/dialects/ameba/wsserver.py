@@ -322,7 +322,10 @@ def _rejected(ctx: PortContext, state: WsServerState, kind: str, peer: tuple[str
                  error=str(error))
     reason = {"tls": TLS_FAILED, "timeout": TLS_TIMEOUT}.get(error.stage)
     slot_id = state.free_slot()
-    if kind == "wss" and reason is not None and slot_id is not None:
+    # With a token, a peer that failed TLS never authenticated: the MCU hears
+    # nothing of it (nor of peers outside server_allow, refused before TLS).
+    if kind == "wss" and reason is not None and slot_id is not None and \
+            ctx.config.wssrv_token is None:
         ctx.unsolicited(b"[$][WSSRV][EVENT]:linkid:%d, disconnected, reason:%d\r\n"
                         % (slot_id, reason))
 
