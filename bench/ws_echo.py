@@ -241,6 +241,28 @@ def measured(roundtrip, mcu: Pty, pid: int, args) -> dict[str, float]:
             "cpu_rt": cpu_us_per_rt}
 
 
+def ameba_line_roundtrip(command: bytes, data_urc: bytes):
+    """A round trip for an Ameba send with the data on the command line
+    (``AT+WSSEND``, ``AT+SKTSEND``): *command* (``%d`` = length) + the data
+    (printable, nothing to escape) + CRLF, ``OK``, then the echo as
+    ``<data_urc>[<len>]:`` messages. The line is at most 2000 bytes."""
+    header_re = re.compile(re.escape(data_urc) + rb"(?:\[\d+\])?\[(\d+)\]:")
+
+    def roundtrip(mcu: Pty, block: bytes) -> None:
+        data = b"x" * len(block)
+        mcu.write(command % len(data) + data + b"\r\n")
+        mcu.read_until(b"\r\nOK\r\n")
+        got = 0
+        while got < len(data):
+            match = header_re.fullmatch(mcu.read_until(b"]:"))
+            assert match
+            size = int(match.group(1))
+            mcu.read_exactly(size + 2)
+            got += size
+
+    return roundtrip
+
+
 def raw_roundtrip(mcu: Pty, block: bytes) -> None:
     """Write *block* while reading its echo (:meth:`Pty.write` is full duplex),
     then read the rest of it."""
@@ -285,20 +307,24 @@ def run_gatewayd(workdir: Path, ports: tuple[int, int, int], args) -> dict[str, 
     proc = subprocess.Popen(command, cwd=workdir)
     try:
         mcu = Pty(link)
-        if args.dialect == "ameba" and args.link == "tcp":
+        if args.dialect == "ameba" and args.link in ("tcp", "sktsend"):
             mcu.read_until(b"ATCMD READY\r\n")
             mcu.write(b"AT+SKTCFG=,,1,,,,\r\n")  # TCP_NODELAY, as socat has
             mcu.read_until(b"\r\nOK\r\n")
             mcu.write(b"AT+SKTCLIENT=0,1,,127.0.0.1,%d,,1\r\n" % ports[2])
             mcu.read_until(b"\r\nOK\r\n")
-            roundtrip = ameba_roundtrip(b"AT+SKTSENDRAW=0,%d", b"[$][SKT][DATA][0]")
+            roundtrip = ameba_roundtrip(b"AT+SKTSENDRAW=0,%d", b"[$][SKT][DATA][0]") \
+                if args.link == "tcp" else \
+                ameba_line_roundtrip(b"AT+SKTSEND=0,%d,,,", b"[$][SKT][DATA][0]")
         elif args.dialect == "ameba":
             mcu.read_until(b"ATCMD READY\r\n")
             mcu.write(b"AT+WSCFG=0,60,120,%d,50\r\n" % AMEBA_BUFFER)
             mcu.read_until(b"\r\nOK\r\n")
             mcu.write(b"AT+WSCONN=0,127.0.0.1,,%d,1\r\n" % ports[1])
             mcu.read_until(b"connected\r\n\r\nOK\r\n")
-            roundtrip = ameba_roundtrip(b"AT+WSSENDRAW=0,%d,1,2", b"[$][WS][DATA][0]")
+            roundtrip = ameba_roundtrip(b"AT+WSSENDRAW=0,%d,1,2", b"[$][WS][DATA][0]") \
+                if args.link == "ws" else \
+                ameba_line_roundtrip(b"AT+WSSEND=0,%d,,,", b"[$][WS][DATA][0]")
         elif args.link in ("cipsend", "passthrough"):
             mcu.read_until(b"\r\nready\r\n")
             for line in (b"ATE0", b"AT+CWMODE=1", b'AT+CWJAP="bench","password"',
@@ -355,6 +381,8 @@ PATHS = (
     ("esp-at passthrough, TI=0", "esp-at", "passthrough", (4096, 65536), 0),
     ("ameba AT+WSSENDRAW", "ameba", "ws", (4096, 65536), 20),
     ("ameba AT+SKTSENDRAW", "ameba", "tcp", (4096, 65536), 20),
+    ("ameba AT+WSSEND", "ameba", "wssend", (1024,), 20),
+    ("ameba AT+SKTSEND", "ameba", "sktsend", (1024,), 20),
 )
 
 
@@ -408,7 +436,8 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=4096, help="block size in bytes")
     parser.add_argument("--count", type=int, default=1000, help="64-byte round trips")
     parser.add_argument("--dialect", choices=["esp-at", "ameba"], default="esp-at")
-    parser.add_argument("--link", choices=["ws", "tcp", "cipsend", "passthrough"], default="ws",
+    parser.add_argument("--link", choices=["ws", "tcp", "cipsend", "passthrough", "wssend",
+                                           "sktsend"], default="ws",
                         help="tcp: Ameba AT+SKTCLIENT/AT+SKTSENDRAW to a TCP echo server;"
                              " cipsend, passthrough: ESP-AT AT+CIPSTART to it")
     parser.add_argument("--transintvl", type=int, default=20,
@@ -422,8 +451,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.all:
         return all_paths(args)
-    if args.link == "tcp" and args.dialect != "ameba":
-        parser.error("--link tcp needs --dialect ameba")
+    if args.link in ("tcp", "wssend", "sktsend") and args.dialect != "ameba":
+        parser.error(f"--link {args.link} needs --dialect ameba")
+    if args.link in ("wssend", "sktsend") and args.size > 1900:
+        parser.error("AT+WSSEND/AT+SKTSEND carry their data on a line of at most 2000 bytes")
     if args.link in ("cipsend", "passthrough") and args.dialect != "esp-at":
         parser.error(f"--link {args.link} needs --dialect esp-at")
     if args.link == "cipsend" and args.size > 8192:

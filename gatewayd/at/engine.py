@@ -22,6 +22,7 @@ What a line *means* is the dialect's business (see :mod:`gatewayd.dialects`).
 from __future__ import annotations
 
 import enum
+import re
 from collections import deque
 from dataclasses import dataclass
 
@@ -40,6 +41,9 @@ __all__ = [
 ]
 
 CRLF = b"\r\n"
+#: Bytes Ameba's line editor does not simply append: BS, DEL, 0xFF, NUL, TAB,
+#: and CR/LF (the terminator).
+_EDITOR_SPECIAL = re.compile(rb"[\x00\x08\x09\x0a\x0d\x7f\xff]")
 
 
 class Overflow(enum.Enum):
@@ -238,13 +242,22 @@ class AtEngine:
         return data[consumed:]
 
     def _feed_edited_line(self, data: bytes, events: list[Event]) -> bytes:
-        """Ameba's line editor, byte by byte. A line holds at most ``max_line - 2``
+        """Ameba's line editor. A line holds at most ``max_line - 2``
         bytes; one more CR may wait for its LF. Any other byte beyond the limit
         runs the first ``max_line - 2`` bytes as a truncated command, and what
         is left starts the next line."""
         limit = self.framing.max_line - len(CRLF)
         line = self._line
-        for i, byte in enumerate(data):
+        # Ordinary bytes up to the first one the editor treats specially are
+        # taken in one slice (when they fit): the per-byte loop below is for
+        # those, and for lines that reach the limit.
+        special = _EDITOR_SPECIAL.search(data)
+        start = special.start() if special is not None else len(data)
+        if len(line) + start > limit:
+            start = 0
+        line += data[:start]
+        for i in range(start, len(data)):
+            byte = data[i]
             if byte in (0x08, 0x7F):
                 if line:
                     line.pop()
