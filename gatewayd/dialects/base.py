@@ -58,6 +58,7 @@ __all__ = [
     "Unknown",
     "Watermarks",
     "after_keys",
+    "bind_one",
     "bind_params",
     "from_end",
     "mask",
@@ -489,7 +490,8 @@ class Conversions:
     empty_fields: bool = False
 
 
-def _bind_one(param: Param, index: int, field: bytes | None, conv: Conversions) -> Any:
+def bind_one(param: Param, index: int, field: bytes | None, conv: Conversions) -> Any:
+    """*param*'s value from field number *index* (``None``: absent)."""
     if isinstance(param, Field):
         return field
     if not field:
@@ -519,7 +521,7 @@ def _bind_one(param: Param, index: int, field: bytes | None, conv: Conversions) 
 def bind_params(params: tuple[Param, ...], fields: list[bytes], conv: Conversions,
                 ) -> tuple[Any, ...]:
     """Each parameter's value from its field (absent beyond the fields given)."""
-    return tuple(_bind_one(param, index, fields[index] if index < len(fields) else None, conv)
+    return tuple(bind_one(param, index, fields[index] if index < len(fields) else None, conv)
                  for index, param in enumerate(params))
 
 

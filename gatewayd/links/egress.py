@@ -37,6 +37,7 @@ from gatewayd.transport import (
     ListenRequest,
     Transport,
     TransportError,
+    kit,
 )
 
 if TYPE_CHECKING:
@@ -155,7 +156,7 @@ def routed_request(request: ClientRequest, decision: Decision) -> ClientRequest:
     tls = request.tls
     server_hostname = request.server_hostname
     if actual.host != decision.original.host:
-        server_hostname = None if _is_ip(actual.host) else actual.host
+        server_hostname = None if kit.is_ip(actual.host) else actual.host
     if actual.scheme != decision.original.scheme:  # an upgrade: gatewayd does the TLS
         tls = ssl.create_default_context(cafile=str(decision.ca) if decision.ca else None)
     elif decision.ca is not None:
@@ -168,16 +169,6 @@ def routed_request(request: ClientRequest, decision: Decision) -> ClientRequest:
     return replace(request, kind=actual.scheme, host=actual.host, port=actual.port,
                    path=actual.path or request.path, tls=tls, server_hostname=server_hostname,
                    headers=headers, proxy=decision.proxy)
-
-
-def _is_ip(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 class RoutedTransport(Transport):

@@ -306,16 +306,8 @@ class PortSession:
         else:
             final = self.dialect.ok() if result is None else result
         final = self.dialect.final(final, invocation, failure, self.config)
-        if self.engine.raw_remaining and self._raw is not None:
-            # The handler gave up mid-block: the MCU is still sending it, so
-            # its bytes are read and dropped before the result, never run.
-            await self._raw.discard_rest()
-        self._running = None
-        if self._raw is not None:
-            self._raw.finish()
         self.commands_run += 1
-        self._finish(final)
-        self._flush()
+        await self._end_command(final)
         if self._after_reply:
             actions, self._after_reply = self._after_reply, []
             self.spawn(self._run_after_reply(actions))
@@ -350,7 +342,13 @@ class PortSession:
         except Exception:
             self.log.exception("module task crashed", task=name)
             final = b""
+        await self._end_command(final)
+
+    async def _end_command(self, final: bytes) -> None:
+        """Write the running command's *final* result; the UART reads commands again."""
         if self.engine.raw_remaining and self._raw is not None:
+            # The handler gave up mid-block: the MCU is still sending it, so
+            # its bytes are read and dropped before the result, never run.
             await self._raw.discard_rest()
         self._running = None
         if self._raw is not None:

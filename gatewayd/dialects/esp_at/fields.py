@@ -10,13 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from gatewayd.at.grammar import GrammarError, esp_at_int, esp_at_string
-from gatewayd.dialects.base import REQUIRED, AtError, Raw, Setter
-from gatewayd.dialects.esp_at.dialect import ERR_PARSE
+from gatewayd.dialects.base import REQUIRED, AtError, Int, Raw, Setter, Str, bind_one
+from gatewayd.dialects.esp_at.dialect import CONVERSIONS, ERR_PARSE
 
 __all__ = ["Fields", "raw_fields"]
-
-
 
 
 def raw_fields(run: Any, count: int, secrets: Any = None) -> Setter:
@@ -45,36 +42,15 @@ class Fields:
         return field
 
     def number(self, name: str, lo: int, hi: int, default: Any = REQUIRED) -> Any:
-        field = self._next()
-        if field is None:
-            if default is REQUIRED:
-                raise AtError(err_code=ERR_PARSE | min(self.index - 1, 0xF),
-                              why=f"{name} missing")
-            return default
-        try:
-            value = esp_at_int(field)
-        except GrammarError as exc:
-            raise AtError(err_code=ERR_PARSE | min(self.index - 1, 0xF),
-                          why=f"{name}: {exc}") from None
-        if not lo <= value <= hi:
-            raise AtError(why=f"{name}={value} outside {lo}..{hi}")
-        return value
+        return self._bind(Int(name, default=default, lo=lo, hi=hi))
 
     def text(self, name: str, max_len: int | None = None, default: Any = REQUIRED) -> Any:
-        field = self._next()
-        if field is None:
-            if default is REQUIRED:
-                raise AtError(err_code=ERR_PARSE | min(self.index - 1, 0xF),
-                              why=f"{name} missing")
-            return default
-        try:
-            text = esp_at_string(field)
-        except GrammarError as exc:
-            raise AtError(err_code=ERR_PARSE | min(self.index - 1, 0xF),
-                          why=f"{name}: {exc}") from None
-        if max_len is not None and len(text) > max_len:
-            raise AtError(why=f"{name} longer than {max_len} bytes")
-        return text.decode("utf-8", "surrogateescape")
+        return self._bind(Str(name, default=default, max_len=max_len))
+
+    def _bind(self, param: Int | Str) -> Any:
+        """The next field as *param* says, with the dialect's errors."""
+        index = self.index
+        return bind_one(param, index, self._next(), CONVERSIONS)
 
     def done(self) -> None:
         """Too many parameters is an error."""

@@ -149,8 +149,6 @@ class Server:
     ca_enable: int
     netif: int
     listener: Listener | None = None
-    #: Start accepting again (a peer's link closed below the maximum).
-    resume: Callable[[], None] | None = None
 
 
 @dataclass
@@ -382,6 +380,3 @@ class IpEvents:
         self.ctx.link_changed(link)
         if state.sending and link.tetype == 0 and state.redial is not None:
             state.redial(link)
-        server = state.server
-        if link.tetype == 1 and server is not None and server.resume is not None:
-            server.resume()

@@ -9,7 +9,7 @@ esp-at-tcpip.md §3).
   hears of them.
 - At AT+CIPSERVERMAXCONN open links (or with no free id) a further peer is
   accepted by the host and closed at once (the module stops listening
-  instead: its peer is refused); both resume below the maximum.
+  instead: its peer is refused); below the maximum, peers are taken again.
 - AT+CIPSERVER's parameter order follows the firmware: for a TCP server the
   fourth parameter is ``<netif>``; for SSL it is ``<CA enable>`` and the
   fifth ``<netif>``. An SSL server presents ``certs.server.0``; with CA

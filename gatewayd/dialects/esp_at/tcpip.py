@@ -24,7 +24,6 @@ serve ``tcp``, ``tls`` and ``udp``; names are resolved on the host.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 from typing import Any
 
@@ -45,6 +44,7 @@ from gatewayd.transport import (
     ListenRequest,
     SocketOptions,
     TransportError,
+    plain_ip,
 )
 from gatewayd.transport.sockopts import apply_socket_options
 
@@ -79,7 +79,7 @@ def link_options(link: IpLink, options: LinkOptions) -> SocketOptions:
 
 async def resolve(host: str, family: int, timeout: float | None) -> str:
     """*host* (a literal or a name) as an address of IPv*family* (4 or 6), or AtError."""
-    literal = _literal(host)
+    literal = plain_ip(host.strip("[]"))
     if literal is not None:
         if literal.version != family:
             raise AtError(why=f"{host} is not an IPv{family} address")
@@ -95,13 +95,6 @@ async def resolve(host: str, family: int, timeout: float | None) -> str:
     if not infos:
         raise AtError(why=f"unknown host: {host}")
     return str(infos[0][4][0])
-
-
-def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return None
 
 
 def _route_udp(ctx: PortContext, host: str, port: int) -> ClientRequest:
@@ -171,7 +164,7 @@ async def _start(ctx: PortContext, f: Fields, *, auto_id: bool) -> None:
         host, port = routed.host, routed.port
         address = await resolve(host, family, timeout)
     else:  # the transport resolves what the route rules leave (a proxy: the proxy)
-        literal = _literal(host)
+        literal = plain_ip(host.strip("[]"))
         if literal is not None and literal.version != family:
             raise AtError(why=f"{host} is not an IPv{family} address")
         address = str(literal) if literal is not None else host
@@ -208,7 +201,7 @@ async def connect(ctx: PortContext, ip: IpState, link: IpLink, kind: str, local_
                         events)
                     link.local_port = link.connection.local[1]
                     link.routed_to = routed_to(transport)
-                    if _literal(link.remote[0]) is None:  # routed: show whom it reached
+                    if plain_ip(link.remote[0]) is None:  # routed: show whom it reached
                         link.remote = link.connection.peer
             if not events.token.live:
                 raise TransportError("closed right after opening", stage="connect")
@@ -234,7 +227,8 @@ def _stream_request(ctx: PortContext, ip: IpState, link: IpLink, kind: str, loca
     if kind == "tls":
         conf = ip.options[link.id].tls
         tls = client_tls(ctx, conf.auth_mode, conf.pki_number, conf.ca_number, conf.alpn)
-        server_hostname = conf.sni or (link.host if _literal(link.host) is None else None)
+        named = plain_ip(link.host.strip("[]")) is None
+        server_hostname = conf.sni or (link.host if named else None)
     return ClientRequest(kind=kind, host=link.remote[0], port=link.remote[1], tls=tls,
                          server_hostname=server_hostname, connect_timeout=timeout,
                          local_host=local_ip or None, options=options)
@@ -282,9 +276,6 @@ async def close_link(ctx: PortContext, link: IpLink) -> None:
             await close_connection(connection, CLOSE_LIMIT)
     ctx.log.info("link closed", link=link.id, type=link.type)
     ctx.link_changed(link)
-    server = ip.server
-    if link.tetype == 1 and server is not None and server.resume is not None:
-        server.resume()
 
 
 async def cipclose_execute(ctx: PortContext) -> None:
