@@ -58,6 +58,13 @@ class Peer:
         return await asyncio.wait_for(self.connections.get(), 5)
 
 
+async def connect_tcp(mcu, peer: Peer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """AT+CIPSTART of a TCP link to *peer* (mux 0): ``CONNECT``, ``OK``; the
+    peer's side of it."""
+    await mcu.command(b'AT+CIPSTART="TCP","127.0.0.1",%d' % peer.port, b"CONNECT\r\n" + OK)
+    return await peer.accept()
+
+
 async def station_up(mcu) -> None:
     """Reference §6 "station up", echo off first."""
     await mcu.command(b"ATE0", b"ATE0\r\n" + OK)
@@ -79,9 +86,7 @@ async def gateway(tmp_path):
 async def test_e1_tcp_client_single_connection(gateway):
     mcu = gateway
     async with Peer() as peer:
-        await mcu.command(b'AT+CIPSTART="TCP","127.0.0.1",%d' % peer.port,
-                          b"CONNECT\r\n" + OK)
-        reader, writer = await peer.accept()
+        reader, writer = await connect_tcp(mcu, peer)
         await mcu.command(b"AT+CIPSEND=4", PROMPT)
         await mcu.send(b"test")
         await mcu.expect(b"\r\nRecv 4 bytes\r\n" + SEND_OK)
@@ -95,9 +100,7 @@ async def test_e1_tcp_client_single_connection(gateway):
 async def test_e1_variant_surplus_bytes_get_busy(gateway):
     mcu = gateway
     async with Peer() as peer:
-        await mcu.command(b'AT+CIPSTART="TCP","127.0.0.1",%d' % peer.port,
-                          b"CONNECT\r\n" + OK)
-        reader, _ = await peer.accept()
+        reader, _ = await connect_tcp(mcu, peer)
         await mcu.command(b"AT+CIPSEND=4", PROMPT)
         await mcu.send(b"test\r\n")
         got = await mcu.read_until(SEND_OK)
@@ -110,9 +113,7 @@ async def test_cipstate_and_cipstatus_list_the_open_link(gateway):
     mcu = gateway
     await mcu.command(b"AT+CIPSTATUS", b"STATUS:2\r\n" + OK)
     async with Peer() as peer:
-        await mcu.command(b'AT+CIPSTART="TCP","127.0.0.1",%d' % peer.port,
-                          b"CONNECT\r\n" + OK)
-        _, writer = await peer.accept()
+        _, writer = await connect_tcp(mcu, peer)
         local_port = writer.get_extra_info("peername")[1]
         await mcu.command(b"AT+CIPSTATE?", b'+CIPSTATE:0,"TCP","127.0.0.1",%d,%d,0\r\n'
                           % (peer.port, local_port) + OK)
@@ -275,7 +276,7 @@ async def test_e4_udp_changeable_peer_mux_0(gateway):
 async def test_cipsend_remote_address_is_for_udp_only(gateway):
     mcu = gateway
     async with Peer() as peer:
-        await mcu.command(b'AT+CIPSTART="TCP","127.0.0.1",%d' % peer.port, b"CONNECT\r\n" + OK)
+        await connect_tcp(mcu, peer)
         await mcu.command(b'AT+CIPSEND=4,"127.0.0.1",80', ERROR)
 
 
@@ -285,8 +286,7 @@ async def test_cipsend_remote_address_is_for_udp_only(gateway):
 async def test_e12_passive_receive(gateway):
     mcu = gateway
     async with Peer() as peer:
-        await mcu.command(b'AT+CIPSTART="TCP","127.0.0.1",%d' % peer.port, b"CONNECT\r\n" + OK)
-        _, writer = await peer.accept()
+        _, writer = await connect_tcp(mcu, peer)
         await mcu.command(b"AT+CIPRECVTYPE=1", OK)
         writer.write(b"test")
         await mcu.expect(b"\r\n+IPD,4\r\n")
@@ -304,8 +304,7 @@ async def test_passive_close_is_held_until_the_data_is_read(gateway):
     mcu = gateway
     async with Peer() as peer:
         await mcu.command(b"AT+CIPRECVTYPE=1", OK)
-        await mcu.command(b'AT+CIPSTART="TCP","127.0.0.1",%d' % peer.port, b"CONNECT\r\n" + OK)
-        _, writer = await peer.accept()
+        _, writer = await connect_tcp(mcu, peer)
         writer.write(b"last words")
         writer.close()
         await mcu.expect(b"\r\n+IPD,10\r\n")
@@ -324,8 +323,7 @@ async def test_cipdinfo_shows_the_peer_in_ipd(gateway):
         await mcu.command(b"AT+CIPDINFO?", b"+CIPDINFO:false" + OK)
         await mcu.command(b"AT+CIPDINFO=1", OK)
         await mcu.command(b"AT+CIPDINFO?", b"+CIPDINFO:true" + OK)
-        await mcu.command(b'AT+CIPSTART="TCP","127.0.0.1",%d' % peer.port, b"CONNECT\r\n" + OK)
-        _, writer = await peer.accept()
+        _, writer = await connect_tcp(mcu, peer)
         writer.write(b"hi")
         await mcu.expect(b'\r\n+IPD,2,"127.0.0.1",%d:hi\r\n' % peer.port)
 
@@ -334,8 +332,7 @@ async def test_ipd_trailing_crlf_can_be_switched_off(tmp_path):
     config = port_config("ipd_trailing_crlf = false\n")
     async with running_gateway(tmp_path, config_text=config) as (_, mcu), Peer() as peer:
         await station_up(mcu)
-        await mcu.command(b'AT+CIPSTART="TCP","127.0.0.1",%d' % peer.port, b"CONNECT\r\n" + OK)
-        _, writer = await peer.accept()
+        _, writer = await connect_tcp(mcu, peer)
         writer.write(b"hi")
         await mcu.expect(b"\r\n+IPD,2:hi")
         await mcu.command(b"AT", OK)  # nothing between the data and the next answer
@@ -377,8 +374,7 @@ async def test_five_links_at_once_and_the_sixth_refused(gateway):
 async def test_cipsendex_ends_at_backslash_zero(gateway):
     mcu = gateway
     async with Peer() as peer:
-        await mcu.command(b'AT+CIPSTART="TCP","127.0.0.1",%d' % peer.port, b"CONNECT\r\n" + OK)
-        reader, _ = await peer.accept()
+        reader, _ = await connect_tcp(mcu, peer)
         await mcu.command(b"AT+CIPSENDEX=10", PROMPT)
         await mcu.send(b"a\\\\b\\0")
         await mcu.expect(b"\r\nRecv 3 bytes\r\n" + SEND_OK)
@@ -388,7 +384,7 @@ async def test_cipsendex_ends_at_backslash_zero(gateway):
 async def test_cipsend_cancelled_by_plus_plus_plus(gateway):
     mcu = gateway
     async with Peer() as peer:
-        await mcu.command(b'AT+CIPSTART="TCP","127.0.0.1",%d' % peer.port, b"CONNECT\r\n" + OK)
+        await connect_tcp(mcu, peer)
         await mcu.command(b"AT+CIPSEND=10", PROMPT)
         await mcu.send(b"abc")
         await asyncio.sleep(0.05)
@@ -414,8 +410,7 @@ async def test_cipsend_to_a_link_the_peer_closed_fails(gateway):
 async def test_cipsendl_streams_with_progress(gateway):
     mcu = gateway
     async with Peer() as peer:
-        await mcu.command(b'AT+CIPSTART="TCP","127.0.0.1",%d' % peer.port, b"CONNECT\r\n" + OK)
-        reader, _ = await peer.accept()
+        reader, _ = await connect_tcp(mcu, peer)
         await mcu.command(b"AT+CIPSENDLCFG?", b"+CIPSENDLCFG:1024,2920\r\n" + OK)
         await mcu.command(b"AT+CIPSENDL=3000", PROMPT)
         await mcu.send(b"x" * 3000)
@@ -441,8 +436,7 @@ async def test_linger_zero_closes_with_rst(gateway):
     mcu = gateway
     async with Peer() as peer:
         await mcu.command(b"AT+CIPTCPOPT=0", OK)
-        await mcu.command(b'AT+CIPSTART="TCP","127.0.0.1",%d' % peer.port, b"CONNECT\r\n" + OK)
-        reader, _ = await peer.accept()
+        reader, _ = await connect_tcp(mcu, peer)
         await mcu.command(b"AT+CIPCLOSE", b"CLOSED\r\n" + OK)
         with pytest.raises(ConnectionResetError):
             await asyncio.wait_for(reader.read(), 5)
@@ -591,8 +585,7 @@ async def test_e8_ssl_server_with_mutual_authentication(tmp_path, tls_files):
 
 
 async def enter_passthrough(mcu, peer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    await mcu.command(b'AT+CIPSTART="TCP","127.0.0.1",%d' % peer.port, b"CONNECT\r\n" + OK)
-    streams = await peer.accept()
+    streams = await connect_tcp(mcu, peer)
     await mcu.command(b"AT+CIPMODE=1", OK)
     await mcu.command(b"AT+CIPSEND", PROMPT)
     return streams
