@@ -754,3 +754,17 @@ async def test_savetranslink_dials_at_boot_and_enters_passthrough(tmp_path):
         await mcu.command(b"AT+RST", OK)
         await mcu.expect(b"\r\nready\r\nWIFI CONNECTED\r\nWIFI GOT IP\r\n")
         await mcu.expect_silence(0.5)  # no saved link: command mode
+
+
+async def test_cipservermaxconn_below_the_links_kept_says_how_many(gateway):
+    mcu = gateway
+    port = free_tcp_port()
+    await mcu.command(b"AT+CIPMUX=1", OK)
+    await mcu.command(b"AT+CIPSERVER=1,%d" % port, OK)
+    clients = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+    await mcu.expect(b"0,CONNECT\r\n1,CONNECT\r\n")
+    await mcu.command(b"AT+CIPSERVER=0", OK)  # the accepted links stay
+    await mcu.command(b"AT+CIPSERVERMAXCONN=1", b"Have 2 Connections\r\n" + ERROR)
+    await mcu.command(b"AT+CIPSERVERMAXCONN=2", OK)
+    for _, writer in clients:
+        writer.close()
