@@ -1,11 +1,11 @@
 """The config file: loading, problems with key paths, path resolution, docs."""
 
+import dataclasses
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pydantic
 import pytest
 import trustme
 
@@ -129,7 +129,7 @@ format = "json"
 
 def test_models_are_frozen(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path, PORT))
-    with pytest.raises(pydantic.ValidationError):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         config.ports[0].baudrate = 9600  # type: ignore[misc]
 
 
@@ -162,6 +162,56 @@ def test_missing_certificate_file_is_one_problem_with_its_key_path(tmp_path: Pat
     assert problems_of(path) == [
         f"{path}: certs.client.1.ca: file not found: {tmp_path / 'certs' / 'ca.pem'}"
     ]
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    # A number of seconds is a TOML number: neither a string nor a boolean.
+    ('boot_time = "0.5"', "port[0].boot_time: Input should be a valid number (got '0.5')"),
+    ("ws_reconnect_interval = true",
+     "port[0].ws_reconnect_interval: Input should be a valid number (got True)"),
+    ("boot_time = 11", "port[0].boot_time: Input should be less than or equal to 10 (got 11)"),
+    ("bytesize = true", "port[0].bytesize: Input should be a number, not a boolean"),
+    ("bytesize = 9", "port[0].bytesize: Input should be 5, 6, 7 or 8 (got 9)"),
+    ('parity = "X"', "port[0].parity: Input should be 'N', 'E', 'O', 'M' or 'S' (got 'X')"),
+    ('dialect = ""', "port[0].dialect: String should match pattern '^[a-z0-9][a-z0-9-]*$'"
+     " (got '')"),
+    ('wssrv_token = "short"',
+     "port[0].wssrv_token: String should have at least 16 characters (got 'short')"),
+    ('wifi_mac = "00:11"',
+     "port[0].wifi_mac: String should match pattern '^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$'"
+     " (got '00:11')"),
+    ("server_allow = \"10.0.0.0/8\"", "port[0].server_allow: Input should be an array"),
+    ("server_allow = [8]", "port[0].server_allow[0]: Input should be a valid string (got 8)"),
+    ("wifi_networks = [{}]", "port[0].wifi_networks[0].ssid: required key is missing"),
+    ("wifi_networks = [1]", "port[0].wifi_networks[0]: Input should be a table"),
+])
+def test_type_and_bound_messages(tmp_path: Path, line: str, message: str) -> None:
+    path = write_config(tmp_path, PORT + line + "\n")
+    assert problems_of(path) == [f"{path}: {message}"]
+
+
+def test_paths_and_header_values_say_what_they_take(tmp_path: Path) -> None:
+    path = write_config(tmp_path, PORT + """
+[control]
+socket = 7
+
+[[route]]
+match = "ws://a.example/*"
+headers = { X-One = 1, X-Two = { path = "t" } }
+""")
+    assert problems_of(path) == [
+        f"{path}: control.socket: Input should be a path string (got 7)",
+        f"{path}: route[0].headers.X-One: Input should be a string or a table (got 1)",
+        f"{path}: route[0].headers.X-Two.file: required key is missing",
+        f"{path}: route[0].headers.X-Two.path: unknown key",
+    ]
+
+
+def test_sections_built_in_python_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="baudrate: Input should be greater than 0"):
+        PortConfig(name="cli", device="/dev/ttyS0", baudrate=0)
+    with pytest.raises(ValueError, match="a certificate suite needs at least one of"):
+        CertSuite()
 
 
 def test_every_problem_is_reported_on_its_own_line(tmp_path: Path) -> None:

@@ -237,7 +237,7 @@ def test_deb_bundled_code_runs_on_debian_python(unpacked: Path) -> None:
     site = next(venv.glob("lib/python3.*/site-packages"))
     script = (
         "import sys; sys.path[:0] = [sys.argv[1]]\n"
-        "import gatewayd, aiohttp, pydantic_core, serial\n"
+        "import gatewayd, aiohttp, multidict, serial\n"
         "assert gatewayd.__file__.startswith(sys.argv[1]), gatewayd.__file__\n"
         "from gatewayd.service.cli import main\n"
         "sys.exit(main(sys.argv[2:]))\n"

@@ -428,7 +428,7 @@ async def serve_gatewayd(log_level: str) -> int:
     configure_logging(log_level, "json", stream=sys.stderr)
     port = free_port()
     config = '[[port]]\nname = "mcu"\ndevice = "pty:ttyAT0"\ndialect = "ameba"\n'
-    if "server_bind" in PortConfig.model_fields:
+    if "server_bind" in PortConfig.__dataclass_fields__:
         config += 'server_bind = "127.0.0.1"\n'
     mcu: EchoMcu | None = None
     with tempfile.TemporaryDirectory(prefix="gwd-autobahn-") as tmp:

@@ -1,4 +1,4 @@
-"""The configuration file: TOML into typed, frozen pydantic models.
+"""The configuration file: TOML into typed, frozen dataclasses.
 
 `load_config` reads one TOML file (stdlib `tomllib`) and returns a `Config` or raises
 `ConfigError` listing every problem as `file: key.path: message`. Unknown keys are errors.
@@ -20,24 +20,11 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictInt,
-    StrictStr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-
 from gatewayd.config.routes import check_change, parse_pattern, parse_target
+from gatewayd.config.schema import Context, Invalid, Location, Section, parse, setting
 
 __all__ = [
     "CertSuite",
@@ -72,9 +59,6 @@ _NETWORK_OPTIONS = ("dns", "mdns", "sntp")
 #: ameba-wifi-network.md §0): ATCMD 2.x (2.x-a and 2.x-b are byte-identical
 #: here) or the earlier Gen-1 ("ATCMD v1", SDK v1.0 of 2024).
 AmebaGeneration = Literal["2.x", "gen1"]
-_BASE_CONTEXT_KEY = "base"
-_CHECK_FILES_CONTEXT_KEY = "check_files"
-_NEED_PORTS_CONTEXT_KEY = "need_ports"
 
 
 def resolve_path(path: str | os.PathLike[str], base: str | os.PathLike[str]) -> Path:
@@ -141,17 +125,6 @@ def _check_bind(value: str) -> str:
     return value
 
 
-def _base_folder(info: ValidationInfo) -> Path:
-    context = info.context or {}
-    return Path(context.get(_BASE_CONTEXT_KEY) or Path.cwd())
-
-
-def _reject_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("Input should be a number, not a boolean")
-    return value
-
-
 _SUITE_INDEX = re.compile(r"0|[1-9][0-9]*")
 
 
@@ -165,61 +138,120 @@ def _suite_index(value: Any) -> int:
     )
 
 
-SuiteIndex = Annotated[int, BeforeValidator(_suite_index)]
+def _file(path: Path, context: Context) -> Path:
+    """`path` resolved; when files are checked, it must be an existing regular file."""
+    path = resolve_path(path, context.base)
+    if context.check_files:
+        if not path.exists():
+            raise ValueError(f"file not found: {path}")
+        if not path.is_file():
+            raise ValueError(f"not a regular file: {path}")
+    return path
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+def _regular_file(path: Path, context: Context) -> Path:
+    """`path` resolved; when files are checked, it must be a regular file."""
+    path = resolve_path(path, context.base)
+    if context.check_files and not path.is_file():
+        raise ValueError(f"file not found: {path}")
+    return path
 
 
-class WifiNetwork(_Section):
+def _resolved(path: Path, context: Context) -> Path:
+    return resolve_path(path, context.base)
+
+
+def _command_groups(groups: tuple[str, ...], _context: Context) -> tuple[str, ...]:
+    needs_network = [g for g in groups if g in _NETWORK_OPTIONS]
+    if needs_network and "network" not in groups:
+        raise ValueError(f"{', '.join(needs_network)} need `network` (options of it)")
+    return groups
+
+
+def _networks(networks: tuple[str, ...], _context: Context) -> tuple[str, ...]:
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ValueError(f"{network!r} is not an IP network (192.168.1.0/24)") from None
+    return networks
+
+
+def _device(device: str, context: Context) -> str:
+    if device.startswith(PTY_PREFIX) and not device.removeprefix(PTY_PREFIX):
+        raise ValueError("pty: needs a path, e.g. pty:/run/gatewayd/ttyAT0")
+    if device.startswith("socket://"):
+        try:
+            url = urlsplit(device)
+            port = url.port
+        except ValueError:
+            port = None
+        if not url.hostname or port is None or port == 0:
+            raise ValueError(f"{device!r} should be socket://host:port")
+    return resolve_device(device, context.base)
+
+
+def _listen(listen: str, _context: Context) -> str:
+    split_host_port(listen)
+    return listen
+
+
+def _proxy(proxy: str, _context: Context) -> str:
+    return check_proxy(proxy)
+
+
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class WifiNetwork(Section):
     """Ameba: a network AT+WLCONN may join (`wifi_networks`)."""
 
-    ssid: StrictStr = Field(
+    ssid: str = setting(
         min_length=1, max_length=32, description="The SSID, as the MCU sends it.")
-    password: StrictStr | None = Field(
+    password: str | None = setting(
         default=None, description="Its password; absent: an open network (no `pw` in AT+WLCONN).")
-    bssid: StrictStr | None = Field(
+    bssid: str | None = setting(
         default=None, pattern=r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$",
         description="BSSID that AT+WLSTATE/AT+WLSCAN report (and that a `bssid` join must name).")
-    channel: StrictInt = Field(default=6, ge=1, le=165, description="Channel reported.")
-    rssi: StrictInt = Field(default=-45, ge=-100, le=0,
+    channel: int = setting(default=6, ge=1, le=165, description="Channel reported.")
+    rssi: int = setting(default=-45, ge=-100, le=0,
                             description="Signal strength (dBm) AT+WLSCAN reports.")
-    mode: Literal["B", "G", "N", "AC", "AX"] = Field(
+    mode: Literal["B", "G", "N", "AC", "AX"] = setting(
         default="N", description="802.11 mode AT+WLSCAN reports.")
-    security: StrictStr | None = Field(
+    security: str | None = setting(
         default=None, max_length=32, description=(
             "Security AT+WLSCAN reports (`WPA/WPA2 AES`, …). Default: `Open` without a"
             " password, else `WPA2 AES`."))
 
 
-class PortConfig(_Section):
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PortConfig(Section):
     """One UART wired to an MCU: one `[[port]]` table each, at least one.
 
     Names and devices must be unique across ports.
     """
 
-    name: StrictStr = Field(
+    name: str = setting(
         min_length=1, description="Name of the port in logs and status; unique across ports."
     )
-    device: StrictStr = Field(
-        min_length=1,
+    device: str = setting(
+        min_length=1, check=_device,
         description=(
             "Device path (`/dev/serial0`), pyserial URL (`socket://host:port`), or `pty:PATH`"
             " (gatewayd creates a pseudo-terminal and a symlink at PATH)."
         ),
     )
-    baudrate: StrictInt = Field(default=115200, gt=0, description="Line speed in bit/s.")
-    bytesize: Literal[5, 6, 7, 8] = Field(default=8, description="Data bits per character.")
-    parity: Literal["N", "E", "O", "M", "S"] = Field(
+    baudrate: int = setting(default=115200, gt=0, description="Line speed in bit/s.")
+    bytesize: Literal[5, 6, 7, 8] = setting(default=8, description="Data bits per character.")
+    parity: Literal["N", "E", "O", "M", "S"] = setting(
         default="N", description="Parity: none, even, odd, mark or space."
     )
-    # mypy allows no float in a Literal; pydantic checks it as written.
-    stopbits: Annotated[Literal[1, 1.5, 2], BeforeValidator(_reject_bool)] = Field(  # type: ignore[valid-type]
+    # mypy allows no float in a Literal; the schema checks it as written.
+    stopbits: Literal[1, 1.5, 2] = setting(  # type: ignore[valid-type]
         default=1, description="Stop bits."
     )
-    rtscts: StrictBool = Field(default=False, description="RTS/CTS hardware flow control.")
-    dialect: StrictStr = Field(
+    rtscts: bool = setting(default=False, description="RTS/CTS hardware flow control.")
+    dialect: str = setting(
         default="esp-at",
         pattern=r"^[a-z0-9][a-z0-9-]*$",
         description=(
@@ -228,7 +260,7 @@ class PortConfig(_Section):
         ),
     )
 
-    boot_time: float | None = Field(
+    boot_time: float | None = setting(
         default=None, ge=0, le=10,
         description=(
             "Seconds the port stays silent after `AT+RST`/`AT+RESTORE` (after their OK) and at"
@@ -239,7 +271,7 @@ class PortConfig(_Section):
         ),
     )
 
-    trust_any_server_cert: StrictBool = Field(
+    trust_any_server_cert: bool = setting(
         default=False,
         description=(
             "Accept any TLS server certificate where the module would not verify it (ESP-AT"
@@ -247,18 +279,18 @@ class PortConfig(_Section):
             " the system trust store."
         ),
     )
-    ws_reconnect_interval: float = Field(
+    ws_reconnect_interval: float = setting(
         default=10.0, gt=0, le=3600,
         description="ESP-AT: seconds between reconnect attempts of a dropped WebSocket link.",
     )
-    ameba_ws_data_opcode: StrictBool = Field(
+    ameba_ws_data_opcode: bool = setting(
         default=False,
         description=(
             "Ameba: report WebSocket data as `[$][WS][DATA][<id>][<opcode>][<len>]:` (newer"
             " firmware) instead of the documented `[$][WS][DATA][<id>][<len>]:`."
         ),
     )
-    ipd_trailing_crlf: StrictBool = Field(
+    ipd_trailing_crlf: bool = setting(
         default=True,
         description=(
             "ESP-AT: end each active-mode `+IPD` message with CRLF after the data, as the"
@@ -266,23 +298,23 @@ class PortConfig(_Section):
             " the documents draw it."
         ),
     )
-    wifi_interface: StrictStr | None = Field(
+    wifi_interface: str | None = setting(
         default=None,
         description=(
             "ESP-AT: host interface whose address AT+CWJAP/AT+CIFSR/AT+CIPSTA? report;"
             " default: the interface of the default route."
         ),
     )
-    wifi_ssid: StrictStr | None = Field(
+    wifi_ssid: str | None = setting(
         default=None,
         description=(
             "SSID reported by AT+CWJAP? (ESP-AT); default: the SSID the MCU asked to join."
         ),
     )
 
-    server_bind: StrictStr | None = Field(
+    server_bind: str | None = setting(
         default=None,
-        min_length=1,
+        min_length=1, check=lambda bind, _context: _check_bind(bind),
         description=(
             "Where the MCU's servers (ESP-AT AT+CIPSERVER; Ameba AT+SKTSERVER, AT+WSSRVSTART)"
             " listen: an IP"
@@ -290,8 +322,8 @@ class PortConfig(_Section):
             " address when the server starts). Default: every interface, as the module."
         ),
     )
-    server_allow: tuple[StrictStr, ...] = Field(
-        default=(),
+    server_allow: tuple[str, ...] = setting(
+        default=(), check=_networks,
         description=(
             "Client networks allowed to reach the MCU's servers (`192.168.1.0/24`,"
             " `fd00::/8`, a single address). Others are turned away before the MCU hears of"
@@ -299,7 +331,7 @@ class PortConfig(_Section):
             " upgrades answered 403. Default: every peer."
         ),
     )
-    wssrv_token: StrictStr | None = Field(
+    wssrv_token: str | None = setting(
         default=None,
         min_length=16,
         description=(
@@ -308,7 +340,7 @@ class PortConfig(_Section):
             " At least 16 characters. Default: no token."
         ),
     )
-    wssrv_require_client_cert: StrictBool = Field(
+    wssrv_require_client_cert: bool = setting(
         default=False,
         description=(
             "Ameba WebSocket server: demand a client certificate signed by the `ca` of the"
@@ -317,7 +349,7 @@ class PortConfig(_Section):
             " MCU asks."
         ),
     )
-    wifi_networks: tuple[WifiNetwork, ...] = Field(
+    wifi_networks: tuple[WifiNetwork, ...] = setting(
         default=(),
         description=(
             "Ameba: the networks AT+WLCONN may join, e.g. `[{ssid = \"MyWiFi\", password ="
@@ -328,15 +360,15 @@ class PortConfig(_Section):
             " AT+WLSTATE and AT+WLSCAN report."
         ),
     )
-    wifi_mac: StrictStr | None = Field(
+    wifi_mac: str | None = setting(
         default=None, pattern=r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$",
         description=(
             "Ameba: the station MAC AT+WLSTATE reports. Default: a Realtek address"
             " (`00:e0:4c:…`) derived from the port name, stable across restarts."
         ),
     )
-    ameba_command_groups: tuple[AmebaCommandGroup, ...] = Field(
-        default=AMEBA_COMMAND_GROUPS,
+    ameba_command_groups: tuple[AmebaCommandGroup, ...] = setting(
+        default=AMEBA_COMMAND_GROUPS, check=_command_groups,
         description=(
             "Ameba: the command groups the module is built with, as the firmware's build"
             " options: `socket` (AT+SKT…), `websocket` (AT+WS… and AT+WSSRV…), `network`"
@@ -347,7 +379,7 @@ class PortConfig(_Section):
             " commands are always built in. Default: every group."
         ),
     )
-    ameba_generation: AmebaGeneration = Field(
+    ameba_generation: AmebaGeneration = setting(
         default="2.x",
         description=(
             "Ameba: the firmware generation whose reply forms the port writes. `2.x` (ATCMD"
@@ -358,36 +390,13 @@ class PortConfig(_Section):
             " Wi-Fi and ping `[$]` event messages are not sent (see docs/commands.md)."
         ),
     )
-    ameba_ping_results: StrictBool = Field(
+    ameba_ping_results: bool = setting(
         default=False,
         description=(
             "Ameba: AT+PING reports each echo on the AT port as `[$][ping_test] …` lines (the"
             " documented form) instead of only the log (the firmware's)."
         ),
     )
-
-    @field_validator("ameba_command_groups")
-    @classmethod
-    def _check_command_groups(cls, groups: tuple[str, ...]) -> tuple[str, ...]:
-        needs_network = [g for g in groups if g in _NETWORK_OPTIONS]
-        if needs_network and "network" not in groups:
-            raise ValueError(f"{', '.join(needs_network)} need `network` (options of it)")
-        return groups
-
-    @field_validator("server_bind")
-    @classmethod
-    def _check_server_bind(cls, bind: str | None) -> str | None:
-        return None if bind is None else _check_bind(bind)
-
-    @field_validator("server_allow")
-    @classmethod
-    def _check_networks(cls, networks: tuple[str, ...]) -> tuple[str, ...]:
-        for network in networks:
-            try:
-                ipaddress.ip_network(network, strict=False)
-            except ValueError:
-                raise ValueError(f"{network!r} is not an IP network (192.168.1.0/24)") from None
-        return networks
 
     @property
     def line(self) -> UartSettings:
@@ -399,21 +408,6 @@ class PortConfig(_Section):
     def allowed_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         """:attr:`server_allow` parsed."""
         return tuple(ipaddress.ip_network(n, strict=False) for n in self.server_allow)
-
-    @field_validator("device")
-    @classmethod
-    def _check_and_resolve_device(cls, device: str, info: ValidationInfo) -> str:
-        if device.startswith(PTY_PREFIX) and not device.removeprefix(PTY_PREFIX):
-            raise ValueError("pty: needs a path, e.g. pty:/run/gatewayd/ttyAT0")
-        if device.startswith("socket://"):
-            try:
-                url = urlsplit(device)
-                port = url.port
-            except ValueError:
-                port = None
-            if not url.hostname or port is None or port == 0:
-                raise ValueError(f"{device!r} should be socket://host:port")
-        return resolve_device(device, _base_folder(info))
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,43 +423,31 @@ class UartSettings:
     rtscts: bool = False
 
 
-class CertSuite(_Section):
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CertSuite(Section):
     """A certificate suite: CA to verify the peer, and the certificate and key to present.
 
     Any of the three may be given, but a key needs a cert; cert may hold the key too.
     """
 
-    ca: Path | None = Field(
-        default=None, description="PEM file of the CA certificate(s) that verify the peer."
+    ca: Path | None = setting(
+        default=None, check=_file,
+        description="PEM file of the CA certificate(s) that verify the peer."
     )
-    cert: Path | None = Field(
-        default=None,
+    cert: Path | None = setting(
+        default=None, check=_file,
         description="PEM file of the certificate (chain) presented to the peer.",
     )
-    key: Path | None = Field(
-        default=None, description="PEM file of the unencrypted private key of `cert`."
+    key: Path | None = setting(
+        default=None, check=_file,
+        description="PEM file of the unencrypted private key of `cert`."
     )
 
-    @field_validator("ca", "cert", "key")
-    @classmethod
-    def _resolve(cls, path: Path | None, info: ValidationInfo) -> Path | None:
-        if path is None:
-            return None
-        path = resolve_path(path, _base_folder(info))
-        if (info.context or {}).get(_CHECK_FILES_CONTEXT_KEY):
-            if not path.exists():
-                raise ValueError(f"file not found: {path}")
-            if not path.is_file():
-                raise ValueError(f"not a regular file: {path}")
-        return path
-
-    @model_validator(mode="after")
-    def _check_fields(self) -> CertSuite:
+    def _check(self) -> None:
         if self.ca is None and self.cert is None and self.key is None:
             raise ValueError("a certificate suite needs at least one of ca, cert, key")
         if self.key is not None and self.cert is None:
             raise ValueError("key is set but cert is not")
-        return self
 
     def files(self) -> dict[str, Path]:
         """The files that are set, by field name."""
@@ -473,30 +455,33 @@ class CertSuite(_Section):
         return {field: path for field, path in files.items() if path is not None}
 
 
-class CertsConfig(_Section):
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CertsConfig(Section):
     """Certificate suites by index, for client links and for servers."""
 
-    client: dict[SuiteIndex, CertSuite] = Field(
-        default_factory=dict, description="Suites for client links: `[certs.client.N]`."
+    client: dict[int, CertSuite] = setting(
+        factory=dict, key=_suite_index, description="Suites for client links: `[certs.client.N]`."
     )
-    server: dict[SuiteIndex, CertSuite] = Field(
-        default_factory=dict, description="Suites for servers: `[certs.server.N]`."
+    server: dict[int, CertSuite] = setting(
+        factory=dict, key=_suite_index, description="Suites for servers: `[certs.server.N]`."
     )
 
 
-class LogConfig(_Section):
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LogConfig(Section):
     """Logging."""
 
-    level: Literal["debug", "info", "warning", "error"] = Field(
+    level: Literal["debug", "info", "warning", "error"] = setting(
         default="info", description="Least severe level that is logged."
     )
-    format: Literal["auto", "console", "json"] = Field(
+    format: Literal["auto", "console", "json"] = setting(
         default="auto",
         description="`console` for people, `json` for machines; `auto` is console on a terminal.",
     )
 
 
-class ControlConfig(_Section):
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ControlConfig(Section):
     """The control socket that `gatewayd status` and `gatewayd trace` talk to.
 
     Unset, it is `$RUNTIME_DIRECTORY/gatewayd.sock` under systemd (the unit's
@@ -506,17 +491,14 @@ class ControlConfig(_Section):
     `gatewayd trace --raw` is for the daemon's user and root only.
     """
 
-    socket: Path | None = Field(
-        default=None, description="Path of the unix control socket (see above for the default)."
+    socket: Path | None = setting(
+        default=None, check=_resolved,
+        description="Path of the unix control socket (see above for the default)."
     )
 
-    @field_validator("socket")
-    @classmethod
-    def _resolve_socket(cls, path: Path | None, info: ValidationInfo) -> Path | None:
-        return None if path is None else resolve_path(path, _base_folder(info))
 
-
-class MetricsConfig(_Section):
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MetricsConfig(Section):
     """The optional Prometheus endpoint, `GET /metrics` (off unless `listen` is set).
 
     Per-port and per-link byte counters, command counts, UART and link state;
@@ -524,20 +506,13 @@ class MetricsConfig(_Section):
     guards the port: the figures name the MCU's peers.
     """
 
-    listen: StrictStr | None = Field(
-        default=None,
+    listen: str | None = setting(
+        default=None, check=_listen,
         description=(
             "`host:port` to serve metrics on, e.g. `127.0.0.1:9464` or `[::1]:9464`"
             " (port 0..65535; 0 picks a free port, which the log names); unset: off."
         ),
     )
-
-    @field_validator("listen")
-    @classmethod
-    def _check_listen(cls, listen: str | None) -> str | None:
-        if listen is not None:
-            split_host_port(listen)
-        return listen
 
     @property
     def address(self) -> tuple[str, int] | None:
@@ -565,61 +540,40 @@ def check_proxy(url: str) -> str:
     return url
 
 
-class HeaderFile(_Section):
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HeaderFile(Section):
     """A header value read from a file at every connect (a token that rotates)."""
 
-    file: Path = Field(description="File whose content (without a final newline) is the value.")
-
-    @field_validator("file")
-    @classmethod
-    def _resolve(cls, path: Path, info: ValidationInfo) -> Path:
-        path = resolve_path(path, _base_folder(info))
-        if (info.context or {}).get(_CHECK_FILES_CONTEXT_KEY) and not path.is_file():
-            raise ValueError(f"file not found: {path}")
-        return path
+    file: Path = setting(check=_regular_file, description=(
+        "File whose content (without a final newline) is the value."))
 
 
-class RouteConfig(_Section):
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RouteConfig(Section):
     """One `[[route]]` rule; the first rule that matches a link decides."""
 
-    match: StrictStr = Field(description=(
+    match: str = setting(description=(
         "Destinations this rule applies to: `scheme://host[:port][/path]`, scheme `ws`, `wss`,"
         " `tcp`, `tls` or `udp`; `*` matches any run of characters in the host and the path;"
         " without a port every port, without a path every path."))
-    to: StrictStr | None = Field(default=None, description=(
+    to: str | None = setting(default=None, description=(
         "Where matching links go instead: new scheme, host, and optionally port and path"
         " (`ws`→`wss` and `tcp`→`tls` upgrade the link; with `/*` in match and a trailing `/`"
         " here, the matched rest of the path is appended). Default: unchanged."))
-    deny: StrictBool = Field(default=False, description=(
+    deny: bool = setting(default=False, description=(
         "Refuse matching links (the dialect's connect-failure answer)."))
-    headers: dict[StrictStr, StrictStr | HeaderFile] = Field(default_factory=dict, description=(
+    headers: dict[str, str | HeaderFile] = setting(factory=dict, description=(
         "ws/wss only: request headers added (replacing the MCU's of the same name), a value"
         " or `{ file = \"path\" }` read at every connect."))
-    proxy: StrictStr | None = Field(default=None, description=(
+    proxy: str | None = setting(default=None, check=_proxy, description=(
         "HTTP CONNECT (`http://host:port`) or SOCKS (`socks5://`, `socks4://`) proxy for"
         " matching links; `\"\"` opts out of `[egress] proxy`. Default: `[egress] proxy`."))
-    ca: Path | None = Field(default=None, description=(
+    ca: Path | None = setting(default=None, check=_regular_file, description=(
         "PEM CA file that verifies an upgraded link instead of the system trust store."))
-    ports: tuple[StrictStr, ...] = Field(default=(), description=(
+    ports: tuple[str, ...] = setting(default=(), description=(
         "Names of the ports this rule applies to. Default: every port."))
 
-    @field_validator("ca")
-    @classmethod
-    def _resolve_ca(cls, path: Path | None, info: ValidationInfo) -> Path | None:
-        if path is None:
-            return None
-        path = resolve_path(path, _base_folder(info))
-        if (info.context or {}).get(_CHECK_FILES_CONTEXT_KEY) and not path.is_file():
-            raise ValueError(f"file not found: {path}")
-        return path
-
-    @field_validator("proxy")
-    @classmethod
-    def _check_proxy(cls, proxy: str | None) -> str | None:
-        return None if proxy is None else check_proxy(proxy)
-
-    @model_validator(mode="after")
-    def _check_rule(self) -> RouteConfig:
+    def _check(self) -> None:
         match = parse_pattern(self.match)
         if self.deny and (self.to or self.headers or self.proxy or self.ca):
             raise ValueError("a deny rule takes no to, headers, proxy or ca")
@@ -634,75 +588,68 @@ class RouteConfig(_Section):
             raise ValueError("ca is for links that end as wss or tls")
         if self.proxy and scheme == "udp":
             raise ValueError("UDP links cannot go through a proxy")
-        return self
 
 
-class EgressConfig(_Section):
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EgressConfig(Section):
     """What happens to links no `[[route]]` rule matches, and the default proxy."""
 
-    default: Literal["allow", "deny"] = Field(default="allow", description=(
+    default: Literal["allow", "deny"] = setting(default="allow", description=(
         "`deny`: a link that matches no rule is refused (the dialect's connect-failure"
         " answer)."))
-    proxy: StrictStr | None = Field(default=None, description=(
+    proxy: str | None = setting(default=None, check=_proxy, description=(
         "Proxy for every link (`http://`, `socks5://`, `socks4://`); a rule's"
         " `proxy = \"\"` opts out. Default: none."))
 
-    @field_validator("proxy")
-    @classmethod
-    def _check_proxy(cls, proxy: str | None) -> str | None:
-        return None if proxy is None else check_proxy(proxy)
 
-
-class PluginsConfig(_Section):
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PluginsConfig(Section):
     """Which plugins' dialects and transports are used."""
 
-    disable: tuple[StrictStr, ...] = Field(default=(), description=(
+    disable: tuple[str, ...] = setting(default=(), description=(
         "Dialects and transports (by the name `gatewayd plugins` shows) to leave out, which"
         " frees their names and link kinds for another plugin: `[\"aiohttp-ws-client\"]`"
         " lets a third-party transport serve `ws` and `wss`."))
 
 
-class Config(_Section):
+def _unique_ports(ports: tuple[PortConfig, ...], context: Context) -> tuple[PortConfig, ...]:
+    if not ports and context.need_ports:
+        raise ValueError("no [[port]] table: add one, or give the port with --device")
+    for attribute in ("name", "device"):
+        first_index: dict[str, int] = {}
+        for index, port in enumerate(ports):
+            value = getattr(port, attribute)
+            if value in first_index:
+                raise ValueError(
+                    f"port[{index}] has the same {attribute} as port[{first_index[value]}]:"
+                    f" {value!r}"
+                )
+            first_index[value] = index
+    return ports
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Config(Section):
     """The whole file."""
 
-    model_config = ConfigDict(populate_by_name=True)
-
-    ports: tuple[PortConfig, ...] = Field(
-        default=(), alias="port", validate_default=True,
+    ports: tuple[PortConfig, ...] = setting(
+        default=(), alias="port", check=_unique_ports, check_default=True,
         description="The UARTs: `[[port]]` tables, at least one unless `--device` gives the port.",
     )
-    certs: CertsConfig = Field(default_factory=CertsConfig, description="Certificate suites.")
-    log: LogConfig = Field(default_factory=LogConfig, description="Logging.")
-    control: ControlConfig = Field(default_factory=ControlConfig, description="Control socket.")
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus.")
-    routes: tuple[RouteConfig, ...] = Field(
+    certs: CertsConfig = setting(factory=CertsConfig, description="Certificate suites.")
+    log: LogConfig = setting(factory=LogConfig, description="Logging.")
+    control: ControlConfig = setting(factory=ControlConfig, description="Control socket.")
+    metrics: MetricsConfig = setting(factory=MetricsConfig, description="Prometheus.")
+    routes: tuple[RouteConfig, ...] = setting(
         default=(), alias="route",
         description="Route rules for outgoing links: `[[route]]` tables, first match wins.")
-    egress: EgressConfig = Field(default_factory=EgressConfig, description="Egress policy.")
-    plugins: PluginsConfig = Field(default_factory=PluginsConfig, description="Plugins used.")
-    plugin: dict[StrictStr, dict[str, Any]] = Field(default_factory=dict, description=(
+    egress: EgressConfig = setting(factory=EgressConfig, description="Egress policy.")
+    plugins: PluginsConfig = setting(factory=PluginsConfig, description="Plugins used.")
+    plugin: dict[str, dict[str, Any]] = setting(factory=dict, description=(
         "`[plugin.<name>]` tables, each handed to the plugin called <name>, which checks it."))
-    source: Path | None = Field(
+    source: Path | None = setting(
         default=None, exclude=True, description="The file this was loaded from; not a TOML key."
     )
-
-    @field_validator("ports")
-    @classmethod
-    def _unique_ports(cls, ports: tuple[PortConfig, ...],
-                      info: ValidationInfo) -> tuple[PortConfig, ...]:
-        if not ports and (info.context or {}).get(_NEED_PORTS_CONTEXT_KEY, True):
-            raise ValueError("no [[port]] table: add one, or give the port with --device")
-        for attribute in ("name", "device"):
-            first_index: dict[str, int] = {}
-            for index, port in enumerate(ports):
-                value = getattr(port, attribute)
-                if value in first_index:
-                    raise ValueError(
-                        f"port[{index}] has the same {attribute} as port[{first_index[value]}]:"
-                        f" {value!r}"
-                    )
-                first_index[value] = index
-        return ports
 
 
 @dataclass(frozen=True)
@@ -731,46 +678,15 @@ class ConfigError(Exception):
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    if loc[:1] == ("ports",):  # a default's validation reports the field, not its alias
-        loc = ("port", *loc[1:])
+def _key_path(loc: Location) -> str:
     path = ""
     for part in loc:
-        if part == "[key]":
-            continue
         if isinstance(part, int):
             path += f"[{part}]"
             continue
         key = part if _BARE_KEY.fullmatch(part) else '"' + part.replace('"', '\\"') + '"'
         path += f".{key}" if path else key
     return path
-
-
-_MESSAGES = {
-    "extra_forbidden": "unknown key",
-    "missing": "required key is missing",
-    "tuple_type": "Input should be an array",
-    "list_type": "Input should be an array",
-    "dict_type": "Input should be a table",
-    "model_type": "Input should be a table",
-    "model_attributes_type": "Input should be a table",
-}
-
-
-def _message(error: Any) -> str:
-    if error["type"] in _MESSAGES:
-        return _MESSAGES[error["type"]]
-    if error["type"] == "value_error":
-        return f"{error['ctx']['error']}"
-    value = error.get("input")
-    if isinstance(value, str | int | float | bool):
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        return f"{error['msg']} (got {shown})"
-    return f"{error['msg']}"
-
-
-def _problems_from(error: ValidationError, file: str) -> list[Problem]:
-    return [Problem(file, _key_path(e["loc"]), _message(e)) for e in error.errors()]
 
 
 def load_config(path: str | os.PathLike[str], *, need_ports: bool = True) -> Config:
@@ -792,14 +708,13 @@ def load_config(path: str | os.PathLike[str], *, need_ports: bool = True) -> Con
     if "source" in data:
         raise ConfigError([Problem(file, "source", "unknown key")])
     source = Path(os.path.abspath(file))
+    context = Context(source.parent, check_files=True, need_ports=need_ports)
     try:
-        config = Config.model_validate(
-            {**data, "source": source},
-            context={_BASE_CONTEXT_KEY: source.parent, _CHECK_FILES_CONTEXT_KEY: True,
-                     _NEED_PORTS_CONTEXT_KEY: need_ports},
-        )
-    except ValidationError as error:
-        raise ConfigError(_problems_from(error, file)) from None
+        config: Config = parse(Config, data, context)
+    except Invalid as error:
+        raise ConfigError([Problem(file, _key_path(loc), message)
+                           for loc, message in error.problems]) from None
+    object.__setattr__(config, "source", source)
     return config
 
 

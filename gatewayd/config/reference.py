@@ -6,14 +6,12 @@ keeps the committed file equal to this output.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import sys
 import types
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
-
-from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
+from typing import Any, Literal, Union, get_args, get_origin
 
 from gatewayd.config.model import (
     CertSuite,
@@ -25,6 +23,7 @@ from gatewayd.config.model import (
     PortConfig,
     RouteConfig,
 )
+from gatewayd.config.schema import Section, Spec, spec_of, type_hints
 
 __all__ = ["config_reference"]
 
@@ -36,41 +35,47 @@ def _toml_value(value: Any) -> str:
         return f'"{value}"'
     if isinstance(value, tuple | list):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key} = {_toml_value(item)}" for key, item in value.items()) + "}"
     return str(value)
 
 
-def _type_name(annotation: Any, metadata: list[Any]) -> str:
+def _type_name(annotation: Any) -> str:
     origin = get_origin(annotation)
-    if origin is Annotated:
-        inner, *extra = get_args(annotation)
-        return _type_name(inner, [*extra, *metadata])
     if origin is Literal:
         return " \\| ".join(f"`{_toml_value(choice)}`" for choice in get_args(annotation))
     if origin in (Union, types.UnionType):
         return " \\| ".join(
-            _type_name(arg, []) for arg in get_args(annotation) if arg is not type(None)
+            _type_name(arg) for arg in get_args(annotation) if arg is not type(None)
         )
+    if origin is tuple:
+        return "array"
+    if origin is dict:
+        return "table"
+    if isinstance(annotation, type) and issubclass(annotation, Section):
+        return "table"
     names = {str: "string", int: "integer", bool: "boolean", float: "float", Path: "path"}
-    name = names.get(annotation, getattr(annotation, "__name__", str(annotation)))
-    for constraint in metadata:
-        for attribute, symbol in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤")):
-            bound = getattr(constraint, attribute, None)
-            if bound is not None:
-                name += f" {symbol} {bound}"
-    return name
+    return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
-def _fields_table(model: type[BaseModel]) -> list[str]:
+def _bounds(spec: Spec) -> str:
+    return "".join(f" {symbol} {bound}" for bound, symbol in (
+        (spec.gt, ">"), (spec.ge, "≥"), (spec.le, "≤")) if bound is not None)
+
+
+def _fields_table(model: type[Section]) -> list[str]:
     lines = ["| Key | Type | Default | Description |", "|---|---|---|---|"]
-    for name, field in model.model_fields.items():
-        if field.default is PydanticUndefined and field.default_factory is None:
-            default = "required"
-        elif field.default is None:
-            default = "unset"
+    hints = type_hints(model)
+    for item in dataclasses.fields(model):  # type: ignore[arg-type]
+        spec = spec_of(item)
+        if item.default is not dataclasses.MISSING:
+            default = "unset" if item.default is None else f"`{_toml_value(item.default)}`"
+        elif item.default_factory is not dataclasses.MISSING:
+            default = f"`{_toml_value(item.default_factory())}`"
         else:
-            default = f"`{_toml_value(field.default)}`"
-        type_name = _type_name(field.annotation, field.metadata)
-        lines.append(f"| `{name}` | {type_name} | {default} | {field.description} |")
+            default = "required"
+        type_name = _type_name(hints[item.name]) + _bounds(spec)
+        lines.append(f"| `{item.name}` | {type_name} | {default} | {spec.description} |")
     return lines
 
 

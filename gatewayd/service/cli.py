@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -176,7 +177,7 @@ def _load(args: argparse.Namespace) -> Config:
             dialect=args.dialect or "esp-at",
             baudrate=args.baudrate or 115200,
         )
-        config = config.model_copy(update={"ports": (port,)})
+        config = dataclasses.replace(config, ports=(port,))
     return config
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -210,8 +211,8 @@ async def running_gateway(
         f'[[port]]\nname = "mcu"\ndevice = "pty:ttyAT0"\ndialect = "{dialect}"\n'))
     config = load_config(config_file)
     if boot_time is not None:
-        config = config.model_copy(update={"ports": tuple(
-            port.model_copy(update={"boot_time": boot_time}) for port in config.ports)})
+        config = dataclasses.replace(config, ports=tuple(
+            dataclasses.replace(port, boot_time=boot_time) for port in config.ports))
     plugins = load_plugins(*extra_plugins, disable=config.plugins.disable)
     problems = plugins.configure(config.plugin)
     if problems:
