@@ -189,3 +189,47 @@ def test_a_hook_that_raises_is_reported_naming_its_plugin():
     with pytest.raises(PluginError, match=r"plugin BrokenPlugin \(from \(registered in code\)\): "
                        r"gatewayd_transports failed: RuntimeError\('no network stack here'\)"):
         load_plugins(BrokenPlugin(), TransportPlugin(NullTransport("fine", {"x-fine"})))
+
+
+def test_a_dialect_is_imported_only_when_a_port_uses_it() -> None:
+    """Start-up and memory: a daemon whose ports all speak ESP-AT never imports
+    Ameba's command modules (a fresh interpreter, as the daemon starts)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from gatewayd.plugin.manager import load_plugins\n"
+        "plugins = load_plugins()\n"
+        "assert {'esp-at', 'ameba'} <= set(plugins.dialects)\n"
+        "print(plugins.dialects['esp-at'].name)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('gatewayd.dialects.')"
+        " and m.count('.') == 2))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.splitlines() == [
+        "esp-at", "['gatewayd.dialects.base', 'gatewayd.dialects.esp_at']"]
+
+
+class LazyPlugin:
+    def __init__(self, entry: object) -> None:
+        self.entry = entry
+
+    @hookimpl
+    def gatewayd_dialects(self):
+        return [self.entry]
+
+
+def test_a_lazy_dialect_that_is_not_what_it_says_fails_when_looked_up() -> None:
+    from gatewayd.dialects.base import LazyDialect
+
+    wrong = LazyDialect("modem", "a modem", "gatewayd.dialects.esp_at:DIALECT")
+    plugins = load_plugins(LazyPlugin(wrong))
+    assert "modem" in plugins.dialects  # listed without importing anything
+    with pytest.raises(PluginError, match="dialect modem: cannot load gatewayd.dialects.esp_at"
+                       ":DIALECT: TypeError.*registered as 'modem'"):
+        plugins.dialects["modem"]
+    missing = LazyDialect("gone", "nothing", "gatewayd.dialects.absent:DIALECT")
+    with pytest.raises(PluginError, match="dialect gone: cannot load .*ModuleNotFoundError"):
+        load_plugins(LazyPlugin(missing)).dialects["gone"]

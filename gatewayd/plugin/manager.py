@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ import pluggy
 from gatewayd.plugin import ENTRY_POINT_GROUP, PROJECT, PluginConfigError, hookimpl, spec
 
 if TYPE_CHECKING:
-    from gatewayd.dialects.base import Dialect
+    from gatewayd.dialects.base import Dialect, LazyDialect
     from gatewayd.transport import ClientRequest, Transport
 
 __all__ = ["PluginError", "Plugins", "Provided", "load_plugins"]
@@ -125,6 +125,39 @@ def _flatten(hook_name: str, results: object) -> list[Any]:
     return flat
 
 
+class DialectTable(Mapping[str, "Dialect"]):
+    """The dialects by name; a :class:`~gatewayd.dialects.base.LazyDialect` is
+    imported the first time it is looked up (names and ``in`` import nothing).
+    A dialect that fails to import is a :class:`PluginError` naming it."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, Dialect | LazyDialect] = {}
+
+    def add(self, entry: Dialect | LazyDialect) -> None:
+        self._entries[entry.name] = entry
+
+    def __getitem__(self, name: str) -> Dialect:
+        from gatewayd.dialects.base import LazyDialect
+
+        entry = self._entries[name]
+        if not isinstance(entry, LazyDialect):
+            return entry
+        try:
+            dialect = self._entries[name] = entry.load()
+        except Exception as exc:
+            raise PluginError(f"dialect {name}: cannot load {entry.target}: {exc!r}") from exc
+        return dialect
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+
 class Plugins:
     """The loaded plugins: dialects by name, transports by link kind.
 
@@ -135,7 +168,7 @@ class Plugins:
     def __init__(self, manager: pluggy.PluginManager, disable: Iterable[str] = ()) -> None:
         self.manager = manager
         self.disabled = frozenset(disable)
-        self.dialects: dict[str, Dialect] = {}
+        self.dialects = DialectTable()
         self.transports: dict[str, Transport] = {}
         self.provided_dialects: list[Provided] = []
         self.provided_transports: list[Provided] = []
@@ -216,7 +249,7 @@ class Plugins:
             if dialect.name in self.dialects:
                 raise PluginError(
                     f"dialect {dialect.name!r} registered twice (again by {name})")
-            self.dialects[dialect.name] = dialect
+            self.dialects.add(dialect)
             self.provided_dialects.append(Provided(dialect.name, dialect.summary, name, dist))
         for transport in self._call("gatewayd_transports"):
             name, dist = self._origins.of("gatewayd_transports", transport)

@@ -26,14 +26,16 @@ from gatewayd.plugin import hookspec
 if TYPE_CHECKING:
     from typing import Any
 
-    from gatewayd.dialects.base import Dialect
+    from gatewayd.dialects.base import Dialect, LazyDialect
     from gatewayd.transport import ClientRequest, Transport
 
 
 @hookspec
-def gatewayd_dialects() -> list[Dialect]:
-    """Return the AT dialects this plugin provides. Names must be unique
-    across all plugins (``esp-at`` and ``ameba`` are built in)."""
+def gatewayd_dialects() -> list[Dialect | LazyDialect]:
+    """Return the AT dialects this plugin provides: :class:`Dialect` instances,
+    or :class:`~gatewayd.dialects.base.LazyDialect` entries (name, summary,
+    ``"module:ATTRIBUTE"``) imported when a port first uses them. Names must be
+    unique across all plugins (``esp-at`` and ``ameba`` are built in)."""
     raise NotImplementedError  # a specification: plugins implement it
 
 
