@@ -2,7 +2,13 @@
 
 Prints one plain-text table. Nothing here asserts on timing: the figures are
 for a reader to compare with the targets from the issue (p99 < 1 ms,
-start-to-ready < 0.5 s, RSS < 40 MB), which are printed beside them.
+start-to-ready within 5x `python -c pass`, RSS < 32 MB at READY=1 and < 36 MB
+once the transports are loaded), which are printed beside them.
+
+gatewayd's own modules are byte-compiled first (``compileall``), as pip and
+the .deb install them: with ``PYTHONDONTWRITEBYTECODE`` set (as on some
+build machines) every start would otherwise compile them from source again,
+about 100 ms here, and time that no installed daemon spends.
 
 What is measured, and how:
 
@@ -39,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import math
 import os
 import platform
@@ -349,6 +356,9 @@ def print_table(title: str, rows: list[Row], notes: list[str]) -> None:
 
 
 async def run(count: int, dialect: str) -> None:
+    for package in ("gatewayd", "gatewayd_ws", "gatewayd_sockets"):
+        folder = Path(__import__(package).__file__).parent
+        compileall.compile_dir(folder, quiet=1)
     interpreter = await interpreter_start()
     startup = Startup()
     with tempfile.TemporaryDirectory(prefix="gwd-bench-") as tmp:
@@ -369,11 +379,12 @@ async def run(count: int, dialect: str) -> None:
     rows = [
         Row(f"start -> pty symlink (median of {STARTS})", f"{median_ms(startup.symlink):.1f} ms"),
         Row(f"start -> READY=1 (median of {STARTS})", f"{ready:.1f} ms",
-            f"{interpreter * 1e3:.1f} ms", "< 500 ms", checked(ready, 500)),
-        Row("RSS right after READY=1", f"{rss_ready:.1f} MB", "", "< 40 MB",
-            checked(rss_ready, 40)),
-        Row(f"RSS after {count:,} round trips", f"{rss_after:.1f} MB", "", "< 40 MB",
-            checked(rss_after, 40)),
+            f"{interpreter * 1e3:.1f} ms", f"<= 5x ({ready / (interpreter * 1e3):.1f}x)",
+            checked(ready, 5 * interpreter * 1e3)),
+        Row("RSS at READY=1 (transports not loaded)", f"{rss_ready:.1f} MB", "", "< 32 MB",
+            checked(rss_ready, 32)),
+        Row(f"RSS, transports loaded, {count:,} trips", f"{rss_after:.1f} MB", "", "< 36 MB",
+            checked(rss_after, 36)),
         *latency_rows(times, floor),
         Row(f"idle CPU, utime+stime over {IDLE_SECONDS:.1f} s", f"{by_ticks:.1f} ms/s"),
     ]
@@ -389,6 +400,8 @@ async def run(count: int, dialect: str) -> None:
     notes = [
         "baselines: start -> READY=1 vs spawn -> exit of `python -c pass`;",
         "           round trips vs a bare Python responder on a pty (same client loop).",
+        "RSS at READY=1 is read as the daemon begins importing its transports (aiohttp),",
+        "which it does right after READY=1; the second RSS figure has them loaded.",
         "round trips: write the request, read until the complete \\r\\nOK\\r\\n; "
         "percentiles are nearest-rank.",
         f"idle CPU: utime+stime tick every {1000 / os.sysconf('SC_CLK_TCK'):.0f} ms.",
