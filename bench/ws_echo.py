@@ -21,6 +21,11 @@ What is measured, in one run on this machine:
   8192 bytes, 2048 is typical) and read back as ``+IPD,<len>:`` messages.
 * ``--link passthrough`` (ESP-AT): the same link in passthrough
   (``AT+CIPMODE=1``, ``AT+CIPSEND``): raw bytes both ways, as socat.
+* ``--dialect ameba --link wssrv``: the MCU starts gatewayd's WebSocket server
+  (``AT+WSSRVCFG``, ``AT+WSSRVSTART``), a ``websockets`` client (in a child
+  process) connects and echoes every message, and the MCU sends each block
+  with ``AT+WSSRVSENDRAW`` (``>>>``, the block, ``OK``); the echo comes back
+  as ``[$][WSSRV][DATA][0][2][<len>]:`` messages.
 * baseline: ``socat`` relays a pty to a raw TCP echo server; the MCU writes
   the same block and reads it back.
 
@@ -36,6 +41,7 @@ with the MCU side. Every read is bounded by ``select`` timeouts.
     .venv/bin/python bench/ws_echo.py --dialect ameba --link tcp --size 65536 --blocks 100
     .venv/bin/python bench/ws_echo.py --link cipsend --size 2048 --blocks 1000
     .venv/bin/python bench/ws_echo.py --link passthrough --size 4096
+    .venv/bin/python bench/ws_echo.py --dialect ameba --link wssrv
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -95,6 +102,29 @@ def serve_echo(ports: multiprocessing.connection.Connection) -> None:
                         next(iter(pieces.sockets)).getsockname()[1],
                         tcp.sockets[0].getsockname()[1]))
             await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def client_echo(port: int) -> None:
+    """A WebSocket client of gatewayd's server on *port* that echoes every
+    message (its connect retried until the server listens, for TIMEOUT s)."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    async def main():
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                websocket = await connect(f"ws://127.0.0.1:{port}/", max_size=None)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+        with contextlib.suppress(ConnectionClosed):
+            async for message in websocket:
+                await websocket.send(message)
 
     asyncio.run(main())
 
@@ -305,9 +335,24 @@ def run_gatewayd(workdir: Path, ports: tuple[int, int, int], args) -> dict[str, 
         command[1:3] = ["-m", "cProfile", "-o", str(Path(args.profile).resolve()), "-m",
                         "gatewayd"]
     proc = subprocess.Popen(command, cwd=workdir)
+    client = None
     try:
         mcu = Pty(link)
-        if args.dialect == "ameba" and args.link in ("tcp", "sktsend"):
+        if args.dialect == "ameba" and args.link == "wssrv":
+            mcu.read_until(b"ATCMD READY\r\n")
+            mcu.write(b"AT+WSSRVCFG=3,30,0,%d,%d\r\n" % (AMEBA_BUFFER, AMEBA_BUFFER))
+            mcu.read_until(b"\r\nOK\r\n")
+            with socket.socket() as probe:  # a free port for the MCU's server
+                probe.bind(("127.0.0.1", 0))
+                server_port = probe.getsockname()[1]
+            mcu.write(b"AT+WSSRVSTART=%d,1\r\n" % server_port)
+            mcu.read_until(b"\r\nOK\r\n")
+            client = multiprocessing.get_context("spawn").Process(
+                target=client_echo, args=(server_port,), daemon=True)
+            client.start()
+            mcu.read_until(b"[$][WSSRV][EVENT]:linkid:0, connected\r\n")
+            roundtrip = ameba_roundtrip(b"AT+WSSRVSENDRAW=0,%d,2", b"[$][WSSRV][DATA][0][2]")
+        elif args.dialect == "ameba" and args.link in ("tcp", "sktsend"):
             mcu.read_until(b"ATCMD READY\r\n")
             mcu.write(b"AT+SKTCFG=,,1,,,,\r\n")  # TCP_NODELAY, as socat has
             mcu.read_until(b"\r\nOK\r\n")
@@ -355,6 +400,9 @@ def run_gatewayd(workdir: Path, ports: tuple[int, int, int], args) -> dict[str, 
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(TIMEOUT)
+        if client is not None:
+            client.terminate()
+            client.join(TIMEOUT)
 
 
 def run_socat(workdir: Path, tcp_port: int, args) -> dict[str, float]:
@@ -383,6 +431,7 @@ PATHS = (
     ("ameba AT+SKTSENDRAW", "ameba", "tcp", (4096, 65536), 20),
     ("ameba AT+WSSEND", "ameba", "wssend", (1024,), 20),
     ("ameba AT+SKTSEND", "ameba", "sktsend", (1024,), 20),
+    ("ameba AT+WSSRVSENDRAW", "ameba", "wssrv", (4096,), 20),
 )
 
 
@@ -437,9 +486,10 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=1000, help="64-byte round trips")
     parser.add_argument("--dialect", choices=["esp-at", "ameba"], default="esp-at")
     parser.add_argument("--link", choices=["ws", "tcp", "cipsend", "passthrough", "wssend",
-                                           "sktsend"], default="ws",
+                                           "sktsend", "wssrv"], default="ws",
                         help="tcp: Ameba AT+SKTCLIENT/AT+SKTSENDRAW to a TCP echo server;"
-                             " cipsend, passthrough: ESP-AT AT+CIPSTART to it")
+                             " cipsend, passthrough: ESP-AT AT+CIPSTART to it; wssrv: Ameba"
+                             " AT+WSSRVSENDRAW to a client of gatewayd's WebSocket server")
     parser.add_argument("--transintvl", type=int, default=20,
                         help="passthrough: AT+TRANSINTVL in ms (the module's default 20)")
     parser.add_argument("--all", action="store_true",
