@@ -227,9 +227,10 @@ def test_a_lazy_dialect_that_is_not_what_it_says_fails_when_looked_up() -> None:
     wrong = LazyDialect("modem", "a modem", "gatewayd.dialects.esp_at:DIALECT")
     plugins = load_plugins(LazyPlugin(wrong))
     assert "modem" in plugins.dialects  # listed without importing anything
-    with pytest.raises(PluginError, match="dialect modem: cannot load gatewayd.dialects.esp_at"
-                       ":DIALECT: TypeError.*registered as 'modem'"):
+    with pytest.raises(PluginError, match=r"dialect modem: cannot load gatewayd\.dialects\.esp_at"
+                       r":DIALECT: TypeError.*registered as 'modem'"):
         plugins.dialects["modem"]
     missing = LazyDialect("gone", "nothing", "gatewayd.dialects.absent:DIALECT")
-    with pytest.raises(PluginError, match="dialect gone: cannot load .*ModuleNotFoundError"):
+    with pytest.raises(PluginError, match=r"dialect gone: cannot load "
+                       r"gatewayd\.dialects\.absent:DIALECT: ModuleNotFoundError"):
         load_plugins(LazyPlugin(missing)).dialects["gone"]
