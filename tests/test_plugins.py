@@ -209,7 +209,8 @@ def test_a_dialect_is_imported_only_when_a_port_uses_it() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=60, check=True)
     assert done.stdout.splitlines() == [
-        "esp-at", "['gatewayd.dialects.base', 'gatewayd.dialects.esp_at']"]
+        "esp-at",
+        "['gatewayd.dialects.base', 'gatewayd.dialects.builtin', 'gatewayd.dialects.esp_at']"]
 
 
 class LazyPlugin:

@@ -149,14 +149,6 @@ def _file(path: Path, context: Context) -> Path:
     return path
 
 
-def _regular_file(path: Path, context: Context) -> Path:
-    """`path` resolved; when files are checked, it must be a regular file."""
-    path = resolve_path(path, context.base)
-    if context.check_files and not path.is_file():
-        raise ValueError(f"file not found: {path}")
-    return path
-
-
 def _resolved(path: Path, context: Context) -> Path:
     return resolve_path(path, context.base)
 
@@ -200,6 +192,8 @@ def _proxy(proxy: str, _context: Context) -> str:
     return check_proxy(proxy)
 
 
+def _bind(bind: str, _context: Context) -> str:
+    return _check_bind(bind)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -314,7 +308,7 @@ class PortConfig(Section):
 
     server_bind: str | None = setting(
         default=None,
-        min_length=1, check=lambda bind, _context: _check_bind(bind),
+        min_length=1, check=_bind,
         description=(
             "Where the MCU's servers (ESP-AT AT+CIPSERVER; Ameba AT+SKTSERVER, AT+WSSRVSTART)"
             " listen: an IP"
@@ -544,7 +538,7 @@ def check_proxy(url: str) -> str:
 class HeaderFile(Section):
     """A header value read from a file at every connect (a token that rotates)."""
 
-    file: Path = setting(check=_regular_file, description=(
+    file: Path = setting(check=_file, description=(
         "File whose content (without a final newline) is the value."))
 
 
@@ -568,7 +562,7 @@ class RouteConfig(Section):
     proxy: str | None = setting(default=None, check=_proxy, description=(
         "HTTP CONNECT (`http://host:port`) or SOCKS (`socks5://`, `socks4://`) proxy for"
         " matching links; `\"\"` opts out of `[egress] proxy`. Default: `[egress] proxy`."))
-    ca: Path | None = setting(default=None, check=_regular_file, description=(
+    ca: Path | None = setting(default=None, check=_file, description=(
         "PEM CA file that verifies an upgraded link instead of the system trust store."))
     ports: tuple[str, ...] = setting(default=(), description=(
         "Names of the ports this rule applies to. Default: every port."))

@@ -4,12 +4,8 @@ exactly as a third-party plugin would; each is imported when a port first uses i
 from __future__ import annotations
 
 from gatewayd.dialects.base import LazyDialect
+from gatewayd.dialects.builtin import AMEBA, ESP_AT
 from gatewayd.plugin import hookimpl
-
-ESP_AT = LazyDialect("esp-at", "Espressif ESP-AT: AT core and WebSocket commands",
-                     "gatewayd.dialects.esp_at:DIALECT")
-AMEBA = LazyDialect("ameba", "Realtek Ameba ATCMD 2.x (Host Control Mode)",
-                    "gatewayd.dialects.ameba:DIALECT")
 
 
 @hookimpl

@@ -33,6 +33,7 @@ from gatewayd.dialects.base import (
     Unknown,
     bind_params,
 )
+from gatewayd.dialects.builtin import AMEBA
 from gatewayd.links import DescribedLink
 
 if TYPE_CHECKING:
@@ -50,8 +51,8 @@ FRAMING = Framing(
 
 
 class AmebaDialect(Dialect):
-    name = "ameba"
-    summary = "Realtek Ameba ATCMD 2.x (Host Control Mode)"
+    name = AMEBA.name
+    summary = AMEBA.summary
     framing = FRAMING
     banner = READY
 

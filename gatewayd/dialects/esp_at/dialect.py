@@ -24,6 +24,7 @@ from gatewayd.dialects.base import (
     Unknown,
     bind_params,
 )
+from gatewayd.dialects.builtin import ESP_AT
 from gatewayd.dialects.esp_at.state import EspAtState
 from gatewayd.links import DescribedLink
 
@@ -54,8 +55,8 @@ _NAME = re.compile(rb"[A-Za-z0-9_!%\-./:+]*")
 
 
 class EspAtDialect(Dialect):
-    name = "esp-at"
-    summary = "Espressif ESP-AT: AT core and WebSocket commands"
+    name = ESP_AT.name
+    summary = ESP_AT.summary
     framing = FRAMING
     banner = READY
     #: An ESP32 reboots for a few hundred ms; hosts flush their UART after the
