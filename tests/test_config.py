@@ -207,6 +207,23 @@ headers = { X-One = 1, X-Two = { path = "t" } }
     ]
 
 
+def test_a_folder_where_a_file_belongs_is_named_as_such(tmp_path: Path) -> None:
+    (tmp_path / "certs").mkdir()
+    path = write_config(tmp_path, PORT + """
+[[route]]
+match = "ws://a.example/*"
+to = "wss://b.example/"
+ca = "certs"
+
+[certs.client.0]
+ca = "certs"
+""")
+    assert problems_of(path) == [
+        f"{path}: certs.client.0.ca: not a regular file: {tmp_path / 'certs'}",
+        f"{path}: route[0].ca: not a regular file: {tmp_path / 'certs'}",
+    ]
+
+
 def test_sections_built_in_python_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="baudrate: Input should be greater than 0"):
         PortConfig(name="cli", device="/dev/ttyS0", baudrate=0)
