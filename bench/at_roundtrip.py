@@ -240,12 +240,16 @@ async def wait_ready(gateway: GatewaydProcess) -> None:
                        f"{err.decode(errors='replace')}")
 
 
-async def start_daemon(workdir: Path, dialect: str, startup: Startup) -> GatewaydProcess:
-    """Spawn gatewayd on ``pty:<workdir>/ttyAT0``; record its start-up times."""
+async def start_daemon(workdir: Path, dialect: str, loop: str,
+                       startup: Startup) -> GatewaydProcess:
+    """Spawn gatewayd on ``pty:<workdir>/ttyAT0`` with ``[daemon] event_loop``
+    *loop*; record its start-up times."""
     link = workdir / "ttyAT0"
+    config = workdir / "loop.toml"
+    config.write_text(f'[daemon]\nevent_loop = "{loop}"\n')
     gateway = GatewaydProcess(
-        ["run", "--device", f"pty:{link}", "--dialect", dialect, "--log-level", "warning"],
-        cwd=workdir)
+        ["run", "-c", str(config), "--device", f"pty:{link}", "--dialect", dialect,
+         "--log-level", "warning"], cwd=workdir)
     start = time.perf_counter()
 
     async def symlink_seen() -> float:
@@ -355,7 +359,7 @@ def print_table(title: str, rows: list[Row], notes: list[str]) -> None:
 # -- main ---------------------------------------------------------------------
 
 
-async def run(count: int, dialect: str) -> None:
+async def run(count: int, dialect: str, loop: str) -> None:
     for package in ("gatewayd", "gatewayd_ws", "gatewayd_sockets"):
         folder = Path(__import__(package).__file__).parent
         compileall.compile_dir(folder, quiet=1)
@@ -364,8 +368,8 @@ async def run(count: int, dialect: str) -> None:
     with tempfile.TemporaryDirectory(prefix="gwd-bench-") as tmp:
         workdir = Path(tmp)
         for _ in range(STARTS - 1):
-            await stop_daemon(await start_daemon(workdir, dialect, startup))
-        gateway = await start_daemon(workdir, dialect, startup)  # kept for the rest
+            await stop_daemon(await start_daemon(workdir, dialect, loop, startup))
+        gateway = await start_daemon(workdir, dialect, loop, startup)  # kept for the rest
         try:
             rss_ready = rss_mb(gateway.pid)
             floor = echo_round_trips(DIALECTS[dialect]["request"], count)
@@ -394,7 +398,8 @@ async def run(count: int, dialect: str) -> None:
                     "yes" if exit_code == 0 else "NO"))
 
     request = DIALECTS[dialect]["request"].decode().strip()
-    title = (f"gatewayd AT round-trip bench: dialect {dialect}, {count:,} x {request} "
+    title = (f"gatewayd AT round-trip bench: dialect {dialect}, event loop {loop}, "
+             f"{count:,} x {request} "
              f"(+{WARMUP} warm-up), Python {platform.python_version()}, "
              f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs")
     notes = [
@@ -415,13 +420,15 @@ def main() -> int:
                         help="timed round trips (default 10000)")
     parser.add_argument("--dialect", choices=sorted(DIALECTS), default="esp-at",
                         help="dialect of the emulated module (default esp-at)")
+    parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto",
+                        help="gatewayd's [daemon] event_loop (default auto)")
     args = parser.parse_args()
     if args.count < 1:
         parser.error("--count must be at least 1")
     # Under systemd our own notify socket would be inherited and take precedence.
     for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
         os.environ.pop(name, None)
-    asyncio.run(run(args.count, args.dialect))
+    asyncio.run(run(args.count, args.dialect, args.loop))
     return 0
 
 

@@ -329,8 +329,10 @@ def summary(samples: list[float]) -> tuple[float, float]:
 
 def run_gatewayd(workdir: Path, ports: tuple[int, int, int], args) -> dict[str, float]:
     link = workdir / "ttyAT0"
-    command = [sys.executable, "-m", "gatewayd", "run", "--device", f"pty:{link}",
-               "--dialect", args.dialect, "--log-level", "warning"]
+    loop_config = workdir / f"loop-{args.loop}.toml"
+    loop_config.write_text(f'[daemon]\nevent_loop = "{args.loop}"\n')
+    command = [sys.executable, "-m", "gatewayd", "run", "-c", str(loop_config),
+               "--device", f"pty:{link}", "--dialect", args.dialect, "--log-level", "warning"]
     if args.profile:  # cProfile writes its file when SIGTERM ends the daemon
         command[1:3] = ["-m", "cProfile", "-o", str(Path(args.profile).resolve()), "-m",
                         "gatewayd"]
@@ -448,30 +450,34 @@ def all_paths(args) -> int:
         ports = parent.recv()
         with tempfile.TemporaryDirectory(prefix="gwd-bench-") as tmp:
             baselines = {}
+            loops = ("uvloop", "asyncio") if args.loop == "both" else (args.loop,)
             for label, dialect, link, sizes, interval in PATHS:
                 for size in sizes:
-                    run = argparse.Namespace(**{**vars(args), "dialect": dialect,
-                                                "link": link, "size": size,
-                                                "transintvl": interval,
-                                                "blocks": max(20, args.blocks * 4096 // size)})
-                    if size not in baselines:
-                        baselines[size] = run_socat(Path(tmp), ports[2], run)
-                    result = run_gatewayd(Path(tmp), ports, run)
-                    rows.append((f"{label}, {size // 1024} KiB", result, baselines[size]))
+                    for loop in loops:
+                        run = argparse.Namespace(**{
+                            **vars(args), "dialect": dialect, "link": link, "size": size,
+                            "transintvl": interval, "loop": loop,
+                            "blocks": max(20, args.blocks * 4096 // size)})
+                        if size not in baselines:
+                            baselines[size] = run_socat(Path(tmp), ports[2], run)
+                        result = run_gatewayd(Path(tmp), ports, run)
+                        shown = f", {loop}" if len(loops) > 1 else ""
+                        rows.append((f"{label}, {size // 1024} KiB{shown}", result,
+                                     baselines[size]))
     finally:
         peers.terminate()
     print(f"every path, gatewayd beside socat in the same run; "
           f"{args.count} x 64 B round trips each")
     head = ("path", "MB/s", "x socat", "CPU ms/MB", "x socat", "CPU us/64B RT", "x socat",
             "RTT med us", "p99 us")
-    print(f"{head[0]:28}" + "".join(f"{h:>14}" for h in head[1:]))
+    print(f"{head[0]:36}" + "".join(f"{h:>14}" for h in head[1:]))
     for label, gw, base in rows:
         cells = (gw["mb_s"], gw["mb_s"] / base["mb_s"], gw["cpu"],
                  gw["cpu"] / base["cpu"] if base["cpu"] else float("inf"), gw["cpu_rt"],
                  gw["cpu_rt"] / base["cpu_rt"] if base["cpu_rt"] else float("inf"),
                  gw["median"], gw["p99"])
-        print(f"{label:28}" + "".join(f"{c:14.2f}" for c in cells))
-    print(f"{'socat (baseline), 4 KiB':28}{baselines[4096]['mb_s']:14.2f}{'':14}"
+        print(f"{label:36}" + "".join(f"{c:14.2f}" for c in cells))
+    print(f"{'socat (baseline), 4 KiB':36}{baselines[4096]['mb_s']:14.2f}{'':14}"
           f"{baselines[4096]['cpu']:14.2f}{'':14}{baselines[4096]['cpu_rt']:14.2f}{'':14}"
           f"{baselines[4096]['median']:14.2f}{baselines[4096]['p99']:14.2f}")
     print("targets: CPU per 64 B round trip <= 3x socat; CPU per MB <= 3x (4 KiB), <= 2x"
@@ -495,12 +501,20 @@ def main() -> int:
     parser.add_argument("--all", action="store_true",
                         help="every data path in 4 KiB (and 64 KiB where allowed) blocks, one"
                              " table, socat measured in the same run")
+    parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop", "both"], default=None,
+                        help="gatewayd's [daemon] event_loop; both (the default of --all):"
+                             " every path on uvloop and on asyncio's loop (single paths:"
+                             " default auto)")
     parser.add_argument("--profile", metavar="FILE",
                         help="run gatewayd under cProfile, write its stats to FILE and print"
                              " the top functions (the figures then include the profiler)")
     args = parser.parse_args()
     if args.all:
+        args.loop = args.loop or "both"
         return all_paths(args)
+    args.loop = args.loop or "auto"
+    if args.loop == "both":
+        parser.error("--loop both is for --all")
     if args.link in ("tcp", "wssend", "sktsend") and args.dialect != "ameba":
         parser.error(f"--link {args.link} needs --dialect ameba")
     if args.link in ("wssend", "sktsend") and args.size > 1900:
@@ -525,8 +539,8 @@ def main() -> int:
             base = run_socat(Path(tmp), tcp_port, args)
     finally:
         peers.terminate()
-    print(f"{args.dialect} over {args.link}: echo of {args.size}-byte blocks "
-          f"({args.blocks} blocks), 64-byte latency ({args.count} messages)")
+    print(f"{args.dialect} over {args.link}, event loop {args.loop}: echo of {args.size}-byte"
+          f" blocks ({args.blocks} blocks), 64-byte latency ({args.count} messages)")
     print(f"{'':28}{f'gatewayd ({args.link})':>16}{'socat (tcp)':>16}{'ratio':>8}   target")
     target = ">= 0.8x socat" if args.link == "passthrough" else ">= 0.5x socat"
     print(f"{'throughput, MB/s':28}{gw['mb_s']:16.2f}{base['mb_s']:16.2f}"

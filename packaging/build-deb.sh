@@ -26,6 +26,10 @@
 #                               compiler, pkg-config, libsystemd-dev and
 #                               python3-dev. auto: only when those are there,
 #                               and carry on without it if the build fails.
+#   UVLOOP=auto|yes|no          bundle uvloop, the faster event loop the
+#                               daemon then runs on ([daemon] event_loop).
+#                               auto: when PyPI has a wheel for this machine
+#                               (x86_64, arm64; not armhf), else without it.
 #   MAINTAINER="Name <mail>"    the Maintainer field.
 set -euo pipefail
 umask 022
@@ -36,6 +40,7 @@ outdir="${1:-$src/dist}"
 prefix=/opt/gatewayd
 maintainer="${MAINTAINER:-gatewayd developers <gatewayd@users.noreply.github.com>}"
 systemd_python="${SYSTEMD_PYTHON:-auto}"
+uvloop="${UVLOOP:-auto}"
 
 say() { printf 'build-deb: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -85,6 +90,14 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check --no-input --quiet)
 say "installing gatewayd and its dependencies"
 "${pip[@]}" install --no-compile "$work/src"
 
+optional_req() {  # the first requirement of pyproject's optional dependency group $1
+    "$PYTHON" -c '
+import sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    print(tomllib.load(f)["project"]["optional-dependencies"][sys.argv[2]][0])' \
+        "$work/src/pyproject.toml" "$1"
+}
+
 want_systemd=no
 case "$systemd_python" in
     yes) want_systemd=yes ;;
@@ -102,10 +115,7 @@ case "$systemd_python" in
     *) die "SYSTEMD_PYTHON must be auto, yes or no" ;;
 esac
 if [ "$want_systemd" = yes ]; then
-    req="$("$PYTHON" -c '
-import sys, tomllib
-with open(sys.argv[1], "rb") as f:
-    print(tomllib.load(f)["project"]["optional-dependencies"]["systemd"][0])' "$work/src/pyproject.toml")"
+    req="$(optional_req systemd)"
     say "building $req"
     # Built here, against $PYTHON: a wheel cached from another interpreter
     # (a pyenv build, say) would carry that interpreter's RUNPATH.
@@ -115,6 +125,18 @@ with open(sys.argv[1], "rb") as f:
         say "$req failed to build: not bundled"
     fi
 fi
+
+case "$uvloop" in
+    no) ;;
+    yes|auto)
+        req="$(optional_req uvloop)"
+        say "installing $req (a wheel)"
+        if ! "${pip[@]}" install --no-compile --only-binary uvloop "$req"; then
+            [ "$uvloop" = yes ] && die "no $req wheel for this machine"
+            say "no $req wheel for this machine: not bundled (the daemon runs on asyncio's loop)"
+        fi ;;
+    *) die "UVLOOP must be auto, yes or no" ;;
+esac
 
 # setuptools came with the venv and is not needed at run time (pip builds
 # sdists of third-party plugins in isolated environments).

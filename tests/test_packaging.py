@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import platform
 import re
 import shutil
 import struct
@@ -249,6 +250,27 @@ def test_deb_bundled_code_runs_on_debian_python(unpacked: Path) -> None:
     assert plugins.returncode == 0, plugins.stderr
     assert re.search(r"^\s+esp-at\s", plugins.stdout, re.M), plugins.stdout
     assert re.search(r"^\s+ameba\s", plugins.stdout, re.M), plugins.stdout
+
+
+#: Machines PyPI has uvloop wheels for: the .deb bundles it there (UVLOOP=auto).
+UVLOOP_WHEELS = ("x86_64", "aarch64")
+
+
+def test_deb_bundles_uvloop_where_pypi_has_a_wheel(unpacked: Path) -> None:
+    venv = unpacked / "opt/gatewayd"
+    site = next(venv.glob("lib/python3.*/site-packages"))
+    bundled = (site / "uvloop").is_dir()
+    assert bundled == (platform.machine() in UVLOOP_WHEELS), sorted(
+        path.name for path in site.iterdir())
+    if bundled:
+        interpreter = re.search(r"^executable = (\S+)$", (venv / "pyvenv.cfg").read_text(), re.M)
+        assert interpreter
+        script = ("import sys; sys.path[:0] = [sys.argv[1]]\n"
+                  "import asyncio, uvloop\n"
+                  "with asyncio.Runner(loop_factory=uvloop.new_event_loop) as r:\n"
+                  "    print(r.run(asyncio.sleep(0, 'ran')))\n")
+        ran = run(interpreter.group(1), "-I", "-S", "-c", script, site)
+        assert (ran.returncode, ran.stdout.strip()) == (0, "ran"), ran.stderr
 
 
 PT_DYNAMIC, PT_GNU_STACK, PF_X = 2, 0x6474E551, 1

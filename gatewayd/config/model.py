@@ -32,6 +32,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ControlConfig",
+    "DaemonConfig",
     "EgressConfig",
     "HeaderFile",
     "LogConfig",
@@ -475,6 +476,17 @@ class LogConfig(Section):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class DaemonConfig(Section):
+    """The daemon process itself. Read when it starts; a reload keeps these."""
+
+    event_loop: Literal["auto", "asyncio", "uvloop"] = setting(
+        default="auto", description=(
+            "Event loop: `uvloop` (C, about a third less CPU per message; installed with "
+            "`gatewayd[uvloop]`, refused at start when missing), `asyncio` (the standard "
+            "library's), or `auto`: uvloop when installed, else asyncio."))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ControlConfig(Section):
     """The control socket that `gatewayd status` and `gatewayd trace` talk to.
 
@@ -632,6 +644,7 @@ class Config(Section):
     )
     certs: CertsConfig = setting(factory=CertsConfig, description="Certificate suites.")
     log: LogConfig = setting(factory=LogConfig, description="Logging.")
+    daemon: DaemonConfig = setting(factory=DaemonConfig, description="The daemon process.")
     control: ControlConfig = setting(factory=ControlConfig, description="Control socket.")
     metrics: MetricsConfig = setting(factory=MetricsConfig, description="Prometheus.")
     routes: tuple[RouteConfig, ...] = setting(

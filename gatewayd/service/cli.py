@@ -207,11 +207,19 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
 
     from gatewayd.service.daemon import Daemon
+    from gatewayd.service.eventloop import EventLoopUnavailable, loop_factory
 
     daemon = Daemon(config, plugins, log, reload_source=args.config,
                     override_ports=config.ports if args.device is not None else None)
     try:
-        return asyncio.run(daemon.run())
+        factory = loop_factory(config.daemon.event_loop)
+    except EventLoopUnavailable as exc:
+        log.error("config problem", problem=f"{config.source or '(command line)'}: "
+                                            f"daemon.event_loop: {exc}")
+        return EXIT_CONFIG
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(daemon.run())
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("config problem", problem=str(problem))

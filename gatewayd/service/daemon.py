@@ -25,6 +25,7 @@ from gatewayd.links.egress import Router
 from gatewayd.plugin.manager import Plugins
 from gatewayd.plugin.routerules import RouteRules
 from gatewayd.service.control_server import ControlServer, control_socket_path
+from gatewayd.service.eventloop import running_loop_name
 from gatewayd.service.fds import FdReserve
 from gatewayd.service.lifecycle import Service, Services
 from gatewayd.service.metrics import MetricsServer
@@ -177,7 +178,8 @@ class Daemon:
             self._ready = True
             self.notifier.ready(self.status_line())
             self.notifier.start_watchdog()
-            self.log.info("gatewayd ready", status=self.status_line())
+            self.log.info("gatewayd ready", status=self.status_line(),
+                          event_loop=running_loop_name())
             # Import every transport's implementation now, after READY (the MCU
             # has its banner): a daemon short of descriptors later needs none
             # to import one.

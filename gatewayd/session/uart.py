@@ -4,8 +4,9 @@ A port's ``device`` is one of:
 
 * a device path (``/dev/serial0``, ``/dev/ttyUSB0``): opened and configured
   with pyserial (baud rate, data bits, parity, stop bits, RTS/CTS), then
-  driven by asyncio's own pipe transports on its file descriptor — no
-  threads and no polling, so an idle port costs no CPU;
+  driven on its file descriptor by the event loop
+  (:class:`~gatewayd.session.fdstream.FdStream`) — no threads and no
+  polling, so an idle port costs no CPU;
 * ``socket://host:port``: a TCP connection standing in for the wire;
 * ``pty:PATH``: a pseudo-terminal in raw mode. The MCU side opens the
   symlink ``PATH``, which is created only when :meth:`Uart.publish` is called
@@ -34,15 +35,10 @@ from typing import Any, Protocol
 import serial
 
 from gatewayd.config import UartSettings
+from gatewayd.session.fdstream import WRITE_HIGH_WATER, WRITE_LOW_WATER, FdStream
 
 __all__ = ["Uart", "UartConsumer", "UartSettings"]
 
-#: Bytes asked for per read. asyncio's pipe transports ask for 256 KiB, and
-#: allocating a buffer that large (mmap, then page faults) costs more than the
-#: pty read itself; a UART or pty hands over a few KiB at a time anyway.
-READ_SIZE = 16384
-WRITE_HIGH_WATER = 64 * 1024
-WRITE_LOW_WATER = 16 * 1024
 REOPEN_FIRST_DELAY = 0.2
 REOPEN_MAX_DELAY = 10.0
 
@@ -65,10 +61,10 @@ class UartConsumer(Protocol):
 
 
 class _Side(asyncio.Protocol):
-    """Adapts asyncio's protocol callbacks (read pipe, write pipe or socket)."""
+    """Adapts the transport's protocol callbacks (tty stream or socket)."""
 
-    def __init__(self, uart: Uart, *, reads: bool, writes: bool) -> None:
-        self.uart, self.reads, self.writes = uart, reads, writes
+    def __init__(self, uart: Uart) -> None:
+        self.uart = uart
 
     def data_received(self, data: bytes) -> None:
         self.uart.consumer.uart_data(data)
@@ -98,8 +94,7 @@ class Uart:
         self.settings = settings
         self.consumer = consumer
         self.log = log
-        self._read: asyncio.BaseTransport | None = None
-        self._write: asyncio.WriteTransport | None = None
+        self._transport: asyncio.Transport | None = None
         self._serial: serial.Serial | None = None
         self._pty_fds: tuple[int, int] | None = None  # (gateway end, MCU end)
         self._drained = asyncio.Event()
@@ -123,21 +118,14 @@ class Uart:
         if self.device.startswith("socket://"):
             host, _, port = self.device.removeprefix("socket://").rpartition(":")
             transport, _ = await loop.create_connection(
-                lambda: _Side(self, reads=True, writes=True), host.strip("[]"), int(port))
+                lambda: _Side(self), host.strip("[]"), int(port))
             transport.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
-            self._read, self._write = transport, transport
+            self._transport = transport
         else:
             fd = self._open_pty() if self.device.startswith("pty:") else self._open_serial()
-            # The transports own duplicates; the original stays with pyserial or us.
-            reader = open(os.dup(fd), "rb", buffering=0)  # noqa: SIM115
-            writer = open(os.dup(fd), "wb", buffering=0)  # noqa: SIM115
-            self._read, _ = await loop.connect_read_pipe(
-                lambda: _Side(self, reads=True, writes=False), reader)
-            self._read.max_size = READ_SIZE  # type: ignore[attr-defined]
-            write, _ = await loop.connect_write_pipe(
-                lambda: _Side(self, reads=False, writes=True), writer)
-            write.set_write_buffer_limits(WRITE_HIGH_WATER, WRITE_LOW_WATER)
-            self._write = write
+            stream = FdStream(fd, _Side(self))
+            stream.start()
+            self._transport = stream
         self._read_paused_by.clear()  # a new device is read from the start
         self.opened.set()
         self.consumer.uart_opened()
@@ -178,10 +166,10 @@ class Uart:
 
     def write(self, data: bytes) -> None:
         """Queue *data* for the MCU. Dropped (and logged) while the device is away."""
-        if self._write is None or self._write.is_closing():
+        if self._transport is None or self._transport.is_closing():
             self.log.warning("uart write while closed", dropped=len(data))
             return
-        self._write.write(data)
+        self._transport.write(data)
 
     def pause_reading(self, paused: bool, reason: str = "consumer") -> None:
         """Stop (or resume) reading the device for *reason*; it is read again
@@ -193,17 +181,18 @@ class Uart:
         else:
             self._read_paused_by.discard(reason)
         now_paused = bool(self._read_paused_by)
-        if now_paused != was_paused and self._read is not None and not self._read.is_closing():
+        transport = self._transport
+        if now_paused != was_paused and transport is not None and not transport.is_closing():
             if now_paused:
-                self._read.pause_reading()  # type: ignore[attr-defined]
+                transport.pause_reading()
             else:
-                self._read.resume_reading()  # type: ignore[attr-defined]
+                transport.resume_reading()
 
     def _lost(self, exc: BaseException | None) -> None:
         if self._closing or not self.opened.is_set():
             return
         self.opened.clear()
-        self._close_transports()
+        self._close_transport()
         self.log.error("uart lost", device=self.device, error=repr(exc) if exc else "end of file")
         self.consumer.uart_lost(exc)
         self._reopen = asyncio.get_running_loop().create_task(self._reopen_with_backoff())
@@ -222,10 +211,12 @@ class Uart:
                 self.log.info("uart reopened", device=self.device)
                 return
 
-    def _close_transports(self) -> None:
-        for transport in {self._read, self._write} - {None}:
-            transport.close()  # type: ignore[union-attr]
-        self._read = self._write = None
+    def _close_transport(self) -> None:
+        transport, self._transport = self._transport, None
+        if isinstance(transport, FdStream):
+            transport.abort()  # its descriptor is closed next; drain() came first
+        elif transport is not None:
+            transport.close()
         if self._serial is not None:
             with contextlib.suppress(Exception):
                 self._serial.close()
@@ -233,7 +224,7 @@ class Uart:
 
     async def drain(self, timeout: float) -> None:
         """Wait (at most *timeout* s) until queued bytes have left the process."""
-        write = self._write
+        write = self._transport
         if write is None or not write.get_write_buffer_size():
             return
         write.set_write_buffer_limits(high=0, low=0)
@@ -268,7 +259,7 @@ class Uart:
             with contextlib.suppress(FileNotFoundError):
                 self._link.unlink()
             self._link = None
-        self._close_transports()
+        self._close_transport()
         for fd in self._pty_fds or ():
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -31,6 +31,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gatewayd.session.fdstream import FdStream
+
 if TYPE_CHECKING:
     from gatewayd.service.daemon import Daemon
 
@@ -61,8 +63,7 @@ class VirtualMcu:
         self._buffer = bytearray()
         self._arrived = asyncio.Event()
         self._closed = False
-        self._read: asyncio.ReadTransport | None = None
-        self._write: asyncio.WriteTransport | None = None
+        self._stream: FdStream | None = None
         self._fd: int | None = None
 
     @classmethod
@@ -74,27 +75,25 @@ class VirtualMcu:
         fd = os.open(mcu.path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         tty.setraw(fd, termios.TCSANOW)  # TCSANOW: keep what gatewayd already wrote
         mcu._fd = fd
-        loop = asyncio.get_running_loop()
-        mcu._read, _ = await loop.connect_read_pipe(lambda: _Reader(mcu),
-                                                    open(os.dup(fd), "rb", buffering=0))  # noqa: SIM115
-        mcu._write, _ = await loop.connect_write_pipe(asyncio.BaseProtocol,
-                                                      open(os.dup(fd), "wb", buffering=0))  # noqa: SIM115
+        stream = FdStream(fd, _Reader(mcu))
+        stream.start()
+        mcu._stream = stream
         return mcu
 
     async def send(self, data: bytes) -> None:
         """Write *data* as one burst."""
-        assert self._write is not None, "open() first"
-        self._write.write(data)
+        assert self._stream is not None, "open() first"
+        self._stream.write(data)
 
     def pause_reading(self) -> None:
         """Stop reading the pty (an MCU whose RX is stuck): gatewayd's writes
         then fill the pty and wait."""
-        assert self._read is not None, "open() first"
-        self._read.pause_reading()
+        assert self._stream is not None, "open() first"
+        self._stream.pause_reading()
 
     def resume_reading(self) -> None:
-        assert self._read is not None, "open() first"
-        self._read.resume_reading()
+        assert self._stream is not None, "open() first"
+        self._stream.resume_reading()
 
     async def send_slowly(self, data: bytes, gap: float = 0.005) -> None:
         """Write *data* one byte at a time, as a person typing."""
@@ -169,9 +168,9 @@ class VirtualMcu:
         await self._arrived.wait()
 
     async def close(self) -> None:
-        for transport in (self._read, self._write):
-            if transport is not None:
-                transport.close()
+        if self._stream is not None:
+            self._stream.abort()  # before its descriptor closes
+            self._stream = None
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -260,9 +259,10 @@ class GatewaydProcess:
     async def start(self) -> GatewaydProcess:
         loop = asyncio.get_running_loop()
         address = os.path.join(self._socket_dir, "notify")
+        receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        receiver.bind(address)  # bound here: uvloop takes no AF_UNIX local_addr
         self._notify, _ = await loop.create_datagram_endpoint(
-            lambda: _NotifyReceiver(self.notifications), local_addr=address,
-            family=socket.AF_UNIX)
+            lambda: _NotifyReceiver(self.notifications), sock=receiver)
         env = {"NOTIFY_SOCKET": address, **self.env} if "NOTIFY_SOCKET" not in self.env \
             else self.env
         self.proc = await asyncio.create_subprocess_exec(

@@ -20,6 +20,7 @@ import asyncio
 import base64
 import contextlib
 import importlib
+import os
 import socket
 import ssl
 from collections.abc import Iterator
@@ -272,29 +273,42 @@ class EarlyData(asyncio.Protocol):
             protocol.connection_lost(self.error)
 
 
-async def accept_tls(transport: asyncio.Transport, context: ssl.SSLContext, *,
+def detach_socket(transport: asyncio.Transport) -> socket.socket:
+    """Take an accepted connection from its transport before anything is read
+    from it: a socket of its own (a duplicate descriptor) for
+    :func:`accept_tls`, and the transport aborted, which closes only its own
+    descriptor (the connection stays open). Call it from ``connection_made``:
+    uvloop starts reading once that returns, even after ``pause_reading()``."""
+    sock = transport.get_extra_info("socket")
+    detached = socket.socket(sock.family, sock.type, sock.proto, fileno=os.dup(sock.fileno()))
+    transport.abort()
+    return detached
+
+
+async def accept_tls(sock: socket.socket, context: ssl.SSLContext, *,
                      handshake_timeout: float) -> tuple[asyncio.Transport, EarlyData]:
-    """The server side of the TLS handshake on an accepted *transport* (whose
-    reading the caller has paused). Returns the TLS transport and what arrived
+    """The server side of the TLS handshake on an accepted connection's *sock*
+    (from :func:`detach_socket`). Returns the TLS transport and what arrived
     before the caller could set its protocol (:meth:`EarlyData.replay` it).
 
-    A failed handshake, or a peer that went away during it, aborts *transport*
-    and raises :class:`TransportError` with stage ``"tls"``. The caller's deadline
-    should come first: asyncio's own is *handshake_timeout* + 1 s. Cancelled, the
-    connection is aborted and the cancellation goes on."""
+    A failed handshake, or a peer that went away during it, closes the
+    connection and raises :class:`TransportError` with stage ``"tls"``. The
+    caller's deadline should come first: the loop's own is *handshake_timeout*
+    + 1 s. Cancelled, the connection is closed and the cancellation goes on."""
     early = EarlyData()
     loop = asyncio.get_running_loop()
     try:
-        wrapped = await loop.start_tls(transport, early, context, server_side=True,
-                                       ssl_handshake_timeout=max(handshake_timeout, 0) + 1)
+        wrapped, _ = await loop.connect_accepted_socket(
+            lambda: early, sock, ssl=context,
+            ssl_handshake_timeout=max(handshake_timeout, 0) + 1)
     except asyncio.CancelledError:
-        transport.abort()
+        sock.close()
         raise
     except Exception as exc:
-        transport.abort()
+        sock.close()
         raise TransportError(f"TLS handshake failed: {exc!r}", stage="tls") from exc
-    if wrapped is None or wrapped.is_closing():
-        transport.abort()
+    if wrapped.is_closing():
+        wrapped.abort()
         raise TransportError("connection closed during the TLS handshake", stage="tls")
     return wrapped, early
 

@@ -29,7 +29,7 @@ import contextlib
 import socket
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from gatewayd.logs import get_logger
 from gatewayd.transport import (
@@ -487,25 +487,26 @@ class _TlsHandshake(asyncio.Protocol):
         self._gate = gate
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport (uvloop's do not derive from asyncio.Transport).
+        transport = cast(asyncio.Transport, transport)
         if not self._gate.enter(transport):
             return
-        transport.pause_reading()  # nothing may be read before start_tls takes over
         peer = address(transport.get_extra_info("peername"))
         task = asyncio.get_running_loop().create_task(
-            self._handshake(transport, peer), name=f"{NAME} TLS {peer[0]}:{peer[1]}")
+            self._handshake(kit.detach_socket(transport), peer),
+            name=f"{NAME} TLS {peer[0]}:{peer[1]}")
         self._handshakes.add(task)
         task.add_done_callback(self._handshakes.discard)
         task.add_done_callback(lambda _: self._gate.leave())
 
     def connection_lost(self, exc: Exception | None) -> None:
-        pass  # only before start_tls takes over; it sees the loss itself
+        pass  # the transport detach_socket aborted
 
-    async def _handshake(self, transport: asyncio.Transport, peer: kit.Address) -> None:
+    async def _handshake(self, sock: socket.socket, peer: kit.Address) -> None:
         timeout = self._request.handshake_timeout
         try:
             async with asyncio.timeout(timeout):
-                wrapped, early = await kit.accept_tls(transport, self._context,
+                wrapped, early = await kit.accept_tls(sock, self._context,
                                                       handshake_timeout=timeout)
         except TimeoutError:
             kit.tell_rejected(self._request, peer, TransportError(

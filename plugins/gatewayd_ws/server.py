@@ -82,6 +82,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import socket
 import struct
 from typing import TYPE_CHECKING, Any, cast
 
@@ -257,7 +258,8 @@ class _Incoming(asyncio.Protocol):
 
     # asyncio callbacks (the plain TCP connection)
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport (uvloop's do not derive from asyncio.Transport).
+        transport = cast(asyncio.Transport, transport)
         server = self._server
         peer = kit.shown_address(transport.get_extra_info("peername"))
         if server.tls is not None and not admitted(peer, server.request.allow):
@@ -279,21 +281,20 @@ class _Incoming(asyncio.Protocol):
         if server.tls is None:
             self._hand_over(transport, None)
         else:
-            # Nothing may be read before start_tls takes the connection over.
-            transport.pause_reading()
             self._tls = loop.create_task(
-                self._start_tls(transport), name=f"{NAME} TLS {self.peer[0]}:{self.peer[1]}")
+                self._start_tls(kit.detach_socket(transport)),
+                name=f"{NAME} TLS {self.peer[0]}:{self.peer[1]}")
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        pass  # only before start_tls takes over; it sees the loss itself
+        pass  # the TCP transport, or the one detach_socket aborted
 
     # the way to a link
-    async def _start_tls(self, transport: asyncio.Transport) -> None:
+    async def _start_tls(self, sock: socket.socket) -> None:
         server = self._server
         assert server.tls is not None
         try:
             wrapped, early = await kit.accept_tls(
-                transport, server.tls, handshake_timeout=server.request.handshake_timeout)
+                sock, server.tls, handshake_timeout=server.request.handshake_timeout)
         except asyncio.CancelledError:
             if self._timed_out:  # our own deadline (_expired) came first
                 self.reject("timeout", "no TLS handshake within "
