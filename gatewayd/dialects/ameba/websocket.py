@@ -399,15 +399,31 @@ async def _enqueue(slot: LinkSlot, frame: tuple[bytes, int, bool, bool]) -> None
 
 
 async def _until_sent_or_lost(slot: LinkSlot, waiting: Any) -> None:
+    """Await *waiting* (a put into the link's queue, or its join); AtError 2
+    if the link's sender ends first. Awaited in place, so a put with room
+    costs no task and no loop turn: the sender's end cancels this task."""
     sender = slot.sender
-    if sender is None:
+    if sender is None or sender.done():
         waiting.close()
         raise AtError(2, why="the link ended during the transfer")
-    task = asyncio.ensure_future(waiting)
-    done, _ = await asyncio.wait({task, sender}, return_when=asyncio.FIRST_COMPLETED)
-    if task not in done:
-        task.cancel()
-        raise AtError(2, why="the link ended during the transfer")
+    this = asyncio.current_task()
+    assert this is not None
+    ended = False
+
+    def sender_ended(_: asyncio.Task[None]) -> None:
+        nonlocal ended
+        ended = True
+        this.cancel()
+
+    sender.add_done_callback(sender_ended)
+    try:
+        await waiting
+    except asyncio.CancelledError:
+        if ended and this.uncancel() == 0:
+            raise AtError(2, why="the link ended during the transfer") from None
+        raise
+    finally:
+        sender.remove_done_callback(sender_ended)
 
 
 async def wssendraw(ctx: PortContext, link_id: int, length: int, use_mask: int,
