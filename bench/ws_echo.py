@@ -327,84 +327,103 @@ def summary(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
+def open_path(mcu: Pty, dialect: str, link: str, ports: tuple[int, int, int],
+              transintvl: int = 20):
+    """Bring gatewayd's module from its banner to the data path *link* of
+    *dialect* (the echo peers at *ports*: ws, ws-in-pieces, tcp); return the
+    round trip that carries a block over it and a function that releases
+    what the path started (the WebSocket server's client process)."""
+    client = None
+
+    def release() -> None:
+        if client is not None:
+            client.terminate()
+            client.join(TIMEOUT)
+
+    if dialect == "ameba" and link == "wssrv":
+        mcu.read_until(b"ATCMD READY\r\n")
+        mcu.write(b"AT+WSSRVCFG=3,30,0,%d,%d\r\n" % (AMEBA_BUFFER, AMEBA_BUFFER))
+        mcu.read_until(b"\r\nOK\r\n")
+        with socket.socket() as probe:  # a free port for the MCU's server
+            probe.bind(("127.0.0.1", 0))
+            server_port = probe.getsockname()[1]
+        mcu.write(b"AT+WSSRVSTART=%d,1\r\n" % server_port)
+        mcu.read_until(b"\r\nOK\r\n")
+        client = multiprocessing.get_context("spawn").Process(
+            target=client_echo, args=(server_port,), daemon=True)
+        client.start()
+        mcu.read_until(b"[$][WSSRV][EVENT]:linkid:0, connected\r\n")
+        return ameba_roundtrip(b"AT+WSSRVSENDRAW=0,%d,2", b"[$][WSSRV][DATA][0][2]"), release
+    if dialect == "ameba" and link in ("tcp", "sktsend"):
+        mcu.read_until(b"ATCMD READY\r\n")
+        mcu.write(b"AT+SKTCFG=,,1,,,,\r\n")  # TCP_NODELAY, as socat has
+        mcu.read_until(b"\r\nOK\r\n")
+        mcu.write(b"AT+SKTCLIENT=0,1,,127.0.0.1,%d,,1\r\n" % ports[2])
+        mcu.read_until(b"\r\nOK\r\n")
+        if link == "tcp":
+            return ameba_roundtrip(b"AT+SKTSENDRAW=0,%d", b"[$][SKT][DATA][0]"), release
+        return ameba_line_roundtrip(b"AT+SKTSEND=0,%d,,,", b"[$][SKT][DATA][0]"), release
+    if dialect == "ameba":
+        mcu.read_until(b"ATCMD READY\r\n")
+        mcu.write(b"AT+WSCFG=0,60,120,%d,50\r\n" % AMEBA_BUFFER)
+        mcu.read_until(b"\r\nOK\r\n")
+        mcu.write(b"AT+WSCONN=0,127.0.0.1,,%d,1\r\n" % ports[1])
+        mcu.read_until(b"connected\r\n\r\nOK\r\n")
+        if link == "ws":
+            return ameba_roundtrip(b"AT+WSSENDRAW=0,%d,1,2", b"[$][WS][DATA][0]"), release
+        return ameba_line_roundtrip(b"AT+WSSEND=0,%d,,,", b"[$][WS][DATA][0]"), release
+    if link in ("cipsend", "passthrough"):
+        mcu.read_until(b"\r\nready\r\n")
+        for line in (b"ATE0", b"AT+CWMODE=1", b'AT+CWJAP="bench","password"',
+                     b"AT+CIPTCPOPT=-1,1", b'AT+CIPSTART="TCP","127.0.0.1",%d' % ports[2]):
+            mcu.write(line + b"\r\n")
+            mcu.read_until(b"\r\nOK\r\n")
+        if link == "cipsend":
+            return cipsend_roundtrip, release
+        mcu.write(b"AT+TRANSINTVL=%d\r\n" % transintvl)
+        mcu.read_until(b"\r\nOK\r\n")
+        mcu.write(b"AT+CIPMODE=1\r\n")
+        mcu.read_until(b"\r\nOK\r\n")
+        mcu.write(b"AT+CIPSEND\r\n")
+        mcu.read_until(b"\r\nOK\r\n\r\n>")
+        return raw_roundtrip, release
+    mcu.read_until(b"\r\nready\r\n")
+    mcu.write(b"ATE0\r\n")
+    mcu.read_until(b"\r\nOK\r\n")
+    mcu.write(b"AT+WSCFG=0,60,120,8192\r\n")
+    mcu.read_until(b"\r\nOK\r\n")
+    mcu.write(b'AT+WSOPEN=0,"ws://127.0.0.1:%d"\r\n' % ports[0])
+    mcu.read_until(b"+WS_CONNECTED:0\r\n\r\nOK\r\n")
+    return ws_roundtrip, release
+
+
+def gatewayd_command(workdir: Path, dialect: str, loop: str) -> list[str]:
+    """``gatewayd run`` on ``pty:<workdir>/ttyAT0`` with ``[daemon] event_loop``."""
+    loop_config = workdir / f"loop-{loop}.toml"
+    loop_config.write_text(f'[daemon]\nevent_loop = "{loop}"\n')
+    return [sys.executable, "-m", "gatewayd", "run", "-c", str(loop_config),
+            "--device", f"pty:{workdir / 'ttyAT0'}", "--dialect", dialect,
+            "--log-level", "warning"]
+
+
 def run_gatewayd(workdir: Path, ports: tuple[int, int, int], args) -> dict[str, float]:
-    link = workdir / "ttyAT0"
-    loop_config = workdir / f"loop-{args.loop}.toml"
-    loop_config.write_text(f'[daemon]\nevent_loop = "{args.loop}"\n')
-    command = [sys.executable, "-m", "gatewayd", "run", "-c", str(loop_config),
-               "--device", f"pty:{link}", "--dialect", args.dialect, "--log-level", "warning"]
+    command = gatewayd_command(workdir, args.dialect, args.loop)
     if args.profile:  # cProfile writes its file when SIGTERM ends the daemon
         command[1:3] = ["-m", "cProfile", "-o", str(Path(args.profile).resolve()), "-m",
                         "gatewayd"]
     proc = subprocess.Popen(command, cwd=workdir)
-    client = None
+    release = None
     try:
-        mcu = Pty(link)
-        if args.dialect == "ameba" and args.link == "wssrv":
-            mcu.read_until(b"ATCMD READY\r\n")
-            mcu.write(b"AT+WSSRVCFG=3,30,0,%d,%d\r\n" % (AMEBA_BUFFER, AMEBA_BUFFER))
-            mcu.read_until(b"\r\nOK\r\n")
-            with socket.socket() as probe:  # a free port for the MCU's server
-                probe.bind(("127.0.0.1", 0))
-                server_port = probe.getsockname()[1]
-            mcu.write(b"AT+WSSRVSTART=%d,1\r\n" % server_port)
-            mcu.read_until(b"\r\nOK\r\n")
-            client = multiprocessing.get_context("spawn").Process(
-                target=client_echo, args=(server_port,), daemon=True)
-            client.start()
-            mcu.read_until(b"[$][WSSRV][EVENT]:linkid:0, connected\r\n")
-            roundtrip = ameba_roundtrip(b"AT+WSSRVSENDRAW=0,%d,2", b"[$][WSSRV][DATA][0][2]")
-        elif args.dialect == "ameba" and args.link in ("tcp", "sktsend"):
-            mcu.read_until(b"ATCMD READY\r\n")
-            mcu.write(b"AT+SKTCFG=,,1,,,,\r\n")  # TCP_NODELAY, as socat has
-            mcu.read_until(b"\r\nOK\r\n")
-            mcu.write(b"AT+SKTCLIENT=0,1,,127.0.0.1,%d,,1\r\n" % ports[2])
-            mcu.read_until(b"\r\nOK\r\n")
-            roundtrip = ameba_roundtrip(b"AT+SKTSENDRAW=0,%d", b"[$][SKT][DATA][0]") \
-                if args.link == "tcp" else \
-                ameba_line_roundtrip(b"AT+SKTSEND=0,%d,,,", b"[$][SKT][DATA][0]")
-        elif args.dialect == "ameba":
-            mcu.read_until(b"ATCMD READY\r\n")
-            mcu.write(b"AT+WSCFG=0,60,120,%d,50\r\n" % AMEBA_BUFFER)
-            mcu.read_until(b"\r\nOK\r\n")
-            mcu.write(b"AT+WSCONN=0,127.0.0.1,,%d,1\r\n" % ports[1])
-            mcu.read_until(b"connected\r\n\r\nOK\r\n")
-            roundtrip = ameba_roundtrip(b"AT+WSSENDRAW=0,%d,1,2", b"[$][WS][DATA][0]") \
-                if args.link == "ws" else \
-                ameba_line_roundtrip(b"AT+WSSEND=0,%d,,,", b"[$][WS][DATA][0]")
-        elif args.link in ("cipsend", "passthrough"):
-            mcu.read_until(b"\r\nready\r\n")
-            for line in (b"ATE0", b"AT+CWMODE=1", b'AT+CWJAP="bench","password"',
-                         b"AT+CIPTCPOPT=-1,1", b'AT+CIPSTART="TCP","127.0.0.1",%d' % ports[2]):
-                mcu.write(line + b"\r\n")
-                mcu.read_until(b"\r\nOK\r\n")
-            roundtrip = cipsend_roundtrip
-            if args.link == "passthrough":
-                mcu.write(b"AT+TRANSINTVL=%d\r\n" % args.transintvl)
-                mcu.read_until(b"\r\nOK\r\n")
-                mcu.write(b"AT+CIPMODE=1\r\n")
-                mcu.read_until(b"\r\nOK\r\n")
-                mcu.write(b"AT+CIPSEND\r\n")
-                mcu.read_until(b"\r\nOK\r\n\r\n>")
-                roundtrip = raw_roundtrip
-        else:
-            mcu.read_until(b"\r\nready\r\n")
-            mcu.write(b"ATE0\r\n")
-            mcu.read_until(b"\r\nOK\r\n")
-            mcu.write(b"AT+WSCFG=0,60,120,8192\r\n")
-            mcu.read_until(b"\r\nOK\r\n")
-            mcu.write(b'AT+WSOPEN=0,"ws://127.0.0.1:%d"\r\n' % ports[0])
-            mcu.read_until(b"+WS_CONNECTED:0\r\n\r\nOK\r\n")
-            roundtrip = ws_roundtrip
+        mcu = Pty(workdir / "ttyAT0")
+        roundtrip, release = open_path(mcu, args.dialect, args.link, ports, args.transintvl)
         result = measured(roundtrip, mcu, proc.pid, args)
         mcu.close()
         return result
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(TIMEOUT)
-        if client is not None:
-            client.terminate()
-            client.join(TIMEOUT)
+        if release is not None:
+            release()
 
 
 def run_socat(workdir: Path, tcp_port: int, args) -> dict[str, float]:
