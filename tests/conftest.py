@@ -3,7 +3,6 @@ a state directory for the ports' state files."""
 
 from __future__ import annotations
 
-import os
 import ssl
 from pathlib import Path
 
@@ -74,11 +73,3 @@ def mutual_tls_server_context(files: dict[str, Path]) -> ssl.SSLContext:
     context.load_verify_locations(files["ca"])
     return context
 
-
-if os.environ.get("GATEWAYD_TEST_LOOP") == "uvloop":
-    def pytest_asyncio_loop_factories(config, item):
-        """``GATEWAYD_TEST_LOOP=uvloop``: every in-process test on uvloop (the
-        daemons the tests start as processes use it whenever it is installed)."""
-        import uvloop
-
-        return {"uvloop": uvloop.new_event_loop}

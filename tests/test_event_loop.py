@@ -103,3 +103,24 @@ def test_event_loop_value_is_checked(tmp_path):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
     assert "daemon.event_loop" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("loop", ["", "uvloop"])
+def test_the_pytest_plugin_runs_asyncio_tests_on_the_loop_asked_for(tmp_path, loop):
+    """``GATEWAYD_TEST_LOOP=uvloop``: a plugin author's async tests run on uvloop."""
+    import os
+    import subprocess
+
+    (tmp_path / "test_loop.py").write_text(
+        "import asyncio\n\n"
+        "async def test_loop():\n"
+        "    print('LOOP', type(asyncio.get_running_loop()).__module__)\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+         "-o", "asyncio_mode=auto", str(tmp_path / "test_loop.py")],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={**os.environ, "GATEWAYD_TEST_LOOP": loop})
+    assert result.returncode == 0, result.stdout + result.stderr
+    module = re.search(r"LOOP (\S+)", result.stdout)
+    assert module, result.stdout
+    assert module.group(1).startswith("uvloop") == (loop == "uvloop"), module.group(1)

@@ -5,6 +5,10 @@
 * ``gateway``: the factory behind them, ``async with gateway(dialect=…,
   extra_plugins=[my_plugin]) as (daemon, mcu):`` for plugin authors.
 
+``GATEWAYD_TEST_LOOP=uvloop`` in the environment runs every asyncio test on
+uvloop (through pytest-asyncio's ``pytest_asyncio_loop_factories`` hook), the
+loop the daemon itself runs on where uvloop is installed.
+
 The fixtures need pytest-asyncio; without it this plugin defines nothing, so
 installing gatewayd never breaks an unrelated test suite.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -38,3 +43,10 @@ if importlib.util.find_spec("pytest_asyncio") is not None:
     async def ameba_mcu(tmp_path: Path) -> AsyncIterator[VirtualMcu]:
         async with running_gateway(tmp_path, dialect="ameba") as (_, mcu):
             yield mcu
+
+    if os.environ.get("GATEWAYD_TEST_LOOP") == "uvloop":
+        @pytest.hookimpl(optionalhook=True)
+        def pytest_asyncio_loop_factories(config: Any, item: Any) -> dict[str, Any]:
+            import uvloop
+
+            return {"uvloop": uvloop.new_event_loop}

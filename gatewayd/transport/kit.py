@@ -7,8 +7,9 @@ imports aiohttp, and a plugin may use any of this).
   :class:`~gatewayd.transport.TransportError` with its stage) and
   :func:`listen_errors` (the same for starting a listener).
 - :class:`ClosedReport`: ``LinkEvents.closed`` reported exactly once.
-- :func:`accept_tls`: the server side of a TLS handshake on an accepted connection,
-  failures raised with stage ``"tls"`` so a listener can tell ``on_rejected``.
+- :func:`detach_socket` and :func:`accept_tls`: the server side of a TLS handshake on
+  an accepted connection (its socket taken from the plain transport before anything
+  is read), failures raised with stage ``"tls"`` so a listener can tell ``on_rejected``.
 - :class:`LazyTransport`: the registration facade that imports the implementation
   module on first use or at :meth:`~LazyTransport.preload` (the daemon's start),
   so loading plugins (``gatewayd plugins``, check-config) stays cheap.
@@ -42,6 +43,7 @@ __all__ = [
     "bare_host",
     "check_kind",
     "connect_failure",
+    "detach_socket",
     "is_ip",
     "listen_errors",
     "proxy_socket",
@@ -246,7 +248,7 @@ def tell_rejected(request: ListenRequest, peer: Address, error: TransportError) 
 class EarlyData(asyncio.Protocol):
     """The application side of a fresh TLS connection until its real protocol
     takes it: asyncio may deliver data as soon as the handshake completes, before
-    ``start_tls`` has returned."""
+    :func:`accept_tls` has returned."""
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
@@ -280,7 +282,7 @@ def detach_socket(transport: asyncio.Transport) -> socket.socket:
     descriptor (the connection stays open). Call it from ``connection_made``:
     uvloop starts reading once that returns, even after ``pause_reading()``."""
     sock = transport.get_extra_info("socket")
-    detached = socket.socket(sock.family, sock.type, sock.proto, fileno=os.dup(sock.fileno()))
+    detached = socket.socket(fileno=os.dup(sock.fileno()))
     transport.abort()
     return detached
 
