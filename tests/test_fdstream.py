@@ -52,11 +52,16 @@ class Recorder(asyncio.Protocol):
         return bytes(self.data)
 
 
-def pty_pair() -> tuple[int, int]:
+@pytest.fixture
+def pty_pair():
+    """(our end, the far end) of a raw pty; both closed afterwards."""
     ours, theirs = os.openpty()
     for fd in (ours, theirs):
         tty.setraw(fd, termios.TCSANOW)
-    return ours, theirs
+    yield ours, theirs
+    for fd in (ours, theirs):
+        with contextlib.suppress(OSError):  # a test may have closed the far end
+            os.close(fd)
 
 
 def run(loop_name: str, main) -> None:
@@ -65,8 +70,8 @@ def run(loop_name: str, main) -> None:
 
 
 @pytest.mark.parametrize("loop_name", LOOPS)
-def test_both_directions_on_one_descriptor(loop_name):
-    ours, theirs = pty_pair()
+def test_both_directions_on_one_descriptor(loop_name, pty_pair):
+    ours, theirs = pty_pair
 
     async def main():
         proto = Recorder()
@@ -82,16 +87,12 @@ def test_both_directions_on_one_descriptor(loop_name):
             await proto.lost.wait()
         assert proto.events == ["lost"] and proto.lost_with is None
 
-    try:
-        run(loop_name, main)
-    finally:
-        os.close(ours)
-        os.close(theirs)
+    run(loop_name, main)
 
 
 @pytest.mark.parametrize("loop_name", LOOPS)
-def test_a_far_end_that_does_not_read_pauses_the_writer(loop_name):
-    ours, theirs = pty_pair()
+def test_a_far_end_that_does_not_read_pauses_the_writer(loop_name, pty_pair):
+    ours, theirs = pty_pair
 
     async def main():
         proto = Recorder()
@@ -117,16 +118,12 @@ def test_a_far_end_that_does_not_read_pauses_the_writer(loop_name):
         stream.abort()
 
     os.set_blocking(theirs, False)
-    try:
-        run(loop_name, main)
-    finally:
-        os.close(ours)
-        os.close(theirs)
+    run(loop_name, main)
 
 
 @pytest.mark.parametrize("loop_name", LOOPS)
-def test_paused_reading_leaves_bytes_in_the_kernel(loop_name):
-    ours, theirs = pty_pair()
+def test_paused_reading_leaves_bytes_in_the_kernel(loop_name, pty_pair):
+    ours, theirs = pty_pair
 
     async def main():
         proto = Recorder()
@@ -141,16 +138,12 @@ def test_paused_reading_leaves_bytes_in_the_kernel(loop_name):
         assert await proto.read(4) == b"held"
         stream.abort()
 
-    try:
-        run(loop_name, main)
-    finally:
-        os.close(ours)
-        os.close(theirs)
+    run(loop_name, main)
 
 
 @pytest.mark.parametrize("loop_name", LOOPS)
-def test_the_far_end_closing_is_reported_as_a_loss(loop_name):
-    ours, theirs = pty_pair()
+def test_the_far_end_closing_is_reported_as_a_loss(loop_name, pty_pair):
+    ours, theirs = pty_pair
 
     async def main():
         proto = Recorder()
@@ -163,15 +156,12 @@ def test_the_far_end_closing_is_reported_as_a_loss(loop_name):
         stream.write(b"dropped")  # after the loss, writes go nowhere
         assert proto.events == ["lost"]
 
-    try:
-        run(loop_name, main)
-    finally:
-        os.close(ours)
+    run(loop_name, main)
 
 
 @pytest.mark.parametrize("loop_name", LOOPS)
-def test_abort_drops_what_waits_and_reports_once(loop_name):
-    ours, theirs = pty_pair()
+def test_abort_drops_what_waits_and_reports_once(loop_name, pty_pair):
+    ours, _ = pty_pair
 
     async def main():
         proto = Recorder()
@@ -187,8 +177,4 @@ def test_abort_drops_what_waits_and_reports_once(loop_name):
         await asyncio.sleep(0.05)
         assert proto.events.count("lost") == 1
 
-    try:
-        run(loop_name, main)
-    finally:
-        os.close(ours)
-        os.close(theirs)
+    run(loop_name, main)
