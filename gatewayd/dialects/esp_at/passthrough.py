@@ -139,7 +139,10 @@ async def send_state(ctx: PortContext, prompt: bytes) -> bytes:
                 async with asyncio.timeout_at(deadline):
                     piece = await iterator.__anext__()
             except TimeoutError:
-                packets = packer.idle(loop.time())
+                # The deadline has come, even if the loop's timer (libuv's
+                # counts whole milliseconds) fired a little before it.
+                assert deadline is not None
+                packets = packer.idle(max(loop.time(), deadline))
             else:
                 packets = packer.feed(piece, stream.arrived_at)
             for packet in packets:
