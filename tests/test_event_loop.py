@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import re
+import subprocess
 import sys
 
 import pytest
@@ -95,8 +97,6 @@ async def test_auto_without_uvloop_runs_on_asyncio(tmp_path):
 
 
 def test_event_loop_value_is_checked(tmp_path):
-    import subprocess
-
     config = tmp_path / "gatewayd.toml"
     config.write_text('[[port]]\nname = "mcu"\ndevice = "pty:t"\n[daemon]\nevent_loop = "trio"\n')
     result = subprocess.run([sys.executable, "-m", "gatewayd", "check-config", str(config)],
@@ -108,9 +108,6 @@ def test_event_loop_value_is_checked(tmp_path):
 @pytest.mark.parametrize("loop", ["", "uvloop"])
 def test_the_pytest_plugin_runs_asyncio_tests_on_the_loop_asked_for(tmp_path, loop):
     """``GATEWAYD_TEST_LOOP=uvloop``: a plugin author's async tests run on uvloop."""
-    import os
-    import subprocess
-
     (tmp_path / "test_loop.py").write_text(
         "import asyncio\n\n"
         "async def test_loop():\n"

@@ -64,6 +64,31 @@ def pty_pair():
             os.close(fd)
 
 
+def started(fd: int, **limits: int) -> tuple[FdStream, Recorder]:
+    """A stream on *fd* with a :class:`Recorder`, reading (*limits*: water marks)."""
+    proto = Recorder()
+    stream = FdStream(fd, proto)
+    if limits:
+        stream.set_write_buffer_limits(**limits)
+    stream.start()
+    return stream, proto
+
+
+def fill(stream: FdStream) -> int:
+    """Write until bytes wait in the stream's buffer (the far end reads nothing)."""
+    sent = 0
+    while stream.get_write_buffer_size() == 0:
+        stream.write(b"x" * 4096)
+        sent += 4096
+        assert sent < 4 * 1024 * 1024, "the descriptor never pushed back"
+    return sent
+
+
+async def lost(proto: Recorder) -> None:
+    async with asyncio.timeout(5):
+        await proto.lost.wait()
+
+
 def run(loop_name: str, main) -> None:
     with asyncio.Runner(loop_factory=LOOPS[loop_name]) as runner:
         runner.run(main())
@@ -74,17 +99,14 @@ def test_both_directions_on_one_descriptor(loop_name, pty_pair):
     ours, theirs = pty_pair
 
     async def main():
-        proto = Recorder()
-        stream = FdStream(ours, proto)
-        stream.start()
+        stream, proto = started(ours)
         for i in range(50):  # the far end's bytes all reach the protocol
             os.write(theirs, b"%03d;" % i)
         assert await proto.read(200) == b"".join(b"%03d;" % i for i in range(50))
         stream.write(b"to the MCU")
         assert os.read(theirs, 100) == b"to the MCU"
         stream.close()
-        async with asyncio.timeout(5):
-            await proto.lost.wait()
+        await lost(proto)
         assert proto.events == ["lost"] and proto.lost_with is None
 
     run(loop_name, main)
@@ -95,15 +117,11 @@ def test_a_far_end_that_does_not_read_pauses_the_writer(loop_name, pty_pair):
     ours, theirs = pty_pair
 
     async def main():
-        proto = Recorder()
-        stream = FdStream(ours, proto)
-        stream.set_write_buffer_limits(high=8192, low=1024)
-        stream.start()
-        block = os.urandom(4096)
-        sent = 0
-        while "pause" not in proto.events:  # the pty's own buffer fills first
-            stream.write(block)
-            sent += len(block)
+        stream, proto = started(ours, high=8192, low=1024)
+        sent = fill(stream)  # the pty's own buffer fills first
+        while "pause" not in proto.events:
+            stream.write(b"x" * 4096)
+            sent += 4096
             assert sent < 4 * 1024 * 1024, "never paused"
         assert stream.get_write_buffer_size() > 8192
         got = bytearray()
@@ -112,7 +130,7 @@ def test_a_far_end_that_does_not_read_pauses_the_writer(loop_name, pty_pair):
                 await asyncio.sleep(0)
                 with contextlib.suppress(BlockingIOError):
                     got += os.read(theirs, 65536)
-        assert bytes(got) == block * (sent // len(block))
+        assert bytes(got) == b"x" * sent
         assert proto.events == ["pause", "resume"]
         assert stream.get_write_buffer_size() == 0
         stream.abort()
@@ -126,9 +144,7 @@ def test_paused_reading_leaves_bytes_in_the_kernel(loop_name, pty_pair):
     ours, theirs = pty_pair
 
     async def main():
-        proto = Recorder()
-        stream = FdStream(ours, proto)
-        stream.start()
+        stream, proto = started(ours)
         stream.pause_reading()
         assert not stream.is_reading()
         os.write(theirs, b"held")
@@ -146,12 +162,9 @@ def test_the_far_end_closing_is_reported_as_a_loss(loop_name, pty_pair):
     ours, theirs = pty_pair
 
     async def main():
-        proto = Recorder()
-        stream = FdStream(ours, proto)
-        stream.start()
+        stream, proto = started(ours)
         os.close(theirs)  # a pty whose other end is gone reads EIO
-        async with asyncio.timeout(5):
-            await proto.lost.wait()
+        await lost(proto)
         assert isinstance(proto.lost_with, OSError)
         stream.write(b"dropped")  # after the loss, writes go nowhere
         assert proto.events == ["lost"]
@@ -164,16 +177,12 @@ def test_abort_drops_what_waits_and_reports_once(loop_name, pty_pair):
     ours, _ = pty_pair
 
     async def main():
-        proto = Recorder()
-        stream = FdStream(ours, proto)
-        stream.start()
-        while stream.get_write_buffer_size() == 0:  # the far end reads nothing
-            stream.write(b"x" * 4096)
+        stream, proto = started(ours)
+        fill(stream)
         stream.abort()
         stream.abort()
         assert stream.get_write_buffer_size() == 0
-        async with asyncio.timeout(5):
-            await proto.lost.wait()
+        await lost(proto)
         await asyncio.sleep(0.05)
         assert proto.events.count("lost") == 1
 
