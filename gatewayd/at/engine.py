@@ -378,6 +378,8 @@ class AtEngine:
 
     def data_to_send(self) -> bytes:
         """Everything written since the last call."""
+        if not self._out:
+            return b""
         out = bytes(self._out)
         self._out.clear()
         return out

@@ -253,12 +253,8 @@ class CommandSpec:
     group: str = ""
 
     def handler(self, form: Form) -> Handler | Setter | None:
-        return {
-            Form.EXECUTE: self.execute,
-            Form.QUERY: self.query,
-            Form.TEST: self.test,
-            Form.SET: self.set,
-        }[form]
+        handler: Handler | Setter | None = getattr(self, form.value)  # fields named as the forms
+        return handler
 
 
 @dataclass(frozen=True, slots=True)
@@ -523,8 +519,9 @@ def bind_one(param: Param, index: int, field: bytes | None, conv: Conversions) -
 def bind_params(params: tuple[Param, ...], fields: list[bytes], conv: Conversions,
                 ) -> tuple[Any, ...]:
     """Each parameter's value from its field (absent beyond the fields given)."""
-    return tuple(bind_one(param, index, fields[index] if index < len(fields) else None, conv)
-                 for index, param in enumerate(params))
+    given = len(fields)
+    return tuple([bind_one(param, index, fields[index] if index < given else None, conv)
+                  for index, param in enumerate(params)])
 
 
 def transport_for(ctx: PortContext, kind: str, code: int | None = None, *,

@@ -142,6 +142,8 @@ def valid_close_code(code: int) -> bool:
 MORE = "more"
 _DATA = frozenset((WSMsgType.CONTINUATION, WSMsgType.TEXT, WSMsgType.BINARY))
 _CONTROL = frozenset((WSMsgType.CLOSE, WSMsgType.PING, WSMsgType.PONG))
+#: Opcode to message type, without a call of the enum per frame.
+_KINDS = {int(kind): kind for kind in _DATA | _CONTROL}
 
 
 class FrameReader:
@@ -213,7 +215,7 @@ class FrameReader:
             return False
         payload = bytes(buf[offset : offset + size])
         del buf[: offset + size]
-        self._deliver(WSMsgType(opcode), mask_payload(payload, mask) if mask else payload, fin)
+        self._deliver(_KINDS[opcode], mask_payload(payload, mask) if mask else payload, fin)
         return True
 
     def _check(self, first: int, opcode: int, fin: bool, size: int) -> None:
