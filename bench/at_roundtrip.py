@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import compileall
 import math
 import os
 import platform
@@ -59,6 +58,8 @@ import time
 import tty
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ws_echo import compile_gatewayd
 
 from gatewayd.testing.virtual_mcu import GatewaydProcess
 
@@ -360,9 +361,7 @@ def print_table(title: str, rows: list[Row], notes: list[str]) -> None:
 
 
 async def run(count: int, dialect: str, loop: str) -> None:
-    for package in ("gatewayd", "gatewayd_ws", "gatewayd_sockets"):
-        folder = Path(__import__(package).__file__).parent
-        compileall.compile_dir(folder, quiet=1)
+    compile_gatewayd()
     interpreter = await interpreter_start()
     startup = Startup()
     with tempfile.TemporaryDirectory(prefix="gwd-bench-") as tmp:

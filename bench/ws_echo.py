@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import contextlib
 import multiprocessing
 import os
@@ -395,6 +396,15 @@ def open_path(mcu: Pty, dialect: str, link: str, ports: tuple[int, int, int],
     mcu.write(b'AT+WSOPEN=0,"ws://127.0.0.1:%d"\r\n' % ports[0])
     mcu.read_until(b"+WS_CONNECTED:0\r\n\r\nOK\r\n")
     return ws_roundtrip, release
+
+
+def compile_gatewayd() -> None:
+    """Byte-compile gatewayd and its built-in plugins, as pip and the .deb do:
+    a module changed since its last compilation would otherwise be compiled
+    at every start (``PYTHONDONTWRITEBYTECODE`` keeps it so)."""
+    for package in ("gatewayd", "gatewayd_ws", "gatewayd_sockets"):
+        folder = Path(__import__(package).__file__).parent
+        compileall.compile_dir(folder, quiet=1)
 
 
 def gatewayd_command(workdir: Path, dialect: str, loop: str) -> list[str]:

@@ -118,11 +118,13 @@ class ServerListener(Listener):
             server.close()
 
 
-def release_freed_memory() -> None:
+def release_freed_memory(*, collect: bool = True) -> None:
     """Give back to the OS what was allocated and freed (after start-up, after a
-    flood of handshakes): a collection, then glibc's ``malloc_trim``; a no-op
-    where glibc is not the C library."""
-    gc.collect()
+    flood of handshakes): a full collection (unless not *collect*), then
+    glibc's ``malloc_trim``; the trim is a no-op where glibc is not the C
+    library."""
+    if collect:
+        gc.collect()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).malloc_trim(0)
 
