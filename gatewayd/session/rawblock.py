@@ -153,6 +153,11 @@ class RawStream:
         self.host.log.info("raw block aborted by the MCU", received=self.received,
                               expected=self.length)
 
+    @property
+    def ready(self) -> bool:
+        """The next step of the iteration returns (or ends) without waiting."""
+        return bool(self._pieces) or self._final
+
     def __aiter__(self) -> RawStream:
         return self
 

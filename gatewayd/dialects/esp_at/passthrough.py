@@ -135,16 +135,22 @@ async def send_state(ctx: PortContext, prompt: bytes) -> bytes:
     try:
         while not packer.escaped:
             deadline = packer.deadline()
-            try:
-                async with asyncio.timeout_at(deadline):
-                    piece = await iterator.__anext__()
-            except TimeoutError:
-                # The deadline has come, even if the loop's timer (libuv's
-                # counts whole milliseconds) fired a little before it.
-                assert deadline is not None
-                packets = packer.idle(max(loop.time(), deadline))
-            else:
+            if deadline is None:  # nothing held: wait for bytes as long as it takes
+                piece = await iterator.__anext__()
                 packets = packer.feed(piece, stream.arrived_at)
+            elif deadline <= loop.time() and not stream.ready:
+                # Due already (AT+TRANSINTVL=0, after every piece): no timer.
+                packets = packer.idle(loop.time())
+            else:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        piece = await iterator.__anext__()
+                except TimeoutError:
+                    # The deadline has come, even if the loop's timer (libuv's
+                    # counts whole milliseconds) fired a little before it.
+                    packets = packer.idle(max(loop.time(), deadline))
+                else:
+                    packets = packer.feed(piece, stream.arrived_at)
             for packet in packets:
                 current = ip.links.get(0)
                 if current is None or not await send_data(ctx, ip, current, packet):
