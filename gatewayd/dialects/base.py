@@ -253,8 +253,12 @@ class CommandSpec:
     group: str = ""
 
     def handler(self, form: Form) -> Handler | Setter | None:
-        handler: Handler | Setter | None = getattr(self, form.value)  # fields named as the forms
-        return handler
+        # By identity: hashing an enum member, or its .value, runs Python code.
+        if form is Form.SET:
+            return self.set
+        if form is Form.EXECUTE:
+            return self.execute
+        return self.query if form is Form.QUERY else self.test
 
 
 @dataclass(frozen=True, slots=True)
