@@ -3,6 +3,7 @@ a state directory for the ports' state files."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from pathlib import Path
 
@@ -27,6 +28,23 @@ async def ws_echo():
 
 def port_of(server) -> int:
     return next(iter(server.sockets)).getsockname()[1]
+
+
+async def sent_in_full(daemon, mcu, burst: bytes, timeout: float = 20) -> None:
+    """Send *burst* and wait (bounded) until port ``mcu`` has read all of it.
+
+    A pty carries a burst faster than any UART: one read may bring more than
+    Ameba's hold limit after a line, and the rest is then dropped as input
+    while busy, which can leave a partial line or take a command sent too
+    soon with it. Ending the burst with this wait, then ``\\r\\n`` (an empty
+    or unknown line gets no answer), makes what follows deterministic."""
+    session = daemon.sessions["mcu"]
+    start = session.bytes_in
+    await mcu.send(burst)
+    async with asyncio.timeout(timeout):
+        while session.bytes_in < start + len(burst):
+            await asyncio.sleep(0.01)
+    await mcu.send(b"\r\n")
 
 
 @pytest.fixture

@@ -186,11 +186,17 @@ async def test_test_upload_abort(ameba_mcu):
     await ameba_mcu.expect(OK)
 
 
-async def test_a_burst_of_unknown_lines_leaves_the_port_answering(ameba_mcu):
+async def test_a_burst_of_unknown_lines_leaves_the_port_answering(tmp_path):
     """Thousands of unknown lines in one write are logged only (as the firmware
-    sends them to its log UART); the next command is still answered."""
-    await ameba_mcu.send(b"AT+NOSUCH=1\r\n" * 3000)
-    await ameba_mcu.command(b"AT+TEST", OK, timeout=20)
+    sends them to its log UART); the next command is still answered (after
+    the burst is read: :func:`conftest.sent_in_full`)."""
+    from conftest import sent_in_full
+
+    from gatewayd.testing import running_gateway
+
+    async with running_gateway(tmp_path, dialect="ameba") as (daemon, mcu):
+        await sent_in_full(daemon, mcu, b"AT+NOSUCH=1\r\n" * 3000)
+        await mcu.command(b"AT+TEST", OK, timeout=20)
 
 
 async def test_a_group_switched_off_is_unknown(tmp_path):

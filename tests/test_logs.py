@@ -157,8 +157,10 @@ def test_rate_limit_counts_what_it_suppresses():
 async def test_a_flood_of_unknown_commands_logs_a_few_lines(gateway, json_log):
     """A confused MCU repeating a command gatewayd lacks costs a few log lines
     per window, not one per line, and the port still answers."""
-    async with gateway(dialect="ameba") as (_, mcu):
-        await mcu.send(b"AT+NOSUCH=1\r\n" * 500)
+    from conftest import sent_in_full
+
+    async with gateway(dialect="ameba") as (daemon, mcu):
+        await sent_in_full(daemon, mcu, b"AT+NOSUCH=1\r\n" * 500)
         await mcu.command(b"AT+TEST", b"\r\nOK\r\n", timeout=10)
     unknown = [e for e in events(json_log) if e["event"] == "at unknown command"]
     assert len(unknown) == 10
