@@ -19,7 +19,7 @@ large share of a round trip, see ``ws_echo.py``'s CPU figures) is not in it.
   ``--dump-before``); the baseline is ``python -c pass``.
 
     .venv/bin/python bench/instructions.py                  # every path, uvloop
-    .venv/bin/python bench/instructions.py --path ws --count 100
+    .venv/bin/python bench/instructions.py --path wssend --count 100
     .venv/bin/python bench/instructions.py --loop asyncio
 
 Needs valgrind and socat. A round trip under callgrind takes about 5 ms, so
@@ -29,7 +29,6 @@ the default run (9 paths, 200 round trips each) takes about two minutes.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import re
 import shutil
@@ -45,22 +44,22 @@ from ws_echo import (
     TIMEOUT,
     Pty,
     compile_gatewayd,
+    echo_peers,
     gatewayd_command,
     open_path,
     raw_roundtrip,
-    serve_echo,
 )
 
-#: --path name: (label, dialect, ws_echo link).
+#: --path name (as small_board.py's): (label, dialect, ws_echo link).
 PATHS = {
-    "ws": ("esp-at AT+WSSEND", "esp-at", "ws"),
+    "wssend": ("esp-at AT+WSSEND", "esp-at", "ws"),
     "cipsend": ("esp-at AT+CIPSEND", "esp-at", "cipsend"),
     "passthrough": ("esp-at passthrough, TI=0", "esp-at", "passthrough"),
-    "wssendraw": ("ameba AT+WSSENDRAW", "ameba", "ws"),
-    "sktsendraw": ("ameba AT+SKTSENDRAW", "ameba", "tcp"),
-    "wssend": ("ameba AT+WSSEND", "ameba", "wssend"),
-    "sktsend": ("ameba AT+SKTSEND", "ameba", "sktsend"),
-    "wssrvsendraw": ("ameba AT+WSSRVSENDRAW", "ameba", "wssrv"),
+    "ameba-wssendraw": ("ameba AT+WSSENDRAW", "ameba", "ws"),
+    "ameba-sktsendraw": ("ameba AT+SKTSENDRAW", "ameba", "tcp"),
+    "ameba-wssend": ("ameba AT+WSSEND", "ameba", "wssend"),
+    "ameba-sktsend": ("ameba AT+SKTSEND", "ameba", "sktsend"),
+    "ameba-wssrvsendraw": ("ameba AT+WSSRVSENDRAW", "ameba", "wssrv"),
 }
 #: Under callgrind everything is some 50 times slower: the MCU waits longer.
 SLOW_TIMEOUT = 120.0
@@ -173,23 +172,13 @@ def main() -> int:
             return 2
     paths = PATHS.values() if args.path == "all" else [PATHS[args.path]]
     compile_gatewayd()
-    parent, child = multiprocessing.Pipe()
-    peers = multiprocessing.get_context("spawn").Process(target=serve_echo, args=(child,),
-                                                         daemon=True)
-    peers.start()
     rows = []
-    try:
-        if not parent.poll(TIMEOUT):
-            raise TimeoutError("echo servers did not start")
-        ports = parent.recv()
-        with tempfile.TemporaryDirectory(prefix="gwd-bench-") as tmp:
-            workdir = Path(tmp)
-            base = socat_round_trip(workdir, ports[2], args)
-            for label, dialect, link in paths:
-                rows.append((label, gatewayd_round_trip(workdir, dialect, link, ports, args)))
-            ready = startup(workdir, args.loop) if not args.no_startup else None
-    finally:
-        peers.terminate()
+    with echo_peers() as ports, tempfile.TemporaryDirectory(prefix="gwd-bench-") as tmp:
+        workdir = Path(tmp)
+        base = socat_round_trip(workdir, ports[2], args)
+        for label, dialect, link in paths:
+            rows.append((label, gatewayd_round_trip(workdir, dialect, link, ports, args)))
+        ready = startup(workdir, args.loop) if not args.no_startup else None
     print(f"user-space instructions (callgrind), event loop {args.loop}; "
           f"{args.count} x 64 B round trips per path after {args.warmup} unmeasured")
     print(f"{'':42}{'gatewayd':>14}{'baseline':>14}{'ratio':>8}")

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import multiprocessing
 import os
 import subprocess
 import sys
@@ -45,7 +44,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ws_echo import TIMEOUT, Pty, cpu_seconds, gatewayd_command, open_path, serve_echo
+from ws_echo import TIMEOUT, Pty, cpu_seconds, echo_peers, gatewayd_command, open_path
 
 CGROUP_V2 = Path("/sys/fs/cgroup")
 CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
@@ -142,43 +141,36 @@ def main() -> int:
     if group is None:
         print("no writable cgroup with a cpu controller: measuring WITHOUT a quota",
               file=sys.stderr)
-    parent, child = multiprocessing.Pipe()
-    peers = multiprocessing.get_context("spawn").Process(target=serve_echo, args=(child,),
-                                                         daemon=True)
-    peers.start()
     rows = []
     try:
-        if not parent.poll(TIMEOUT):
-            raise TimeoutError("echo servers did not start")
-        ports = parent.recv()
-        names = list(PATHS) if args.path == "all" else [args.path]
-        for name in names:
-            dialect, link, block_size = PATHS[name]
-            for baud in args.baud:
-                rate = baud / 10  # 8N1
-                with tempfile.TemporaryDirectory(prefix="gwd-board-") as tmp:
-                    proc = start_gatewayd(Path(tmp), dialect, args.loop, group)
-                    release = None
-                    try:
-                        mcu = Pty(Path(tmp) / "ttyAT0")
-                        roundtrip, release = open_path(mcu, dialect, link, ports)
-                        cpu, wall = cpu_seconds(proc.pid), time.monotonic()
-                        sent, received = carry(mcu, link == "passthrough", roundtrip,
-                                               block_size, rate, args.seconds)
-                        share = (cpu_seconds(proc.pid) - cpu) / (time.monotonic() - wall)
-                        mcu.close()
-                    finally:
-                        proc.terminate()
-                        proc.wait(TIMEOUT)
-                        if release is not None:
-                            release()
-                # What fell due in whole blocks (a block goes once all of it is due).
-                quantum = 1 if link == "passthrough" else block_size
-                due = int(rate * args.seconds) // quantum * quantum
-                rows.append((name, baud, rate, sent / args.seconds, received / args.seconds,
-                             share, received >= 0.95 * due))
+        with echo_peers() as ports:
+            names = list(PATHS) if args.path == "all" else [args.path]
+            for name in names:
+                dialect, link, block_size = PATHS[name]
+                for baud in args.baud:
+                    rate = baud / 10  # 8N1
+                    with tempfile.TemporaryDirectory(prefix="gwd-board-") as tmp:
+                        proc = start_gatewayd(Path(tmp), dialect, args.loop, group)
+                        release = None
+                        try:
+                            mcu = Pty(Path(tmp) / "ttyAT0")
+                            roundtrip, release = open_path(mcu, dialect, link, ports)
+                            cpu, wall = cpu_seconds(proc.pid), time.monotonic()
+                            sent, received = carry(mcu, link == "passthrough", roundtrip,
+                                                   block_size, rate, args.seconds)
+                            share = (cpu_seconds(proc.pid) - cpu) / (time.monotonic() - wall)
+                            mcu.close()
+                        finally:
+                            proc.terminate()
+                            proc.wait(TIMEOUT)
+                            if release is not None:
+                                release()
+                    # What fell due in whole blocks (a block goes once all of it is due).
+                    quantum = 1 if link == "passthrough" else block_size
+                    due = int(rate * args.seconds) // quantum * quantum
+                    rows.append((name, baud, rate, sent / args.seconds, received / args.seconds,
+                                 share, received >= 0.95 * due))
     finally:
-        peers.terminate()
         if group is not None:
             with contextlib.suppress(OSError):
                 group.rmdir()

@@ -64,6 +64,7 @@ import tempfile
 import termios
 import time
 import tty
+from collections.abc import Iterator
 from pathlib import Path
 
 TIMEOUT = 10.0
@@ -105,6 +106,22 @@ def serve_echo(ports: multiprocessing.connection.Connection) -> None:
             await asyncio.Event().wait()
 
     asyncio.run(main())
+
+
+@contextlib.contextmanager
+def echo_peers() -> Iterator[tuple[int, int, int]]:
+    """:func:`serve_echo` in a child process (so the peers do not share a core
+    with the MCU side), stopped on exit; yields its ports: ws, ws-in-pieces, tcp."""
+    parent, child = multiprocessing.Pipe()
+    peers = multiprocessing.get_context("spawn").Process(target=serve_echo, args=(child,),
+                                                         daemon=True)
+    peers.start()
+    try:
+        if not parent.poll(TIMEOUT):
+            raise TimeoutError("echo servers did not start")
+        yield parent.recv()
+    finally:
+        peers.terminate()
 
 
 def client_echo(port: int) -> None:
@@ -468,33 +485,23 @@ PATHS = (
 
 def all_paths(args) -> int:
     """One table: every path of :data:`PATHS` beside socat for the same blocks."""
-    parent, child = multiprocessing.Pipe()
-    peers = multiprocessing.get_context("spawn").Process(target=serve_echo, args=(child,),
-                                                         daemon=True)
-    peers.start()
     rows = []
-    try:
-        if not parent.poll(TIMEOUT):
-            raise TimeoutError("echo servers did not start")
-        ports = parent.recv()
-        with tempfile.TemporaryDirectory(prefix="gwd-bench-") as tmp:
-            baselines = {}
-            loops = ("uvloop", "asyncio") if args.loop == "both" else (args.loop,)
-            for label, dialect, link, sizes, interval in PATHS:
-                for size in sizes:
-                    for loop in loops:
-                        run = argparse.Namespace(**{
-                            **vars(args), "dialect": dialect, "link": link, "size": size,
-                            "transintvl": interval, "loop": loop,
-                            "blocks": max(20, args.blocks * 4096 // size)})
-                        if size not in baselines:
-                            baselines[size] = run_socat(Path(tmp), ports[2], run)
-                        result = run_gatewayd(Path(tmp), ports, run)
-                        shown = f", {loop}" if len(loops) > 1 else ""
-                        rows.append((f"{label}, {size // 1024} KiB{shown}", result,
-                                     baselines[size]))
-    finally:
-        peers.terminate()
+    with echo_peers() as ports, tempfile.TemporaryDirectory(prefix="gwd-bench-") as tmp:
+        baselines = {}
+        loops = ("uvloop", "asyncio") if args.loop == "both" else (args.loop,)
+        for label, dialect, link, sizes, interval in PATHS:
+            for size in sizes:
+                for loop in loops:
+                    run = argparse.Namespace(**{
+                        **vars(args), "dialect": dialect, "link": link, "size": size,
+                        "transintvl": interval, "loop": loop,
+                        "blocks": max(20, args.blocks * 4096 // size)})
+                    if size not in baselines:
+                        baselines[size] = run_socat(Path(tmp), ports[2], run)
+                    result = run_gatewayd(Path(tmp), ports, run)
+                    shown = f", {loop}" if len(loops) > 1 else ""
+                    rows.append((f"{label}, {size // 1024} KiB{shown}", result,
+                                 baselines[size]))
     print(f"every path, gatewayd beside socat in the same run; "
           f"{args.count} x 64 B round trips each")
     head = ("path", "MB/s", "x socat", "CPU ms/MB", "x socat", "CPU us/64B RT", "x socat",
@@ -555,19 +562,9 @@ def main() -> int:
     if shutil.which("socat") is None:
         print("socat is needed for the baseline (apt-get install socat)", file=sys.stderr)
         return 2
-    parent, child = multiprocessing.Pipe()
-    peers = multiprocessing.get_context("spawn").Process(target=serve_echo, args=(child,),
-                                                         daemon=True)
-    peers.start()
-    try:
-        if not parent.poll(TIMEOUT):
-            raise TimeoutError("echo servers did not start")
-        ws_port, pieces_port, tcp_port = parent.recv()
-        with tempfile.TemporaryDirectory(prefix="gwd-bench-") as tmp:
-            gw = run_gatewayd(Path(tmp), (ws_port, pieces_port, tcp_port), args)
-            base = run_socat(Path(tmp), tcp_port, args)
-    finally:
-        peers.terminate()
+    with echo_peers() as ports, tempfile.TemporaryDirectory(prefix="gwd-bench-") as tmp:
+        gw = run_gatewayd(Path(tmp), ports, args)
+        base = run_socat(Path(tmp), ports[2], args)
     print(f"{args.dialect} over {args.link}, event loop {args.loop}: echo of {args.size}-byte"
           f" blocks ({args.blocks} blocks), 64-byte latency ({args.count} messages)")
     print(f"{'':28}{f'gatewayd ({args.link})':>16}{'socat (tcp)':>16}{'ratio':>8}   target")
