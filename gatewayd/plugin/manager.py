@@ -16,8 +16,6 @@ wrapper adds or swaps in is credited to that wrapper's plugin.
 
 from __future__ import annotations
 
-import contextlib
-import importlib.metadata
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from gatewayd.plugin import ENTRY_POINT_GROUP, PROJECT, PluginConfigError, hookimpl, spec
+from gatewayd.plugin.entrypoints import entry_points
 
 if TYPE_CHECKING:
     from gatewayd.dialects.base import Dialect, LazyDialect
@@ -49,18 +48,24 @@ class Provided:
     distribution: str  # "gatewayd 0.1.0", or "(registered in code)"
 
 
-def _origin(manager: pluggy.PluginManager, plugin: object) -> tuple[str, str]:
+class _Manager(pluggy.PluginManager):
+    """pluggy's manager, remembering the distribution each entry-point plugin
+    came from (``"name version"``)."""
+
+    def __init__(self) -> None:
+        super().__init__(PROJECT)
+        self.distributions: dict[int, str] = {}
+
+
+def _origin(manager: _Manager, plugin: object) -> tuple[str, str]:
     name = manager.get_name(plugin) or repr(plugin)
-    for dist_plugin, dist in manager.list_plugin_distinfo():
-        if dist_plugin is plugin:
-            return name, f"{dist.project_name} {dist.version}"
-    return name, IN_CODE
+    return name, manager.distributions.get(id(plugin), IN_CODE)
 
 
 class _Origins:
     """gatewayd's own innermost wrapper: which plugin returned which object."""
 
-    def __init__(self, manager: pluggy.PluginManager) -> None:
+    def __init__(self, manager: _Manager) -> None:
         self.manager = manager
         self.by_object: dict[int, tuple[str, str]] = {}
         self.complete: dict[str, bool] = {}
@@ -165,7 +170,7 @@ class Plugins:
     disable``), which frees their names and kinds for another plugin; a name
     that nothing provides is an error."""
 
-    def __init__(self, manager: pluggy.PluginManager, disable: Iterable[str] = ()) -> None:
+    def __init__(self, manager: _Manager, disable: Iterable[str] = ()) -> None:
         self.manager = manager
         self.disabled = frozenset(disable)
         self.dialects = DialectTable()
@@ -268,7 +273,7 @@ class Plugins:
             )
 
 
-def _check_pending(manager: pluggy.PluginManager) -> None:
+def _check_pending(manager: _Manager) -> None:
     """Refuse an ``@hookimpl`` that names no gatewayd hook."""
     try:
         manager.check_pending()
@@ -291,30 +296,25 @@ def _code_name(manager: pluggy.PluginManager, plugin: object) -> str:
     return name
 
 
-def _entry_point_of(plugin: object) -> tuple[str, str]:
-    """The entry point and distribution of a plugin pluggy refused to register
-    (so it knows neither)."""
-    for dist in importlib.metadata.distributions():
-        for ep in dist.entry_points.select(group=ENTRY_POINT_GROUP):
-            with contextlib.suppress(Exception):
-                if ep.load() is plugin:
-                    return ep.name, f"{dist.metadata['name']} {dist.version}"
-    return repr(plugin), "(unknown distribution)"
-
-
 def load_plugins(*extra: object, disable: Iterable[str] = ()) -> Plugins:
     """Load every plugin of the entry-point group, plus *extra* objects
     registered in code (tests, embedding), leaving out the dialects and
     transports *disable* names."""
-    manager = pluggy.PluginManager(PROJECT)
+    manager = _Manager()
     manager.add_hookspecs(spec)
-    try:
-        manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-    except pluggy.PluginValidationError as exc:
-        name, dist = _entry_point_of(exc.plugin)
-        raise PluginError(f"cannot load plugin {name} (from {dist}): {exc}") from exc
-    except Exception as exc:  # a broken third-party plugin must say who it is
-        raise PluginError(f"cannot load plugins: {exc!r}") from exc
+    for entry in entry_points(ENTRY_POINT_GROUP):
+        if manager.has_plugin(entry.name) or manager.is_blocked(entry.name):
+            continue  # as pluggy's load_setuptools_entrypoints: the first one wins
+        try:
+            plugin = entry.load()
+            manager.register(plugin, name=entry.name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"cannot load plugin {entry.name} (from {entry.distribution}):"
+                              f" {exc}") from exc
+        except Exception as exc:  # a broken third-party plugin must say who it is
+            raise PluginError(f"cannot load plugin {entry.name} (from {entry.distribution}):"
+                              f" {exc!r}") from exc
+        manager.distributions[id(plugin)] = entry.distribution
     for plugin in extra:
         name = _code_name(manager, plugin)
         try:
