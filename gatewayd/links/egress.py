@@ -85,6 +85,8 @@ def _without_password(url: str | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
+    """One `[[route]]` table, compiled: its position, match and target patterns."""
+
     index: int
     match: Pattern
     target: Pattern | None

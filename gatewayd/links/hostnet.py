@@ -22,6 +22,9 @@ SIOCGIFNETMASK = 0x891B
 
 @dataclass(frozen=True, slots=True)
 class Interface:
+    """One host interface as the Wi-Fi commands report it: name, IPv4 address,
+    netmask, gateway and MAC."""
+
     name: str
     address: str
     netmask: str

@@ -66,6 +66,8 @@ _TIMEZONE = re.compile(rb"^(-?)(\d{1,4})$")
 
 @dataclass
 class NetworkState:
+    """A port's network commands: ping, DNS servers, SNTP and mDNS settings."""
+
     ping_running: bool = False
     ping_stop: bool = False
     dns_servers: tuple[str, ...] = ()  #: AT+SETDNSSRV (empty: the host's)

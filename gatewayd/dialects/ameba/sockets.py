@@ -222,6 +222,9 @@ class SocketLink:
 
 @dataclass
 class SocketState:
+    """A port's socket commands: the socket config, the links by id and the
+    descriptors (`fd`) in use."""
+
     config: SocketConfig = field(default_factory=SocketConfig)
     links: LinkTable[SocketLink] = field(default_factory=lambda: LinkTable(range(MAX_LINKS)))
     fds: set[int] = field(default_factory=set)

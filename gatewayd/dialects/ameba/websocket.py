@@ -110,6 +110,9 @@ class LinkSlot:
 
 @dataclass
 class AmebaWsState:
+    """A port's WebSocket client: the global config, each link id's settings and
+    the open links."""
+
     glcfg: GlobalConfig = field(default_factory=GlobalConfig)
     slots: dict[int, LinkSlot] = field(default_factory=lambda: {i: LinkSlot() for i in LINK_IDS})
     links: LinkTable[ClientLink] = field(default_factory=lambda: LinkTable(LINK_IDS))

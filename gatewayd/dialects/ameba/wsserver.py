@@ -127,6 +127,9 @@ class ClientSlot:
 
 @dataclass
 class WsServerState:
+    """A port's WebSocket server: its config, the config it started with, its
+    listener and its client slots."""
+
     config: ServerConfig = field(default_factory=ServerConfig)
     #: The config the running server started with (max_conn, tx/rx sizes).
     started: ServerConfig | None = None

@@ -153,6 +153,9 @@ class Server:
 
 @dataclass
 class IpState:
+    """A port's TCP/IP family: its links, their AT+CIPTCPOPT/SSL options, AT+CIPMUX,
+    AT+CIPMODE, the server, and the switches that shape its messages."""
+
     links: LinkTable[IpLink] = field(default_factory=lambda: LinkTable(LINK_IDS))
     options: list[LinkOptions] = field(
         default_factory=lambda: [LinkOptions() for _ in LINK_IDS])

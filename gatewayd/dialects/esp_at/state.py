@@ -26,6 +26,8 @@ class WsConfig:
 
 @dataclass
 class WsLinkInfo:
+    """An open AT+WSOPEN link: the link, the URI it opened and its AT+WSCFG."""
+
     link: ClientLink
     uri: str
     config: WsConfig
@@ -33,6 +35,9 @@ class WsLinkInfo:
 
 @dataclass
 class WsState:
+    """A port's WebSocket commands: AT+WSCFG per link id, AT+WSHEAD headers
+    and the links."""
+
     configs: dict[int, WsConfig] = field(default_factory=dict)
     headers: list[tuple[str, str]] = field(default_factory=list)  # newest first
     links: LinkTable[WsLinkInfo] = field(default_factory=lambda: LinkTable(WS_LINK_IDS))
@@ -48,6 +53,9 @@ class WsState:
 
 @dataclass
 class WifiState:
+    """A port's Wi-Fi commands: mode, the joined network, DHCP, AT+CWLAPOPT and
+    SNTP settings, as the module keeps them."""
+
     mode: int = 1
     joined_ssid: str | None = None
     dhcp: int = 3  #: AT+CWDHCP bits: 0 station, 1 SoftAP
@@ -69,6 +77,8 @@ class WifiState:
 
 @dataclass
 class EspAtState:
+    """Everything an ESP-AT port remembers between commands."""
+
     syslog: bool = False
     rf_power: int = 78  #: AT+RFPOWER, 0.25 dBm units (an ESP32's factory maximum)
     #: AT+SYSSTORE: set commands also write the port's state file.
