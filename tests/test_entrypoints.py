@@ -63,10 +63,15 @@ def test_distributions_on_disk_read_as_the_standard_library_reads_them(tmp_path:
     dist(second, "legacy-3.0-py3.11.egg-info", "[gatewayd]\nlegacy = legacy_plugin\n",
          "legacy", "3.0")
     dist(second, "other-1.0.dist-info", "[gatewayd.extra]\nnot-ours = x:y\n", "other", "1.0")
-    path = [str(first), str(tmp_path / "missing"), str(second)]
+    egg = tmp_path / "eggy-2.0-py3.11.egg"
+    dist(egg, "EGG-INFO", "[gatewayd]\neggy = eggy.plugin\n", "eggy", "2.0")
+    (tmp_path / "a-file.zip").write_bytes(b"PK not really")
+    path = [str(first), str(tmp_path / "missing"), str(second), str(egg),
+            str(tmp_path / "a-file.zip")]
     expected = [("modem", "acme.plugin:PLUGIN [fast]", "Acme-Modem 1.2"),
                 ("plain", "acme.other", "Acme-Modem 1.2"),
-                ("legacy", "legacy_plugin", "legacy 3.0")]
+                ("legacy", "legacy_plugin", "legacy 3.0"),
+                ("eggy", "eggy.plugin", "eggy 2.0")]
     assert stdlib_entry_points("gatewayd", path) == expected
     assert ours("gatewayd", path) == expected
 

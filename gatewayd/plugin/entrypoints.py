@@ -8,8 +8,9 @@ board, for a lookup that reads a handful of small text files. This reads the
 same files the same way:
 
 * every ``*.dist-info`` and ``*.egg-info`` directory directly in each
-  directory of :data:`sys.path` (``""`` is the current directory), in
-  :data:`sys.path` order;
+  directory of :data:`sys.path` (``""`` is the current directory), and the
+  ``EGG-INFO`` of an unzipped ``*.egg`` directory on it, in :data:`sys.path`
+  order;
 * the first distribution of a name wins, names compared as PEP 503
   normalises them, as :func:`importlib.metadata.entry_points` does: a copy
   shadowed by an earlier ``sys.path`` entry contributes nothing;
@@ -79,13 +80,23 @@ def entry_points(group: str, path: Iterable[str] | None = None) -> list[EntryPoi
 
 def _metadata_dirs(entry: str) -> list[tuple[str, str]]:
     """The metadata directories in *entry*, with the distribution name their
-    directory name gives, sorted by directory name (a stable order)."""
+    directory name gives, sorted by directory name (a stable order); for an
+    unzipped egg on the path (``name-1.0-py3.11.egg/``), its ``EGG-INFO``."""
     try:
         names = sorted(os.listdir(entry))
     except OSError:  # missing, not a directory, a zip file, unreadable
         return []
-    return [(os.path.join(entry, name), name.rsplit(".", 1)[0].partition("-")[0])
-            for name in names if name.lower().endswith(_METADATA_DIR)]
+    found = [(os.path.join(entry, name), _dist_name(name))
+             for name in names if name.lower().endswith(_METADATA_DIR)]
+    if entry.lower().endswith(".egg"):
+        found += [(os.path.join(entry, name), _dist_name(os.path.basename(entry)))
+                  for name in names if name.lower() == "egg-info"]
+    return found
+
+
+def _dist_name(name: str) -> str:
+    """``acme_modem`` of ``acme_modem-1.2.dist-info`` or ``acme_modem-1.2-py3.11.egg``."""
+    return name.rsplit(".", 1)[0].partition("-")[0]
 
 
 def _read(path: str) -> str:
