@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gatewayd.links.deadline import within
 from gatewayd.links.keepalive import Expiry, Keepalive, PingPolicy
 from gatewayd.links.table import Generation, LinkDescription, LinkState, Token
 from gatewayd.links.tls import log_untrusted_server
@@ -208,8 +209,8 @@ class ClientLink:
                    timeout: float | None = None, masked: bool = True) -> None:
         if self.connection is None or self.state is not LinkState.OPEN:
             raise TransportError("link is not open", stage="send")
-        async with asyncio.timeout(timeout):
-            await self.connection.send(payload, opcode=opcode, fin=fin, masked=masked)
+        await within(timeout, self.connection.send(payload, opcode=opcode, fin=fin,
+                                                   masked=masked))
         self.bytes_out += len(payload)
 
     def _received(self) -> None:

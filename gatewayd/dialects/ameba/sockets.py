@@ -61,6 +61,7 @@ from gatewayd.links import (
     hostnet,
     routed_to,
 )
+from gatewayd.links.deadline import within
 from gatewayd.links.tls import Stage, log_untrusted_server, server_context
 from gatewayd.transport import (
     ClientRequest,
@@ -516,8 +517,7 @@ async def _send(ctx: PortContext, link: SocketLink, payload: bytes,
     assert link.connection is not None
     timeout = sockets(ctx).config.so_sndtimeo / 1000 or None
     try:
-        async with asyncio.timeout(timeout):
-            await link.connection.send(payload, peer=peer)
+        await within(timeout, link.connection.send(payload, peer=peer))
     except (TransportError, TimeoutError) as exc:
         link.last_error = str(exc) or "send timed out"
         raise AtError(2, why=f"send failed: {link.last_error}") from None

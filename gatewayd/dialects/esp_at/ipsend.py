@@ -36,6 +36,7 @@ from gatewayd.dialects.esp_at.fields import Fields, raw_fields
 from gatewayd.dialects.esp_at.iplinks import ALL_LINKS, IpLink, IpState
 from gatewayd.dialects.esp_at.tcpip import ip_state, resolve
 from gatewayd.links import LinkState
+from gatewayd.links.deadline import within
 from gatewayd.transport import TransportError
 
 __all__ = ["COMMANDS", "cipsend", "send_data"]
@@ -58,8 +59,7 @@ async def send_data(ctx: PortContext, ip: IpState, link: IpLink, data: bytes) ->
         return False
     timeout = ip.options[link.id].tcp.sndtimeo / 1000 or None
     try:
-        async with asyncio.timeout(timeout):
-            await connection.send(data, peer=None if link.stream else link.remote)
+        await within(timeout, connection.send(data, peer=None if link.stream else link.remote))
     except (TransportError, TimeoutError) as exc:
         link.last_error = str(exc) or "send timed out"
         ctx.log.info("send failed", link=link.id, error=link.last_error)
