@@ -70,7 +70,7 @@ class RawStream:
         self._waiting = 0
         self._final = False
         self._aborted = False
-        self._arrived = asyncio.Event()
+        self._wakeup: asyncio.Future[None] | None = None  # the iterator, waiting
         self._paused = False
         self._high = False
         self._abort_count = 0
@@ -96,7 +96,7 @@ class RawStream:
         self._waiting += len(data)
         self.received += len(data)
         self._final = final
-        self._arrived.set()
+        self._wake()
         self._check_levels()
 
     def _check_levels(self) -> None:
@@ -149,9 +149,13 @@ class RawStream:
             self.put(rest, final=True)
         else:
             self._final = True
-            self._arrived.set()
+            self._wake()
         self.host.log.info("raw block aborted by the MCU", received=self.received,
                               expected=self.length)
+
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
 
     @property
     def ready(self) -> bool:
@@ -168,8 +172,11 @@ class RawStream:
                 if self._aborted:
                     raise RawAborted(self.received)
                 raise StopAsyncIteration
-            self._arrived.clear()
-            await self._arrived.wait()
+            self._wakeup = asyncio.get_running_loop().create_future()
+            try:
+                await self._wakeup
+            finally:
+                self._wakeup = None
         piece, self.arrived_at = self._pieces.popleft()
         self._waiting -= len(piece)
         self._check_levels()
