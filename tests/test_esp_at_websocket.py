@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import socket
 import ssl
 import time
 from pathlib import Path
@@ -93,6 +94,55 @@ async def test_seed_003_websocket_over_mutual_tls(tmp_path, tls_files):
         await mcu.expect(b"+WS_DATA:0,4,test\r\n")
     assert seen_client_certs and seen_client_certs[0]["subjectAltName"] == (
         ("DNS", "mcu.gatewayd.test"),)
+
+
+async def test_wssend_to_a_server_that_stopped_reading_fails_after_its_timeout(tmp_path):
+    """Once the server's window, the socket's buffer and the transport's are
+    full, a frame waits, and AT+WSSEND's timeout bounds that wait: ERROR, and
+    the port answers again. The server answers the upgrade by hand on a raw
+    socket with a 4 KiB receive buffer, then never reads."""
+    loop = asyncio.get_running_loop()
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # inherited
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.setblocking(False)
+
+    async def upgrade() -> socket.socket:
+        conn, _ = await loop.sock_accept(server)
+        request = b""
+        while b"\r\n\r\n" not in request and len(request) < 65536:
+            chunk = await loop.sock_recv(conn, 4096)
+            assert chunk, "the client left during the upgrade"
+            request += chunk
+        key = re.search(rb"(?i)\r\nsec-websocket-key: *(\S+)", request)
+        assert key is not None, request
+        await loop.sock_sendall(conn, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket"
+                                b"\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
+                                % accept_key(key.group(1).decode()).encode())
+        return conn
+
+    block = bytes(range(256)) * 32
+    try:
+        async with running_gateway(tmp_path, config_text=port_config()) as (_, mcu):
+            await quiet(mcu)
+            accepted = asyncio.create_task(upgrade())
+            await open_link(mcu, f"ws://127.0.0.1:{server.getsockname()[1]}/")
+            conn = await asyncio.wait_for(accepted, 5)
+            for _ in range(500):  # about 4 MB at most; the buffers hold far less
+                await mcu.command(b"AT+WSSEND=0,%d,2,300" % len(block), PROMPT)  # 300 ms timeout
+                await mcu.send(block)
+                started = loop.time()
+                reply = await mcu.read_until(b"\r\n", timeout=10)
+                reply += await mcu.read_until(b"\r\n", timeout=10)
+                if reply != SEND_OK:
+                    break
+            assert reply == ERROR
+            assert loop.time() - started >= 0.25
+            await mcu.command(b"AT", OK)
+            conn.close()
+    finally:
+        server.close()
 
 
 async def test_excess_input_after_the_block_gets_busy_and_only_n_bytes_go_out(tmp_path, ws_echo):
