@@ -80,6 +80,7 @@ def test_load_imports_the_module_and_follows_the_attribute_path() -> None:
     assert EntryPoint("x", "os.path:join", "d 1").load() is os.path.join
     assert EntryPoint("x", "os.path", "d 1").load() is os.path
     assert EntryPoint("x", "os:path.join [extra]", "d 1").load() is os.path.join
+    assert EntryPoint("x", "os.path [extra]", "d 1").load() is os.path
 
 
 def install_plugin(site: Path, module: str, body: str) -> None:

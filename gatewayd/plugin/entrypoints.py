@@ -53,9 +53,9 @@ class EntryPoint(NamedTuple):
     def load(self) -> object:
         """Import the module and look up the attribute path, as
         :meth:`importlib.metadata.EntryPoint.load` does."""
-        module_name, _, attrs = self.value.partition(":")
+        module_name, _, attrs = self.value.split("[", 1)[0].partition(":")
         target: object = importlib.import_module(module_name.strip())
-        for attr in filter(None, attrs.split("[", 1)[0].strip().split(".")):
+        for attr in filter(None, attrs.strip().split(".")):
             target = getattr(target, attr)
         return target
 
