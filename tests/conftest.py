@@ -4,7 +4,10 @@ a state directory for the ports' state files."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,6 +48,49 @@ async def sent_in_full(daemon, mcu, burst: bytes, timeout: float = 20) -> None:
         while session.bytes_in < start + len(burst):
             await asyncio.sleep(0.01)
     await mcu.send(b"\r\n")
+
+
+@contextlib.contextmanager
+def listener_that_never_reads() -> Iterator[socket.socket]:
+    """A non-blocking TCP listener on 127.0.0.1 whose accepted sockets have a
+    4 KiB receive buffer (inherited from it): a peer that stops reading once
+    it has accepted. Closed on exit."""
+    server = socket.socket()
+    try:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        server.setblocking(False)
+        yield server
+    finally:
+        server.close()
+
+
+async def accept(server: socket.socket, timeout: float = 5) -> socket.socket:
+    """The next connection *server* accepts, within *timeout* s."""
+    loop = asyncio.get_running_loop()
+    conn, _ = await asyncio.wait_for(loop.sock_accept(server), timeout)
+    return conn
+
+
+async def send_until_refused(mcu, command: bytes, prompt: bytes, ok: bytes,
+                             ) -> tuple[bytes, float]:
+    """*command*, then an 8 KiB block after its *prompt*, again and again
+    until the reply is not *ok* (as many lines as *ok*); that reply and the
+    seconds it came after its block. At most 500 blocks (4 MB): the buffers
+    between gatewayd and a peer that stopped reading hold far less."""
+    loop = asyncio.get_running_loop()
+    block = bytes(range(256)) * 32
+    for _ in range(500):
+        await mcu.command(command, prompt)
+        await mcu.send(block)
+        sent = loop.time()
+        reply = b""
+        for _ in range(ok.count(b"\r\n")):
+            reply += await mcu.read_until(b"\r\n", timeout=10)
+        if reply != ok:
+            break
+    return reply, loop.time() - sent
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from conftest import accept, listener_that_never_reads, send_until_refused
 
 from gatewayd.dialects.ameba.sockets import READ_BUFFER_LIMIT, READ_DATAGRAM_LIMIT
 from gatewayd.testing import running_gateway
@@ -752,32 +753,17 @@ async def test_sktsendraw_to_a_peer_that_stopped_reading_is_error_2_after_so_snd
     """Once the peer's window, the socket's buffer and the transport's are full,
     a send waits, and AT+SKTCFG's so_sndtimeo bounds that wait: ERROR: 2, and
     the port answers again."""
-    server = socket.socket()
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # inherited, never read
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    loop = asyncio.get_running_loop()
-    block = bytes(range(256)) * 32
-    try:
-        async with running_gateway(tmp_path, config_text=config(tmp_path)) as (_, mcu):
+    async with running_gateway(tmp_path, config_text=config(tmp_path)) as (_, mcu):
+        with listener_that_never_reads() as server:
             await mcu.command(b"AT+SKTCFG=300,0,0,0,0,0,0", OK)  # so_sndtimeo 300 ms
             await mcu.command(b"AT+SKTCLIENT=0,1,,127.0.0.1,%d,,1" % server.getsockname()[1],
                               OK)
-            peer, _ = server.accept()
-            for _ in range(500):  # about 4 MB at most; the buffers hold far less
-                await mcu.command(b"AT+SKTSENDRAW=0,%d" % len(block), TT)
-                await mcu.send(block)
-                started = loop.time()
-                reply = await mcu.read_until(b"\r\n", timeout=10)
-                reply += await mcu.read_until(b"\r\n", timeout=10)
-                if reply != OK:
-                    break
+            peer = await accept(server)
+            reply, waited = await send_until_refused(mcu, b"AT+SKTSENDRAW=0,8192", TT, OK)
             assert reply == error(2)
-            assert loop.time() - started >= 0.25
+            assert waited >= 0.25
             await mcu.command(b"AT+TEST", OK)
             peer.close()
-    finally:
-        server.close()
 
 
 async def test_sktsendraw_errors_and_abort(tmp_path):

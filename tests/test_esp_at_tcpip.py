@@ -14,6 +14,7 @@ import socket
 import ssl
 
 import pytest
+from conftest import accept, listener_that_never_reads, send_until_refused
 
 from gatewayd.testing import running_gateway
 
@@ -412,31 +413,17 @@ async def test_cipsend_to_a_peer_that_stopped_reading_fails_after_so_sndtimeo(ga
     a send waits, and AT+CIPTCPOPT's so_sndtimeo bounds that wait: SEND FAIL,
     and the port answers again."""
     mcu = gateway
-    server = socket.socket()
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # inherited, never read
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    loop = asyncio.get_running_loop()
-    try:
+    with listener_that_never_reads() as server:
         await mcu.command(b'AT+CIPSTART="TCP","127.0.0.1",%d' % server.getsockname()[1],
                           b"CONNECT\r\n" + OK)
-        peer, _ = server.accept()
+        peer = await accept(server)
         await mcu.command(b"AT+CIPTCPOPT=0,1,300", OK)  # so_sndtimeo 300 ms
-        block = bytes(range(256)) * 32
-        for _ in range(500):  # about 16 MB at most; the buffers hold far less
-            await mcu.command(b"AT+CIPSEND=8192", PROMPT)
-            await mcu.send(block)
-            started = loop.time()
-            reply = await mcu.read_until(b" bytes\r\n") + await mcu.read_until(b"\r\n", 10) \
-                + await mcu.read_until(b"\r\n", 10)
-            if reply != b"\r\nRecv 8192 bytes\r\n" + SEND_OK:
-                break
+        reply, waited = await send_until_refused(mcu, b"AT+CIPSEND=8192", PROMPT,
+                                                 b"\r\nRecv 8192 bytes\r\n" + SEND_OK)
         assert reply == b"\r\nRecv 8192 bytes\r\n" + SEND_FAIL
-        assert loop.time() - started >= 0.25
+        assert waited >= 0.25
         await mcu.command(b"AT", OK)
         peer.close()
-    finally:
-        server.close()
 
 
 async def test_cipsendl_streams_with_progress(gateway):

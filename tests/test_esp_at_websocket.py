@@ -14,7 +14,14 @@ import ssl
 import time
 from pathlib import Path
 
-from conftest import echo, mutual_tls_server_context, port_of
+from conftest import (
+    accept,
+    echo,
+    listener_that_never_reads,
+    mutual_tls_server_context,
+    port_of,
+    send_until_refused,
+)
 from websockets.asyncio.server import serve
 from websockets.utils import accept_key
 
@@ -99,20 +106,15 @@ async def test_seed_003_websocket_over_mutual_tls(tmp_path, tls_files):
 async def test_wssend_to_a_server_that_stopped_reading_fails_after_its_timeout(tmp_path):
     """Once the server's window, the socket's buffer and the transport's are
     full, a frame waits, and AT+WSSEND's timeout bounds that wait: ERROR, and
-    the port answers again. The server answers the upgrade by hand on a raw
-    socket with a 4 KiB receive buffer, then never reads."""
+    the port answers again. The server answers the upgrade by hand, then
+    never reads."""
     loop = asyncio.get_running_loop()
-    server = socket.socket()
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # inherited
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    server.setblocking(False)
 
-    async def upgrade() -> socket.socket:
-        conn, _ = await loop.sock_accept(server)
+    async def upgrade(server: socket.socket) -> socket.socket:
+        conn = await accept(server)
         request = b""
         while b"\r\n\r\n" not in request and len(request) < 65536:
-            chunk = await loop.sock_recv(conn, 4096)
+            chunk = await asyncio.wait_for(loop.sock_recv(conn, 4096), 5)
             assert chunk, "the client left during the upgrade"
             request += chunk
         key = re.search(rb"(?i)\r\nsec-websocket-key: *(\S+)", request)
@@ -122,27 +124,18 @@ async def test_wssend_to_a_server_that_stopped_reading_fails_after_its_timeout(t
                                 % accept_key(key.group(1).decode()).encode())
         return conn
 
-    block = bytes(range(256)) * 32
-    try:
-        async with running_gateway(tmp_path, config_text=port_config()) as (_, mcu):
+    async with running_gateway(tmp_path, config_text=port_config()) as (_, mcu):
+        with listener_that_never_reads() as server:
             await quiet(mcu)
-            accepted = asyncio.create_task(upgrade())
+            upgraded = asyncio.create_task(upgrade(server))
             await open_link(mcu, f"ws://127.0.0.1:{server.getsockname()[1]}/")
-            conn = await asyncio.wait_for(accepted, 5)
-            for _ in range(500):  # about 4 MB at most; the buffers hold far less
-                await mcu.command(b"AT+WSSEND=0,%d,2,300" % len(block), PROMPT)  # 300 ms timeout
-                await mcu.send(block)
-                started = loop.time()
-                reply = await mcu.read_until(b"\r\n", timeout=10)
-                reply += await mcu.read_until(b"\r\n", timeout=10)
-                if reply != SEND_OK:
-                    break
+            conn = await asyncio.wait_for(upgraded, 5)
+            reply, waited = await send_until_refused(
+                mcu, b"AT+WSSEND=0,8192,2,300", PROMPT, SEND_OK)  # a 300 ms timeout
             assert reply == ERROR
-            assert loop.time() - started >= 0.25
+            assert waited >= 0.25
             await mcu.command(b"AT", OK)
             conn.close()
-    finally:
-        server.close()
 
 
 async def test_excess_input_after_the_block_gets_busy_and_only_n_bytes_go_out(tmp_path, ws_echo):
