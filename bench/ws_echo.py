@@ -573,6 +573,9 @@ def main() -> int:
           f"{gw['mb_s'] / base['mb_s']:8.2f}   {target}")
     print(f"{'CPU per MB carried, ms':28}{gw['cpu']:16.1f}{base['cpu']:16.1f}"
           f"{gw['cpu'] / base['cpu'] if base['cpu'] else float('inf'):8.2f}   <= 3x socat")
+    print(f"{'CPU per 64 B round trip, us':28}{gw['cpu_rt']:16.1f}{base['cpu_rt']:16.1f}"
+          f"{gw['cpu_rt'] / base['cpu_rt'] if base['cpu_rt'] else float('inf'):8.2f}"
+          "   <= 3x socat")
     print(f"{'64 B round trip median, us':28}{gw['median']:16.0f}{base['median']:16.0f}")
     print(f"{'64 B round trip p99, us':28}{gw['p99']:16.0f}{base['p99']:16.0f}"
           f"{'':8}   p99 < 2000 us")

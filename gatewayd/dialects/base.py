@@ -377,11 +377,18 @@ class Dialect(ABC):
 
     @abstractmethod
     def parse(self, line: bytes) -> Invocation | Unknown:
-        """Identify the command on *line* (terminator already removed)."""
+        """Identify the command on *line* (terminator already removed).
+
+        A function of *line* alone: the port session remembers the answer for
+        a short line it has seen, and asks again only for a new one."""
 
     @abstractmethod
     def bind(self, setter: Setter, args: bytes) -> tuple[Any, ...]:
-        """Split and validate set arguments; raise :class:`AtError`."""
+        """Split and validate set arguments; raise :class:`AtError`.
+
+        A function of its arguments alone, returning immutable values (ints,
+        strings, bytes, ``None``): the port session reuses a short line's values
+        (an error is never remembered; the line is bound again)."""
 
     def fields(self, setter: Setter, args: bytes) -> list[bytes]:
         """*args* split where :meth:`bind` splits them, each field as written

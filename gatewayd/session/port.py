@@ -61,6 +61,13 @@ LOG_PREVIEW = 160
 #: wait (:meth:`PortSession.deliver`); with the UART's own write buffer this
 #: bounds what a port keeps in memory for the MCU.
 UNSOLICITED_LIMIT = 32 * 1024
+#: Command lines of at most this many bytes are remembered parsed and bound
+#: (:meth:`PortSession._dispatch`): an MCU repeats a few short lines, such as
+#: ``AT+CIPSEND=0,2048`` before every block, and parsing one is a tenth of
+#: the round trip. Lines that carry their data (Ameba ``AT+WSSEND``) are longer.
+MEMO_LINE = 64
+#: Lines remembered at most; the memo starts over when it is full.
+MEMO_LINES = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +121,8 @@ class PortSession:
         self._out_log = StreamRedactor(self.redact)
         #: The command running, whose raw block the debug log may have to hide.
         self._invocation: Invocation | None = None
+        #: Short lines already parsed: the invocation, and once bound the values.
+        self._memo: dict[bytes, tuple[Invocation, tuple[Any, ...] | None]] = {}
         self.engine = AtEngine(dialect.framing)
         self.state = dialect.new_state()
         if state_directory is None and os.environ.get("STATE_DIRECTORY"):
@@ -259,7 +268,12 @@ class PortSession:
                             reason=event.reason, length=len(event.data))
 
     def _dispatch(self, command: Command) -> None:
-        parsed = self.dialect.parse(command.line)
+        """Parse the line (or find it in the memo: a dialect's ``parse`` and
+        ``bind`` depend on the line alone) and run the command as a task."""
+        line = command.line
+        short = len(line) <= MEMO_LINE
+        known = self._memo.get(line) if short else None
+        parsed, values = known if known is not None else (self.dialect.parse(line), None)
         if not isinstance(parsed, Unknown) and not self.dialect.available(parsed.spec,
                                                                           self.config):
             parsed = Unknown(command.line, "command group switched off")
@@ -273,10 +287,16 @@ class PortSession:
                             reason=parsed.reason)
             self._finish(self.dialect.unknown(parsed, self.state))
             return
+        if short and known is None:
+            self._remember(line, parsed, None)
         self._invocation = parsed
-        self._running = asyncio.get_running_loop().create_task(self._run(parsed))
+        self._running = asyncio.get_running_loop().create_task(
+            self._run(parsed, line if short else None, values))
 
-    async def _run(self, invocation: Invocation) -> None:
+    async def _run(self, invocation: Invocation, line: bytes | None,
+                   values: tuple[Any, ...] | None) -> None:
+        """Run *invocation* (bound to *values* when the memo had them; *line*:
+        where to remember them, ``None`` for a line too long to)."""
         spec, form = invocation.spec, invocation.form
         failure: AtError | None = None
         try:
@@ -284,7 +304,10 @@ class PortSession:
             if handler is None:
                 raise AtError(1, why=f"AT{spec.name} has no {form.value} form")
             if isinstance(handler, Setter):
-                values = self.dialect.bind(handler, invocation.args or b"")
+                if values is None:
+                    values = self.dialect.bind(handler, invocation.args or b"")
+                    if line is not None:
+                        self._remember(line, invocation, values)
                 result = await handler.run(self, *values)
             else:
                 result = await handler(self)
@@ -311,6 +334,12 @@ class PortSession:
         if self._after_reply:
             actions, self._after_reply = self._after_reply, []
             self.spawn(self._run_after_reply(actions))
+
+    def _remember(self, line: bytes, invocation: Invocation,
+                  values: tuple[Any, ...] | None) -> None:
+        if len(self._memo) >= MEMO_LINES:
+            self._memo.clear()
+        self._memo[line] = (invocation, values)
 
     def run_unprompted(self, work: Callable[[Any], Awaitable[bytes | None]],
                        name: str) -> bool:
