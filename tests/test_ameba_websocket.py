@@ -16,8 +16,6 @@ therefore not tested here (rather than faked):
 
 AT+WSHEADRAW's ERROR: 3 ("failed to enter TT mode") is provoked by aborting
 the raw block before any byte arrives, the way AT+WSSENDRAW's ERROR: 4 is.
-"Tx queue is full" (AT+WSTXQUEUECHECK) needs max_queue_size frames stuck
-unsent, which a local peer cannot arrange deterministically.
 """
 
 from __future__ import annotations
@@ -48,6 +46,7 @@ READY = b"ATCMD READY\r\n"
 HIGH = b"[$][TT]:High Watermark\r\n"
 LOW = b"[$][TT]:Low Watermark\r\n"
 NOT_FULL = b"Tx queue is not full\n"
+FULL = b"Tx queue is full\n"
 
 CLOSING, CLOSED, CONNECTING, OPEN = 0, 1, 2, 3
 DEFAULT_GLOBAL = (0, 0, 0, 30000, 0, 0, 0)
@@ -184,11 +183,19 @@ class Frame:
 class RawPeer:
     """A hand-written WebSocket server on 127.0.0.1: it completes the opening
     handshake, then records every frame the client sends and answers nothing
-    (no pong, no close), so masking, opcodes and fragmentation are seen as sent."""
+    (no pong, no close), so masking, opcodes and fragmentation are seen as sent.
 
-    def __init__(self) -> None:
+    ``stalled=True``: after the handshake it reads nothing until
+    :attr:`reading` is set, with a 4 KiB receive buffer, so the client's
+    sends soon meet flow control."""
+
+    def __init__(self, *, stalled: bool = False) -> None:
         self.frames: asyncio.Queue[Frame] = asyncio.Queue()
         self.heads: list[bytes] = []
+        self.reading = asyncio.Event()
+        if not stalled:
+            self.reading.set()
+        self._stalled = stalled
         self._writers: list[asyncio.StreamWriter] = []
         self._server: asyncio.Server | None = None
 
@@ -198,7 +205,11 @@ class RawPeer:
         return self._server.sockets[0].getsockname()[1]
 
     async def __aenter__(self) -> RawPeer:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        listener = socket.socket()
+        if self._stalled:  # accepted sockets inherit it
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        listener.bind(("127.0.0.1", 0))
+        self._server = await asyncio.start_server(self._handle, sock=listener)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -219,6 +230,7 @@ class RawPeer:
             writer.write(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                           "Connection: Upgrade\r\n"
                           f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n").encode())
+            await self.reading.wait()
             while True:
                 first, second = await reader.readexactly(2)
                 size = second & 0x7F
@@ -1051,6 +1063,45 @@ async def test_wstxqueuecheck(tmp_path, ws_echo):
         await mcu.expect_silence(0.1)
         await mcu.command(b"AT+WSTXQUEUECHECK=1", error(2))
         await mcu.command(b"AT+TEST", OK)
+
+
+async def fill_send_queue(mcu, payload: bytes, limit: int = 500) -> int:
+    """``AT+WSSEND`` of payload i (*payload* with i in front) until
+    ``AT+WSTXQUEUECHECK`` says the queue is full, at most *limit* times: the
+    number sent. The link's peer must have stopped reading."""
+    for count in range(1, limit + 1):
+        frame = b"%05d" % (count - 1) + payload
+        await mcu.command(b"AT+WSSEND=0,%d,,,%s" % (len(frame), frame), OK)
+        await mcu.send(b"AT+WSTXQUEUECHECK=0\r\n")
+        reply = await mcu.read_exactly(len(OK + FULL))
+        if reply == OK + FULL:
+            return count
+        assert reply + await mcu.read_exactly(len(NOT_FULL) - len(FULL)) == OK + NOT_FULL
+    raise AssertionError(f"the send queue was not full after {limit} frames")
+
+
+async def test_queue_full_then_wssendraw_waits_and_goes_out_last(tmp_path):
+    """A peer that stops reading: the frames of AT+WSSEND fill the queue, which
+    AT+WSTXQUEUECHECK reports; an AT+WSSENDRAW then answers only once its
+    frame has gone out, after every queued one, when the peer reads again."""
+    filler = b"x" * 1400
+    async with RawPeer(stalled=True) as peer, \
+            running_gateway(tmp_path, config_text=port_config()) as (_, mcu):
+        await connect(mcu, peer.port)
+        for sock in gateway_sockets_to(peer.port):  # the link's: full sooner
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            sock.close()
+        sent = await fill_send_queue(mcu, filler)
+        await mcu.command(b"AT+WSSENDRAW=0,5,1,2", TT)
+        await mcu.send(b"tail!")
+        await mcu.expect_silence(0.3)  # held until there is room and it is sent
+        peer.reading.set()
+        await mcu.expect(OK, timeout=10)
+        frames = [await peer.next_data_frame() for _ in range(sent + 1)]
+        await mcu.command(b"AT+WSTXQUEUECHECK=0", OK + NOT_FULL)
+    assert [frame.payload for frame in frames] == [
+        b"%05d" % index + filler for index in range(sent)] + [b"tail!"]
+    assert [frame.opcode for frame in frames] == [1] * sent + [2]
 
 
 # -- what the server does ------------------------------------------------------

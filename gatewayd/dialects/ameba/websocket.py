@@ -16,7 +16,9 @@ gatewayd logs and counts every dropped frame. ``AT+WSSENDRAW`` never drops:
 it streams the block from the UART in ``buffer_size`` frames (first frame
 with the opcode, then continuations), holding the MCU back when the network
 is slower, with the firmware's watermark messages for blocks of 80 KiB or
-more and its ``<<<`` abort.
+more and its ``<<<`` abort. A frame of it that finds the queue empty and the
+sender idle is sent by the command itself, as the sender would send it next
+(no hand-over to the sender task and back: an eighth of the round trip).
 """
 
 from __future__ import annotations
@@ -98,6 +100,10 @@ class LinkSlot:
     headers: list[bytes] = field(default_factory=list)
     queue: asyncio.Queue[tuple[bytes, int, bool, bool]] | None = None
     sender: asyncio.Task[None] | None = None
+    #: A frame is on its way out: the sender's, or one AT+WSSENDRAW sends itself.
+    sending: bool = False
+    #: Seconds a frame's send may wait (``send_timeout`` when the link opened).
+    send_timeout: float | None = None
     dropped_frames: int = 0
     discarded_messages: int = 0
 
@@ -106,6 +112,12 @@ class LinkSlot:
             self.sender.cancel()
             self.sender = None
         self.queue = None
+
+    @property
+    def idle(self) -> bool:
+        """Connected, with nothing queued or being sent: a frame sent now
+        goes out in its turn without the queue."""
+        return self.queue is not None and not self.sending and self.queue.empty()
 
 
 @dataclass
@@ -343,23 +355,34 @@ async def wsconn(ctx: PortContext, link_id: int, host: str, path: str, port: int
     except TransportError as exc:
         raise AtError(5, why=f"connection failed ({exc.stage}): {exc}") from None
     slot.queue = asyncio.Queue(maxsize=config.max_queue_size)
-    slot.sender = asyncio.get_running_loop().create_task(_send_queued(slot, link, glcfg))
+    slot.send_timeout = glcfg.send_timeout / 1000 or None
+    slot.sender = asyncio.get_running_loop().create_task(_send_queued(slot, link))
     ctx.write(b"[$][WS][EVENT]:linkid:%d, connected\r\n" % link_id)
 
 
-async def _send_queued(slot: LinkSlot, link: ClientLink, glcfg: GlobalConfig) -> None:
+async def _send_queued(slot: LinkSlot, link: ClientLink) -> None:
     """The link's sender: hands queued frames to the network one by one."""
     assert slot.queue is not None
     queue = slot.queue
-    timeout = glcfg.send_timeout / 1000 or None
     while True:
-        payload, opcode, fin, masked = await queue.get()
+        frame = await queue.get()
+        slot.sending = True
         try:
-            await link.send(payload, opcode=opcode, fin=fin, masked=masked, timeout=timeout)
-        except (TransportError, TimeoutError) as exc:
-            link.log.warning("queued frame not sent", error=repr(exc))
+            await _send_frame(link, frame, slot.send_timeout)
         finally:
+            slot.sending = False
             queue.task_done()
+
+
+async def _send_frame(link: ClientLink, frame: tuple[bytes, int, bool, bool],
+                      timeout: float | None) -> None:
+    """Send one frame of the queue; a failure is logged, not raised: the MCU
+    has its answer already, or gets it from what the link's end does."""
+    payload, opcode, fin, masked = frame
+    try:
+        await link.send(payload, opcode=opcode, fin=fin, masked=masked, timeout=timeout)
+    except (TransportError, TimeoutError) as exc:
+        link.log.warning("queued frame not sent", error=repr(exc))
 
 
 # -- sending -----------------------------------------------------------------------
@@ -434,17 +457,28 @@ async def wssendraw(ctx: PortContext, link_id: int, length: int, use_mask: int,
     if length < 1:
         raise AtError(1, why="length must be at least 1")
     slot = _open_slot(ctx, link_id)
-    assert slot.queue is not None
+    link = ws(ctx).open_link(link_id)
+    assert slot.queue is not None and link is not None
     masked = bool(use_mask)
 
     async def send(piece: bytes, first: bool, last: bool) -> None:
-        await _enqueue(slot, (piece, opcode if first else Opcode.CONTINUATION, last, masked))
+        frame = (piece, opcode if first else Opcode.CONTINUATION, last, masked)
+        if slot.idle:
+            # The queue's turn, without a hand-over to the sender and back.
+            slot.sending = True
+            try:
+                await _send_frame(link, frame, slot.send_timeout)
+            finally:
+                slot.sending = False
+        else:
+            await _enqueue(slot, frame)
 
     # Cut short by <<<: what arrived is sent, as the end of the message begun.
     await stream_block(ctx, length, slot.config.buffer_size, send, empty_abort=4)
     if slot.queue is None:
         raise AtError(2, why="the link ended during the transfer")
-    await _until_sent_or_lost(slot, slot.queue.join())
+    if not slot.idle:
+        await _until_sent_or_lost(slot, slot.queue.join())
 
 
 async def wsdisconn(ctx: PortContext, link_id: int) -> None:
